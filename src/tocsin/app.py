@@ -1,0 +1,277 @@
+"""Builds the long-lived parts, runs them, and shuts them down in a fixed order."""
+
+from __future__ import annotations
+
+import asyncio
+import copy
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+
+import structlog
+
+from tocsin import __version__, obs
+from tocsin.actions.registry import ACTION_KINDS
+from tocsin.api.http import ApiServer
+from tocsin.config import Config, FileSourceConfig, describe
+from tocsin.engine.clock import Clock, SystemClock
+from tocsin.engine.pipeline import BatchResult, Engine
+from tocsin.model import Event, FileOffset, Incident
+from tocsin.parsers import Parser, make_parser
+from tocsin.records.incidents import IncidentBook
+from tocsin.records.priority import PRIORITIES
+from tocsin.rules.loader import RuleSet, load_rules
+from tocsin.sources.logfile import LogFileSource
+from tocsin.store.base import CommitBatch, HistoryEntry, Store
+from tocsin.store.sqlite import SqliteStore
+from tocsin.store.writer import StoreWriter
+
+__all__ = ["Daemon", "commit_batch_of", "load_ruleset", "log_action_results"]
+
+log = structlog.get_logger("tocsin")
+
+_LOG_METHODS = {
+    "debug": "debug",
+    "info": "info",
+    "warning": "warning",
+    "error": "error",
+    "critical": "critical",
+}
+
+
+@dataclass(slots=True)
+class EventBatch:
+    """Events from one read of one file, and the offset to commit once they are done."""
+
+    events: list[Event]
+    checkpoint: FileOffset | None
+    read_at: float
+
+
+def load_ruleset(paths: tuple[Path, ...]) -> RuleSet:
+    """Load rules and log every problem with file:line; invalid rules are skipped."""
+    ruleset = load_rules(list(paths), kinds=ACTION_KINDS)
+    for warning in ruleset.warnings:
+        log.warning("rule_warning", problem=str(warning))
+    for error in ruleset.errors:
+        log.error("rule_invalid", problem=str(error))
+    obs.RULES_LOADED.set(len(ruleset.rules))
+    obs.RULE_ERRORS.set(len(ruleset.errors))
+    return ruleset
+
+
+def commit_batch_of(result: BatchResult, checkpoint: FileOffset | None) -> CommitBatch:
+    """Snapshot what a batch changed, so later batches cannot alter what gets committed."""
+    touched: dict[int, Incident] = {}
+    history: list[HistoryEntry] = []
+    for change in result.changes:
+        incident = change.incident
+        touched[incident.id] = incident
+        if change.op == "open":
+            history.append(HistoryEntry(incident.id, change.time, None, "new", change.actor))
+        elif change.op == "resolve":
+            history.append(HistoryEntry(incident.id, change.time, "new", "resolved", change.actor))
+    return CommitBatch(
+        incidents=[copy.copy(i) for i in touched.values()],
+        history=history,
+        offsets=[checkpoint] if checkpoint is not None else [],
+    )
+
+
+def log_action_results(result: BatchResult) -> None:
+    """Write what `log` actions asked for and report failed actions; count both."""
+    for request in result.logs:
+        getattr(log, _LOG_METHODS[request.level])(
+            request.message,
+            rule=request.rule,
+            source=request.event.source,
+            origin=request.event.origin,
+            host=request.event.host,
+            program=request.event.program,
+        )
+    for kind, count in result.actions.items():
+        obs.ACTIONS.labels(kind).inc(count)
+    for failure in result.failures:
+        obs.ACTIONS_FAILED.labels(failure.kind).inc()
+        log.error("action_failed", rule=failure.rule, kind=failure.kind, error=failure.error)
+    for rule, count in result.matches.items():
+        obs.RULE_MATCHES.labels(rule).inc(count)
+
+
+class Daemon:
+    """The running tocsin: file sources -> bounded queue -> engine -> store, plus the API."""
+
+    def __init__(self, config: Config, *, clock: Clock | None = None) -> None:
+        self.config = config
+        self.clock = clock or SystemClock()
+        self._queue: asyncio.Queue[EventBatch | None] = asyncio.Queue(
+            maxsize=max(1, config.queue_events // config.batch_lines)
+        )
+        self._queued_events = 0
+        self.ready = asyncio.Event()
+
+    async def run(self, stop: asyncio.Event) -> None:
+        """Run until `stop` is set, then shut down within the configured deadline."""
+        config = self.config
+        config.state_dir.mkdir(parents=True, exist_ok=True)
+        obs.BUILD.info({"version": __version__})
+        obs.QUEUE_CAPACITY.set(self._queue.maxsize * config.batch_lines)
+        ruleset = load_ruleset(config.rule_paths)
+        store: Store = SqliteStore(path=config.store_path)
+        async with StoreWriter(store=store) as writer:
+            saved = await writer.call(lambda s: s.load_offsets())
+            open_incidents = await writer.call(lambda s: s.load_open_incidents())
+            next_id = await writer.call(lambda s: s.next_incident_id())
+            book = IncidentBook(
+                priorities=config.priorities, next_id=next_id, open_incidents=open_incidents
+            )
+            engine = Engine(rules=ruleset.rules, lists=ruleset.lists, book=book, clock=self.clock)
+            self._set_open_gauge(book)
+            api = ApiServer(
+                host=config.http.host,
+                port=config.http.port,
+                store_path=config.store_path,
+                health=self._health,
+            )
+            await api.start()
+            sources = [
+                asyncio.create_task(self._supervise(spec, saved), name=f"tocsin.source.files[{i}]")
+                for i, spec in enumerate(config.files)
+            ]
+            processor = asyncio.create_task(self._process(engine, writer), name="tocsin.engine")
+            try:
+                log.info(
+                    "tocsin_started",
+                    version=__version__,
+                    api=f"http://{api.address}/api/v1/incidents",
+                    metrics=f"http://{api.address}/metrics",
+                    rules_loaded=len(ruleset.rules),
+                    rule_errors=len(ruleset.errors),
+                    open_incidents=len(book),
+                    **describe(config),
+                )
+                self.ready.set()
+                waiter = asyncio.create_task(stop.wait())
+                await asyncio.wait({waiter, processor}, return_when=asyncio.FIRST_COMPLETED)
+                waiter.cancel()
+                await self._shutdown(sources, processor, writer)
+            finally:
+                for task in (*sources, processor):
+                    task.cancel()
+                await api.stop()
+
+    async def _shutdown(
+        self, sources: list[asyncio.Task[None]], processor: asyncio.Task[None], writer: StoreWriter
+    ) -> None:
+        """Stop reading, drain the queue, commit, all within shutdown_timeout."""
+        deadline = time.monotonic() + self.config.shutdown_timeout
+        log.info("tocsin_stopping", queued_events=self._queued_events)
+        for task in sources:
+            task.cancel()
+        await asyncio.gather(*sources, return_exceptions=True)
+        try:
+            if not processor.done():
+                await asyncio.wait_for(self._queue.put(None), max(0.0, deadline - time.monotonic()))
+            await asyncio.wait_for(asyncio.shield(processor), max(0.0, deadline - time.monotonic()))
+            await asyncio.wait_for(writer.flush(), max(0.1, deadline - time.monotonic()))
+        except TimeoutError:
+            log.error(
+                "shutdown_deadline_exceeded",
+                unprocessed_events=self._queued_events,
+                pending_commits=writer.pending,
+                note="uncommitted lines are read again at the next start",
+            )
+            processor.cancel()
+            return
+        if processor.exception() is not None:
+            log.error("engine_crashed", error=repr(processor.exception()))
+        log.info("tocsin_stopped")
+
+    async def _supervise(self, spec: FileSourceConfig, saved: dict[str, FileOffset]) -> None:
+        """Keep a file source running: a crash is logged and the source restarts from its offsets."""
+        delay = 1.0
+        while True:
+            try:
+                await self._read_files(spec, saved)
+                return
+            except asyncio.CancelledError:
+                raise
+            except Exception:
+                log.exception("source_crashed", patterns=list(spec.patterns), restart_in=delay)
+                await asyncio.sleep(delay)
+                delay = min(delay * 2, 30.0)
+
+    async def _read_files(self, spec: FileSourceConfig, saved: dict[str, FileOffset]) -> None:
+        """Tail one `sources.files` entry into the queue, parsing each read into events."""
+        parsers: dict[str, Parser] = {}
+
+        def parser_for(path: str) -> Parser:
+            parser = parsers.get(path)
+            if parser is None:
+                parser = make_parser(
+                    spec.parser, origin=path, year=spec.year, tz=spec.timezone, now=self.clock.now
+                )
+                parsers[path] = parser
+            return parser
+
+        async with LogFileSource(
+            patterns=spec.patterns,
+            saved=saved,
+            start_at="beginning" if spec.start_at == "beginning" else "end",
+            max_line_bytes=spec.max_line_bytes,
+            batch_lines=self.config.batch_lines,
+            poll_interval=spec.poll_interval,
+            rescan_interval=spec.rescan_interval,
+            clock=self.clock.now,
+        ) as source:
+            async for lines in source:
+                parser = parser_for(lines.path)
+                read_at = lines.read_at
+                events = [parser(line, read_at) for line in lines.lines]
+                if parser.errors:
+                    obs.PARSE_ERRORS.labels(parser.name).inc(parser.errors)
+                    parser.errors = 0
+                obs.EVENTS_RECEIVED.labels("log").inc(len(events))
+                self._queued_events += len(events)
+                obs.QUEUE_DEPTH.set(self._queued_events)
+                await self._queue.put(EventBatch(events, lines.checkpoint, read_at))
+                # Where a restarted source resumes: after what is already queued.
+                saved[lines.path] = lines.checkpoint
+
+    async def _process(self, engine: Engine, writer: StoreWriter) -> None:
+        """Take batches off the queue, run the engine, hand the effects to the store."""
+        while True:
+            batch = await self._queue.get()
+            if batch is None:
+                return
+            self._queued_events -= len(batch.events)
+            obs.QUEUE_DEPTH.set(self._queued_events)
+            result = engine.process(batch.events)
+            committed = await writer.submit(commit_batch_of(result, batch.checkpoint))
+            committed.add_done_callback(_latency_observer(batch.read_at, self.clock.now))
+            log_action_results(result)
+            if result.changes:
+                self._set_open_gauge(engine.book)
+
+    @staticmethod
+    def _set_open_gauge(book: IncidentBook) -> None:
+        counts = book.open_by_priority()
+        for priority in PRIORITIES:
+            obs.INCIDENTS_OPEN.labels(priority).set(counts.get(priority, 0))
+
+    def _health(self) -> dict[str, object]:
+        return {
+            "status": "ok" if self.ready.is_set() else "starting",
+            "queued_events": self._queued_events,
+        }
+
+
+def _latency_observer(
+    read_at: float, now: Callable[[], float]
+) -> Callable[[asyncio.Future[None]], None]:
+    def observe(future: asyncio.Future[None]) -> None:
+        if not future.cancelled() and future.exception() is None:
+            obs.EVENT_LATENCY.observe(max(0.0, now() - read_at))
+
+    return observe

@@ -1,0 +1,161 @@
+"""Command line: `tocsin run | check | replay | version`; the only place with argv and signals."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import signal
+import sys
+import zoneinfo
+from collections.abc import Sequence
+from pathlib import Path
+
+from tocsin import __version__
+from tocsin.actions.registry import ACTION_KINDS
+from tocsin.config import Config, load_config
+from tocsin.obs import configure_logging
+from tocsin.parsers import PARSER_KINDS
+from tocsin.records.priority import PriorityMatrix
+from tocsin.rules.loader import load_rules
+from tocsin.yamlsrc import SourceError
+
+__all__ = ["main"]
+
+EXIT_OK = 0
+EXIT_INVALID = 1
+EXIT_USAGE = 2
+
+
+def _parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="tocsin", description="Service-operation daemon: events in, incidents out."
+    )
+    sub = parser.add_subparsers(dest="command", required=True)
+
+    run = sub.add_parser("run", help="run the daemon")
+    run.add_argument("--config", type=Path, required=True, help="path to tocsin.yaml")
+
+    check = sub.add_parser("check", help="validate the config and rule files")
+    check.add_argument("--config", type=Path, help="path to tocsin.yaml (checks its rules too)")
+    check.add_argument("rules", nargs="*", type=Path, help="rule files or folders")
+
+    replay = sub.add_parser("replay", help="run log files through the rules and print what fired")
+    source = replay.add_mutually_exclusive_group(required=True)
+    source.add_argument("--config", type=Path, help="take rules and priorities from this config")
+    source.add_argument("--rules", type=Path, action="append", help="a rule file or folder")
+    replay.add_argument("--parser", choices=PARSER_KINDS, default="auto")
+    replay.add_argument("--year", type=int, help="year of the first line (BSD syslog has none)")
+    replay.add_argument("--timezone", help="time zone of local timestamps (default: this host's)")
+    replay.add_argument("--format", choices=("table", "jsonl"), default="table")
+    replay.add_argument("files", nargs="+", type=Path)
+
+    sub.add_parser("version", help="print the version")
+    return parser
+
+
+def _run(config_path: Path) -> int:
+    try:
+        config = load_config(config_path)
+    except SourceError as exc:
+        print(f"tocsin: {exc}", file=sys.stderr)
+        return EXIT_INVALID
+    configure_logging(level=config.log_level, fmt=config.log_format)
+    return asyncio.run(_serve(config))
+
+
+async def _serve(config: Config) -> int:
+    from tocsin.app import Daemon  # noqa: PLC0415 - keep `check` and `replay` light to start
+
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        loop.add_signal_handler(sig, stop.set)
+    await Daemon(config).run(stop)
+    return EXIT_OK
+
+
+def _check(config_path: Path | None, rule_paths: Sequence[Path]) -> int:
+    paths = list(rule_paths)
+    if config_path is not None:
+        try:
+            config = load_config(config_path)
+        except SourceError as exc:
+            print(exc, file=sys.stderr)
+            return EXIT_INVALID
+        if not paths:
+            paths = list(config.rule_paths)
+    if not paths:
+        print("tocsin check: give --config or rule paths", file=sys.stderr)
+        return EXIT_USAGE
+    ruleset = load_rules(paths, kinds=ACTION_KINDS)
+    for warning in ruleset.warnings:
+        print(f"{warning.mark}: warning: {warning.message}", file=sys.stderr)
+    for error in ruleset.errors:
+        print(error, file=sys.stderr)
+    summary = (
+        f"{len(ruleset.files)} files, {len(ruleset.rules)} rules ok, "
+        f"{len(ruleset.errors)} errors, {len(ruleset.warnings)} warnings"
+    )
+    if ruleset.disabled:
+        summary += f", {ruleset.disabled} disabled"
+    print(summary, file=sys.stderr if ruleset.errors else sys.stdout)
+    return EXIT_INVALID if ruleset.errors else EXIT_OK
+
+
+def _replay(args: argparse.Namespace) -> int:
+    from tocsin.replay import replay  # noqa: PLC0415 - keep `check` light to start
+
+    priorities = PriorityMatrix()
+    if args.config is not None:
+        try:
+            config = load_config(args.config)
+        except SourceError as exc:
+            print(exc, file=sys.stderr)
+            return EXIT_INVALID
+        rule_paths, priorities = list(config.rule_paths), config.priorities
+    else:
+        rule_paths = list(args.rules)
+    tz = None
+    if args.timezone:
+        try:
+            tz = zoneinfo.ZoneInfo(args.timezone)
+        except (zoneinfo.ZoneInfoNotFoundError, ValueError):
+            print(f"tocsin replay: unknown time zone {args.timezone!r}", file=sys.stderr)
+            return EXIT_USAGE
+    missing = [str(f) for f in args.files if not f.is_file()]
+    if missing:
+        print(f"tocsin replay: no such file: {', '.join(missing)}", file=sys.stderr)
+        return EXIT_USAGE
+    ruleset = load_rules(rule_paths, kinds=ACTION_KINDS)
+    for error in ruleset.errors:
+        print(f"{error} (rule skipped)", file=sys.stderr)
+    summary = replay(
+        args.files,
+        ruleset=ruleset,
+        priorities=priorities,
+        parser=args.parser,
+        year=args.year,
+        tz=tz,
+        fmt=args.format,
+        out=sys.stdout,
+    )
+    sys.stdout.flush()
+    print(summary.render(), file=sys.stderr)
+    return EXIT_OK
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Entry point of the `tocsin` console script."""
+    args = _parser().parse_args(argv)
+    if args.command == "run":
+        return _run(args.config)
+    if args.command == "check":
+        return _check(args.config, args.rules)
+    if args.command == "replay":
+        return _replay(args)
+    print(__version__)
+    return EXIT_OK
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,267 @@
+"""The daemon's config file: typed, strict (unknown keys are errors), errors carry file:line."""
+
+from __future__ import annotations
+
+import datetime
+import zoneinfo
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from tocsin.parsers import PARSER_KINDS
+from tocsin.records.priority import DEFAULT_MATRIX, LEVELS, PRIORITIES, PriorityMatrix
+from tocsin.rules.schema import (
+    check_keys,
+    expect_bool,
+    expect_int,
+    expect_list,
+    expect_map,
+    expect_str,
+    parse_duration,
+)
+from tocsin.yamlsrc import Mark, MarkedMap, SourceError, load_yaml_file, value_mark
+
+__all__ = ["Config", "FileSourceConfig", "HttpConfig", "load_config"]
+
+_TOP = (
+    "state_dir",
+    "rules",
+    "http",
+    "store",
+    "pipeline",
+    "logging",
+    "priority_matrix",
+    "shutdown_timeout",
+    "sources",
+)
+_FILE_KEYS = (
+    "path",
+    "parser",
+    "start_at",
+    "max_line_bytes",
+    "year",
+    "timezone",
+    "host",
+    "poll_interval",
+    "rescan_interval",
+)
+
+
+@dataclass(frozen=True, slots=True)
+class HttpConfig:
+    """Where the API and /metrics listen."""
+
+    host: str = "127.0.0.1"
+    port: int = 8465
+
+
+@dataclass(frozen=True, slots=True)
+class FileSourceConfig:
+    """One `sources.files` entry: a path or glob and how to read it."""
+
+    patterns: tuple[str, ...]
+    parser: str = "auto"
+    start_at: str = "end"
+    max_line_bytes: int = 65536
+    year: int | None = None
+    timezone: datetime.tzinfo | None = None
+    poll_interval: float = 0.25
+    rescan_interval: float = 2.0
+
+
+@dataclass(frozen=True, slots=True)
+class Config:
+    """The whole daemon config, paths already resolved against the config file's folder."""
+
+    path: Path
+    state_dir: Path
+    rule_paths: tuple[Path, ...]
+    store_path: Path
+    http: HttpConfig = HttpConfig()
+    files: tuple[FileSourceConfig, ...] = ()
+    queue_events: int = 65536
+    batch_lines: int = 2048
+    shutdown_timeout: float = 10.0
+    log_level: str = "info"
+    log_format: str = "auto"
+    priorities: PriorityMatrix = field(default_factory=PriorityMatrix)
+
+
+def _section(data: MarkedMap, key: str, allowed: tuple[str, ...]) -> MarkedMap:
+    section = expect_map(data.get(key), value_mark(data, key, data.mark), f"'{key}'")
+    check_keys(section, allowed, f"{key} option")
+    return section
+
+
+def _path(base: Path, value: Any, where: Mark, what: str) -> Path:
+    path = Path(expect_str(value, where, what)).expanduser()
+    return path if path.is_absolute() else (base / path)
+
+
+def _timezone(value: Any, where: Mark) -> datetime.tzinfo | None:
+    name = expect_str(value, where, "'timezone'")
+    if name == "local":
+        return None
+    try:
+        return zoneinfo.ZoneInfo(name)
+    except (zoneinfo.ZoneInfoNotFoundError, ValueError):
+        raise SourceError(
+            where, f"unknown time zone {name!r} (use an IANA name like Europe/Berlin or 'local')"
+        ) from None
+
+
+def _file_source(base: Path, spec: Any, where: Mark) -> FileSourceConfig:
+    data = expect_map(spec, where, "a file source")
+    check_keys(data, _FILE_KEYS, "file source option", required=("path",))
+
+    def at(key: str) -> Mark:
+        return value_mark(data, key, where)
+
+    raw_paths = data["path"]
+    paths = (
+        [raw_paths] if isinstance(raw_paths, str) else expect_list(raw_paths, at("path"), "'path'")
+    )
+    patterns = tuple(str(_path(base, p, at("path"), "'path'")) for p in paths)
+    parser = data.get("parser", "auto")
+    if parser not in PARSER_KINDS:
+        raise SourceError(
+            at("parser"), f"unknown parser {parser!r}; use one of {', '.join(PARSER_KINDS)}"
+        )
+    start_at = data.get("start_at", "end")
+    if start_at not in ("end", "beginning"):
+        raise SourceError(at("start_at"), "start_at must be 'end' or 'beginning'")
+    year = data.get("year")
+    return FileSourceConfig(
+        patterns=patterns,
+        parser=str(parser),
+        start_at=str(start_at),
+        max_line_bytes=expect_int(
+            data.get("max_line_bytes", 65536), at("max_line_bytes"), "'max_line_bytes'", minimum=256
+        ),
+        year=expect_int(year, at("year"), "'year'", minimum=1970) if year is not None else None,
+        timezone=_timezone(data["timezone"], at("timezone")) if "timezone" in data else None,
+        poll_interval=parse_duration(
+            data.get("poll_interval", 0.25), at("poll_interval"), "'poll_interval'"
+        ),
+        rescan_interval=parse_duration(
+            data.get("rescan_interval", 2.0), at("rescan_interval"), "'rescan_interval'"
+        ),
+    )
+
+
+def _matrix(spec: Any, where: Mark) -> PriorityMatrix:
+    data = expect_map(spec, where, "'priority_matrix'")
+    check_keys(data, LEVELS, "impact level")
+    table: dict[str, dict[str, str]] = {i: dict(row) for i, row in DEFAULT_MATRIX.items()}
+    for impact, row_spec in data.items():
+        row = expect_map(row_spec, value_mark(data, impact, where), f"priority_matrix.{impact}")
+        check_keys(row, LEVELS, "urgency level")
+        for urgency, priority in row.items():
+            if priority not in PRIORITIES:
+                raise SourceError(
+                    value_mark(row, urgency, row.mark),
+                    f"priority must be one of {', '.join(PRIORITIES)}",
+                )
+            table[impact][urgency] = priority
+    return PriorityMatrix(table)
+
+
+def load_config(path: Path) -> Config:
+    """Read and validate the config file; raise SourceError naming file:line on the first problem."""
+    data = load_yaml_file(path)
+    root = expect_map(data, Mark(str(path), 1, 1), "the config file")
+    check_keys(root, _TOP, "config key")
+    base = path.resolve().parent
+
+    def at(key: str) -> Mark:
+        return value_mark(root, key, root.mark)
+
+    state_dir = _path(base, root.get("state_dir", "state"), at("state_dir"), "'state_dir'")
+    rules_spec = root.get("rules", ["rules"])
+    rule_list = (
+        [rules_spec]
+        if isinstance(rules_spec, str)
+        else expect_list(rules_spec, at("rules"), "'rules'")
+    )
+    rule_paths = tuple(_path(base, r, at("rules"), "a rules path") for r in rule_list)
+
+    http_spec = _section(root, "http", ("host", "port"))
+    http = HttpConfig(
+        host=expect_str(
+            http_spec.get("host", "127.0.0.1"),
+            value_mark(http_spec, "host", at("http")),
+            "http.host",
+        ),
+        port=expect_int(
+            http_spec.get("port", 8465), value_mark(http_spec, "port", at("http")), "http.port"
+        ),
+    )
+    store_spec = _section(root, "store", ("path",))
+    store_path = _path(
+        state_dir,
+        store_spec.get("path", "tocsin.db"),
+        value_mark(store_spec, "path", at("store")),
+        "store.path",
+    )
+    pipeline = _section(root, "pipeline", ("queue_events", "batch_lines"))
+    logging_spec = _section(root, "logging", ("level", "format"))
+    level = logging_spec.get("level", "info")
+    if level not in ("debug", "info", "warning", "error"):
+        raise SourceError(
+            value_mark(logging_spec, "level", at("logging")),
+            "logging.level must be debug, info, warning or error",
+        )
+    fmt = logging_spec.get("format", "auto")
+    if fmt not in ("auto", "json", "console"):
+        raise SourceError(
+            value_mark(logging_spec, "format", at("logging")),
+            "logging.format must be auto, json or console",
+        )
+
+    sources = _section(root, "sources", ("files",))
+    files_spec = sources.get("files", [])
+    files_where = value_mark(sources, "files", at("sources"))
+    files_list = expect_list(files_spec, files_where, "sources.files") if files_spec else []
+    files = tuple(
+        _file_source(base, spec, value_mark(files_list, i, files_where))
+        for i, spec in enumerate(files_list)
+    )
+    return Config(
+        path=path,
+        state_dir=state_dir,
+        rule_paths=rule_paths,
+        store_path=store_path,
+        http=http,
+        files=files,
+        queue_events=expect_int(
+            pipeline.get("queue_events", 65536),
+            value_mark(pipeline, "queue_events", at("pipeline")),
+            "pipeline.queue_events",
+            minimum=1,
+        ),
+        batch_lines=expect_int(
+            pipeline.get("batch_lines", 2048),
+            value_mark(pipeline, "batch_lines", at("pipeline")),
+            "pipeline.batch_lines",
+            minimum=1,
+        ),
+        shutdown_timeout=parse_duration(
+            root.get("shutdown_timeout", 10), at("shutdown_timeout"), "'shutdown_timeout'"
+        ),
+        log_level=str(level),
+        log_format=str(fmt),
+        priorities=_matrix(root["priority_matrix"], at("priority_matrix"))
+        if "priority_matrix" in root
+        else PriorityMatrix(),
+    )
+
+
+def describe(config: Config) -> Mapping[str, Any]:
+    """Summarize the config for the startup log line."""
+    return {
+        "config": str(config.path),
+        "state_dir": str(config.state_dir),
+        "rules": [str(p) for p in config.rule_paths],
+        "files": [p for f in config.files for p in f.patterns],
+    }

@@ -1,0 +1,153 @@
+"""The pure engine: a batch of events in, the batch's effects out. No I/O, no asyncio.
+
+An RE2 Set over every rule's message pattern runs once per event, so an event meets only
+the rules that can match it; rules without a message pattern are always tried.
+"""
+
+from __future__ import annotations
+
+from collections import Counter
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+import re2
+
+from tocsin.engine.clock import Clock
+from tocsin.model import Event, IncidentChange
+from tocsin.records.incidents import IncidentBook
+from tocsin.rules.matchers import RE2_OPTIONS
+from tocsin.rules.types import ActionOutput, Hit, LogRequest, Rule
+
+__all__ = ["ActionFailure", "BatchResult", "Engine"]
+
+
+@dataclass(frozen=True, slots=True)
+class ActionFailure:
+    """An action that raised: reported and counted, the rest of the batch goes on."""
+
+    rule: str
+    kind: str
+    error: str
+    event: Event
+
+
+@dataclass(slots=True)
+class BatchResult:
+    """What one batch did; the I/O edge persists `changes` and writes `logs`."""
+
+    events: int = 0
+    dropped: int = 0
+    changes: list[IncidentChange] = field(default_factory=list)
+    logs: list[LogRequest] = field(default_factory=list)
+    outputs: list[ActionOutput] | None = None
+    matches: Counter[str] = field(default_factory=Counter)
+    actions: Counter[str] = field(default_factory=Counter)
+    failures: list[ActionFailure] = field(default_factory=list)
+    now: float = 0.0
+
+
+@dataclass(slots=True)
+class _Env:
+    """The ActionEnv one batch runs in."""
+
+    book: IncidentBook
+    changes: list[IncidentChange]
+    logs: list[LogRequest]
+    outputs: list[ActionOutput] | None
+
+
+class Engine:
+    """Runs events through compiled rules in load order (first match wins unless `continue`)."""
+
+    def __init__(
+        self,
+        *,
+        rules: Sequence[Rule],
+        lists: Mapping[str, list[Any]],
+        book: IncidentBook,
+        clock: Clock,
+        record_outputs: bool = False,
+    ) -> None:
+        self.rules = list(rules)
+        self.lists = lists
+        self.book = book
+        self.clock = clock
+        self.record_outputs = record_outputs
+        self._always: list[int] = []
+        self._rule_of_pattern: list[int] = []
+        self._set: Any = None
+        patterns: list[tuple[int, str]] = []
+        for index, rule in enumerate(self.rules):
+            if rule.prefilter is None:
+                self._always.append(index)
+            else:
+                patterns.append((index, rule.prefilter))
+        if patterns:
+            prefilter = re2.Set.SearchSet(RE2_OPTIONS)
+            for index, pattern in patterns:
+                prefilter.Add(pattern)
+                self._rule_of_pattern.append(index)
+            prefilter.Compile()
+            self._set = prefilter
+
+    def _candidates(self, message: str) -> Sequence[int]:
+        """Return, in rule order, the indexes of rules that can match this message."""
+        if self._set is None:
+            return self._always
+        hits = self._set.Match(message)
+        if not hits:
+            return self._always
+        found = [self._rule_of_pattern[h] for h in hits]
+        if self._always:
+            found.extend(self._always)
+        found.sort()
+        return found
+
+    def process(self, events: Sequence[Event]) -> BatchResult:
+        """Run one batch; actions that raise are recorded as failures, never propagated."""
+        result = BatchResult(events=len(events), now=self.clock.now())
+        if self.record_outputs:
+            result.outputs = []
+        env = _Env(self.book, result.changes, result.logs, result.outputs)
+        rules = self.rules
+        lists = self.lists
+        matches = result.matches
+        for event in events:
+            for index in self._candidates(event.message):
+                rule = rules[index]
+                captures: dict[str, Any] = {}
+                if not rule.matcher(event, captures):
+                    continue
+                variables: dict[str, Any] = {
+                    **captures,
+                    "event": event,
+                    "fields": {**event.fields, **captures} if captures else event.fields,
+                    "lists": lists,
+                }
+                if rule.when is not None and not rule.when(variables):
+                    continue
+                if captures:
+                    event.fields.update(captures)
+                    variables["fields"] = event.fields
+                matches[rule.id] += 1
+                hit = Hit(event, rule, captures, variables)
+                if rule.key is not None:
+                    hit.key = rule.key.render(variables)
+                self._run_actions(hit, env, result)
+                if hit.dropped:
+                    result.dropped += 1
+                    break
+                if not rule.continue_:
+                    break
+        return result
+
+    def _run_actions(self, hit: Hit, env: _Env, result: BatchResult) -> None:
+        for action in hit.rule.actions:
+            result.actions[action.kind] += 1
+            try:
+                action.run(hit, env)
+            except Exception as exc:  # noqa: BLE001 - one bad action must not stop the batch
+                result.failures.append(
+                    ActionFailure(hit.rule.id, action.kind, repr(exc), hit.event)
+                )

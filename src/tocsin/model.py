@@ -1,0 +1,190 @@
+"""The normalized event and the record types every other module speaks."""
+
+from __future__ import annotations
+
+import enum
+import itertools
+import os
+import time
+from dataclasses import dataclass, field
+from typing import Any
+
+__all__ = [
+    "ITIL_OF_LEVEL",
+    "LEVELS",
+    "Event",
+    "FileIdentity",
+    "FileOffset",
+    "Incident",
+    "IncidentChange",
+    "IncidentState",
+    "Severity",
+    "level_from_number",
+]
+
+
+class Severity(enum.StrEnum):
+    """ITIL event classes: what an operator must do about an event."""
+
+    INFORMATIONAL = "informational"
+    WARNING = "warning"
+    EXCEPTION = "exception"
+
+
+# Syslog levels (RFC 5424 section 6.2.1), most severe first: index == numeric level.
+LEVELS: tuple[str, ...] = ("emerg", "alert", "crit", "err", "warning", "notice", "info", "debug")
+
+ITIL_OF_LEVEL: dict[str, str] = {
+    "emerg": Severity.EXCEPTION,
+    "alert": Severity.EXCEPTION,
+    "crit": Severity.EXCEPTION,
+    "err": Severity.EXCEPTION,
+    "warning": Severity.WARNING,
+    "notice": Severity.INFORMATIONAL,
+    "info": Severity.INFORMATIONAL,
+    "debug": Severity.INFORMATIONAL,
+}
+
+
+def level_from_number(number: int) -> str:
+    """Return the syslog keyword of a numeric level, clamping out-of-range values."""
+    return LEVELS[min(max(number, 0), 7)]
+
+
+_BOOT = f"{os.getpid():x}{int(time.time()):x}"
+_SEQUENCE = itertools.count(1)
+
+
+class Event:
+    """One normalized signal; built for every line, so plain slots and no validation."""
+
+    __slots__ = (
+        "_id",
+        "fields",
+        "host",
+        "level",
+        "message",
+        "origin",
+        "program",
+        "received",
+        "severity",
+        "source",
+        "time",
+    )
+
+    def __init__(
+        self,
+        *,
+        time: float,
+        received: float,
+        source: str,
+        origin: str,
+        message: str,
+        host: str = "",
+        program: str = "",
+        level: str = "info",
+        severity: str | None = None,
+        fields: dict[str, Any] | None = None,
+    ) -> None:
+        self._id: str | None = None
+        self.time = time
+        self.received = received
+        self.source = source
+        self.origin = origin
+        self.host = host
+        self.program = program
+        self.level = level
+        self.severity = (
+            ITIL_OF_LEVEL.get(level, Severity.INFORMATIONAL) if severity is None else severity
+        )
+        self.message = message
+        self.fields: dict[str, Any] = {} if fields is None else fields
+
+    @property
+    def id(self) -> str:
+        """Return a process-unique id, made only when somebody asks for it."""
+        if self._id is None:
+            self._id = f"{_BOOT}-{next(_SEQUENCE):x}"
+        return self._id
+
+    def as_dict(self) -> dict[str, Any]:
+        """Return the event as plain data (for templates, logs and JSON)."""
+        return {
+            "id": self.id,
+            "time": self.time,
+            "received": self.received,
+            "source": self.source,
+            "origin": self.origin,
+            "host": self.host,
+            "program": self.program,
+            "severity": str(self.severity),
+            "level": self.level,
+            "message": self.message,
+            "fields": self.fields,
+        }
+
+    def __repr__(self) -> str:
+        return (
+            f"Event(source={self.source!r}, host={self.host!r}, program={self.program!r}, "
+            f"level={self.level!r}, message={self.message!r}, fields={self.fields!r})"
+        )
+
+
+class IncidentState(enum.StrEnum):
+    """Where an incident is in its lifecycle (later issues add the states in between)."""
+
+    NEW = "new"
+    RESOLVED = "resolved"
+
+
+@dataclass(slots=True)
+class Incident:
+    """An incident as the engine keeps it while it is open."""
+
+    id: int
+    fingerprint: str
+    rule: str
+    key: str
+    title: str
+    state: IncidentState
+    priority: str
+    impact: str
+    urgency: str
+    first_seen: float
+    last_seen: float
+    count: int = 1
+    service: str = ""
+    category: str = ""
+    description: str = ""
+    labels: dict[str, str] = field(default_factory=dict)
+    resolved_at: float | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class IncidentChange:
+    """What happened to one incident; `incident` is live, so `count` keeps the value then."""
+
+    op: str  # "open" | "update" | "resolve"
+    incident: Incident
+    time: float
+    count: int
+    actor: str
+
+
+@dataclass(frozen=True, slots=True)
+class FileIdentity:
+    """Which file this is: device+inode, plus a fingerprint of its first bytes against inode reuse."""
+
+    dev: int
+    ino: int
+    fp_len: int  # how many leading bytes the fingerprint covers (grows up to a cap)
+    fp_hash: str  # hex digest of those bytes
+
+
+@dataclass(frozen=True, slots=True)
+class FileOffset:
+    """A durable read position: every line before `offset` has been fully processed."""
+
+    path: str
+    identity: FileIdentity
+    offset: int

@@ -1,0 +1,118 @@
+"""Every Prometheus metric in one place, and the structlog setup.
+
+Hot paths never touch these per item: they count in plain ints and add once per batch.
+"""
+
+from __future__ import annotations
+
+import logging
+import sys
+from typing import Any
+
+import structlog
+from prometheus_client import Counter, Gauge, Histogram, Info
+
+__all__ = [
+    "ACTIONS",
+    "ACTIONS_FAILED",
+    "BUILD",
+    "EVENTS_RECEIVED",
+    "EVENT_LATENCY",
+    "FILE_BYTES",
+    "FILE_ERRORS",
+    "FILE_INVALID_UTF8",
+    "FILE_LINES",
+    "FILE_LINES_CUT",
+    "FILE_ROTATIONS",
+    "INCIDENTS_OPEN",
+    "PARSE_ERRORS",
+    "QUEUE_CAPACITY",
+    "QUEUE_DEPTH",
+    "RULES_LOADED",
+    "RULE_ERRORS",
+    "RULE_MATCHES",
+    "STORE_COMMITS",
+    "STORE_COMMIT_SECONDS",
+    "STORE_FAILURES",
+    "configure_logging",
+]
+
+BUILD = Info("tocsin_build", "Version of the running daemon.")
+
+EVENTS_RECEIVED = Counter(
+    "tocsin_events_received_total", "Events normalized from a source.", ["source"]
+)
+FILE_LINES = Counter("tocsin_file_lines_read_total", "Lines read from a log file.", ["path"])
+FILE_BYTES = Counter("tocsin_file_bytes_read_total", "Bytes read from a log file.", ["path"])
+FILE_LINES_CUT = Counter(
+    "tocsin_file_lines_cut_total", "Lines cut because they exceeded max_line_bytes.", ["path"]
+)
+FILE_INVALID_UTF8 = Counter(
+    "tocsin_file_invalid_utf8_lines_total",
+    "Lines with invalid UTF-8, decoded with replacement characters.",
+    ["path"],
+)
+FILE_ERRORS = Counter(
+    "tocsin_file_errors_total",
+    "Problems with a tailed file (missing, unreadable); the tailer retries.",
+    ["path", "reason"],
+)
+FILE_ROTATIONS = Counter(
+    "tocsin_file_rotations_total",
+    "Rotations seen on a tailed file (rename = rename+create, truncate = copytruncate).",
+    ["path", "kind"],
+)
+PARSE_ERRORS = Counter(
+    "tocsin_parse_errors_total",
+    "Lines the configured parser could not parse; they went on as plain events.",
+    ["parser"],
+)
+RULE_MATCHES = Counter("tocsin_rule_matches_total", "Events matched per rule.", ["rule"])
+ACTIONS = Counter("tocsin_actions_total", "Actions run, per kind.", ["kind"])
+ACTIONS_FAILED = Counter(
+    "tocsin_actions_failed_total", "Actions that raised an error, per kind.", ["kind"]
+)
+INCIDENTS_OPEN = Gauge("tocsin_incidents_open", "Open incidents per priority.", ["priority"])
+QUEUE_DEPTH = Gauge("tocsin_queue_depth", "Events waiting between the sources and the engine.")
+QUEUE_CAPACITY = Gauge(
+    "tocsin_queue_capacity", "Events the engine queue holds before sources wait."
+)
+EVENT_LATENCY = Histogram(
+    "tocsin_event_processing_seconds",
+    "Time from reading a batch to committing its effects, observed once per batch.",
+    buckets=(0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0),
+)
+STORE_COMMIT_SECONDS = Histogram(
+    "tocsin_store_commit_seconds",
+    "Duration of one store transaction.",
+    buckets=(0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0),
+)
+STORE_COMMITS = Counter("tocsin_store_commits_total", "Store transactions committed.")
+STORE_FAILURES = Counter(
+    "tocsin_store_failures_total", "Store transactions that failed and were retried."
+)
+RULES_LOADED = Gauge("tocsin_rules_loaded", "Rules compiled and active.")
+RULE_ERRORS = Gauge("tocsin_rule_errors", "Rules rejected by validation at the last load.")
+
+
+def configure_logging(*, level: str = "info", fmt: str = "auto") -> None:
+    """Log JSON lines to stdout unless it is a TTY (or `fmt` says otherwise)."""
+    console = sys.stdout.isatty() if fmt == "auto" else fmt == "console"
+    renderer: Any = (
+        structlog.dev.ConsoleRenderer() if console else structlog.processors.JSONRenderer()
+    )
+    structlog.configure(
+        processors=[
+            structlog.contextvars.merge_contextvars,
+            structlog.processors.add_log_level,
+            structlog.processors.TimeStamper(fmt="iso", utc=True),
+            structlog.processors.StackInfoRenderer(),
+            structlog.processors.format_exc_info,
+            renderer,
+        ],
+        wrapper_class=structlog.make_filtering_bound_logger(
+            logging.getLevelNamesMapping()[level.upper()]
+        ),
+        logger_factory=structlog.PrintLoggerFactory(file=sys.stdout),
+        cache_logger_on_first_use=True,
+    )

@@ -1,0 +1,157 @@
+"""Timestamp text to epoch seconds, cached because consecutive log lines repeat their second."""
+
+from __future__ import annotations
+
+import math
+import re
+from collections.abc import Callable
+from datetime import UTC, datetime, timedelta, timezone, tzinfo
+
+__all__ = ["MONTHS", "StampCache", "YearTracker", "epoch_of_number"]
+
+MONTHS: dict[str, int] = {
+    name: number
+    for number, name in enumerate(
+        ("Jan", "Feb", "Mar", "Apr", "May", "Jun", "Jul", "Aug", "Sep", "Oct", "Nov", "Dec"), 1
+    )
+}
+
+# ISO 8601 as loggers write it: "T" or space, "." or "," before the fraction, offset optional.
+_ISO = re.compile(
+    r"(\d{4}-\d\d-\d\d)[Tt ](\d\d:\d\d:\d\d)(?:[.,](\d{1,9}))?\s*([Zz]|[+-]\d\d:?\d\d)?"
+)
+
+_CACHE_LIMIT = 4096
+
+
+class StampCache:
+    """Epoch seconds per timestamp text: a datetime per line would cost more than the parse."""
+
+    __slots__ = ("_epochs", "_tz")
+
+    def __init__(self, *, tz: tzinfo | None) -> None:
+        self._tz = tz
+        self._epochs: dict[tuple[int | str, str], float] = {}
+
+    def bsd(self, year: int, stamp: str) -> float | None:
+        """Return the epoch of a BSD stamp ("Nov  5 18:30:21") in `year`, None if no such date."""
+        key = (year, stamp)
+        epoch = self._epochs.get(key)
+        if epoch is None:
+            month, day, clock = stamp.split()
+            base = f"{year:04d}-{MONTHS[month]:02d}-{int(day):02d}T{clock}"
+            epoch = self._remember(key, base, "")
+        return epoch
+
+    def rfc3339(self, base: str, offset: str | None) -> float | None:
+        """Return the epoch of "YYYY-MM-DDThh:mm:ss" (no fraction) with an optional offset."""
+        key = (base, offset or "")
+        epoch = self._epochs.get(key)
+        if epoch is None:
+            epoch = self._remember(key, base, offset or "")
+        return epoch
+
+    def iso(self, text: str) -> float | None:
+        """Return the epoch of an ISO 8601 string as loggers write them, None if it is not one."""
+        match = _ISO.match(text)
+        if match is not None:
+            date, clock, fraction, offset = match.groups()
+            seconds = self.rfc3339(f"{date}T{clock}", offset)
+            if seconds is None or fraction is None:
+                return seconds
+            return seconds + float(f"0.{fraction}")
+        try:
+            parsed = datetime.fromisoformat(text)
+        except ValueError:
+            return None
+        return _timestamp(parsed if parsed.tzinfo is not None else parsed.replace(tzinfo=self._tz))
+
+    def _remember(self, key: tuple[int | str, str], base: str, offset: str) -> float | None:
+        """Compute an epoch the slow way and keep it; a full cache is dropped, not managed."""
+        try:
+            moment = datetime(
+                int(base[0:4]),
+                int(base[5:7]),
+                int(base[8:10]),
+                int(base[11:13]),
+                int(base[14:16]),
+                int(base[17:19]),
+                tzinfo=self._tz if not offset else _zone_of_offset(offset),
+            )
+        except ValueError:
+            return None
+        epoch = _timestamp(moment)
+        if epoch is not None:
+            if len(self._epochs) >= _CACHE_LIMIT:
+                self._epochs.clear()
+            self._epochs[key] = epoch
+        return epoch
+
+
+def _zone_of_offset(offset: str) -> tzinfo:
+    """Return the fixed zone of "Z", "+01:00" or "+0100"."""
+    if offset in ("Z", "z"):
+        return UTC
+    sign = -1 if offset[0] == "-" else 1
+    return timezone(sign * timedelta(hours=int(offset[1:3]), minutes=int(offset[-2:])))
+
+
+def _timestamp(moment: datetime) -> float | None:
+    """Return moment.timestamp(), None where the platform cannot convert it (naive, far out)."""
+    try:
+        return moment.timestamp()
+    except (OverflowError, OSError, ValueError):
+        return None
+
+
+def epoch_of_number(value: float) -> float | None:
+    """Return epoch seconds of a logged number in s, ms, µs or ns; None if it is not finite."""
+    try:
+        seconds = float(value)
+    except OverflowError:
+        return None
+    if not math.isfinite(seconds):
+        return None
+    while seconds > 1e11:  # 1e11 s is the year 5138: anything larger is a finer unit
+        seconds /= 1000
+    return seconds
+
+
+class YearTracker:
+    """Gives yearless BSD stamps a year and follows one stream of them across New Year."""
+
+    __slots__ = ("_fixed", "_month", "_now", "_tz", "_year")
+
+    def __init__(self, *, year: int | None, now: Callable[[], float], tz: tzinfo | None) -> None:
+        self._fixed = year
+        self._now = now
+        self._tz = tz
+        self._year = 0
+        self._month = 0  # month of the last line; 0 before the first one
+
+    def year_of(self, month: int) -> int:
+        """Return the year of a line stamped in `month`, moving the stream's year when it rolls."""
+        last = self._month
+        if month == last:
+            return self._year
+        if last == 0:
+            self._year = self._fixed if self._fixed is not None else self._guess(month)
+        elif month < last - 6:  # e.g. Dec -> Jan: the file went past New Year
+            self._year += 1
+        elif month > last + 6:  # e.g. Jan -> Dec: a late line from last year, or a long silence
+            year = self._year - 1 if self._fixed is not None else self._guess(month)
+            if year < self._year:
+                return year  # a straggler must not move the stream back a year
+            self._year = year
+        self._month = month
+        return self._year
+
+    def _guess(self, month: int) -> int:
+        """Return the year a line of `month` most likely has when read now (clock skew allowed)."""
+        today = datetime.fromtimestamp(self._now(), self._tz)
+        ahead = month - today.month
+        if ahead > 1:  # more than a month in the future: it is from last year
+            return today.year - 1
+        if ahead < -10:  # a January line read in December: the sender is already in the new year
+            return today.year + 1
+        return today.year

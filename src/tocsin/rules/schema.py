@@ -1,0 +1,129 @@
+"""Strict, hand-written validation helpers: unknown keys are errors, every error has file:line."""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Callable, Iterable
+from typing import Any
+
+from tocsin.yamlsrc import Mark, MarkedList, MarkedMap, SourceError, did_you_mean, key_mark
+
+__all__ = [
+    "Errors",
+    "check_keys",
+    "expect_bool",
+    "expect_int",
+    "expect_list",
+    "expect_map",
+    "expect_number",
+    "expect_str",
+    "parse_duration",
+    "plain_errors",
+]
+
+# Turns (where, sentence) into the exception to raise; lets rules prefix "rule 'x': ".
+Errors = Callable[[Mark, str], SourceError]
+
+
+def plain_errors(where: Mark, message: str) -> SourceError:
+    """Build an unprefixed SourceError."""
+    return SourceError(where, message)
+
+
+def _kind(value: Any) -> str:
+    if isinstance(value, dict):
+        return "a mapping"
+    if isinstance(value, list):
+        return "a list"
+    if isinstance(value, bool):
+        return "true/false"
+    if value is None:
+        return "empty"
+    if isinstance(value, int | float):
+        return "a number"
+    return "text"
+
+
+def expect_map(value: Any, where: Mark, what: str, errors: Errors = plain_errors) -> MarkedMap:
+    """Return `value` if it is a mapping, else raise."""
+    if isinstance(value, MarkedMap):
+        return value
+    if value is None:
+        empty = MarkedMap()
+        empty.mark, empty.key_marks, empty.value_marks = where, {}, {}
+        return empty
+    raise errors(where, f"{what} must be a mapping, not {_kind(value)}")
+
+
+def expect_list(value: Any, where: Mark, what: str, errors: Errors = plain_errors) -> MarkedList:
+    """Return `value` if it is a list, else raise."""
+    if isinstance(value, MarkedList):
+        return value
+    raise errors(where, f"{what} must be a list, not {_kind(value)}")
+
+
+def expect_str(value: Any, where: Mark, what: str, errors: Errors = plain_errors) -> str:
+    """Return `value` if it is text, else raise."""
+    if isinstance(value, str):
+        return value
+    raise errors(where, f"{what} must be text, not {_kind(value)}")
+
+
+def expect_bool(value: Any, where: Mark, what: str, errors: Errors = plain_errors) -> bool:
+    """Return `value` if it is true/false, else raise."""
+    if isinstance(value, bool):
+        return value
+    raise errors(where, f"{what} must be true or false, not {_kind(value)}")
+
+
+def expect_int(
+    value: Any, where: Mark, what: str, errors: Errors = plain_errors, *, minimum: int = 0
+) -> int:
+    """Return `value` if it is a whole number >= minimum, else raise."""
+    if isinstance(value, int) and not isinstance(value, bool) and value >= minimum:
+        return value
+    raise errors(where, f"{what} must be a whole number >= {minimum}")
+
+
+def expect_number(value: Any, where: Mark, what: str, errors: Errors = plain_errors) -> float:
+    """Return `value` if it is a number, else raise."""
+    if isinstance(value, int | float) and not isinstance(value, bool):
+        return float(value)
+    raise errors(where, f"{what} must be a number, not {_kind(value)}")
+
+
+def check_keys(
+    data: MarkedMap,
+    allowed: Iterable[str],
+    what: str,
+    errors: Errors = plain_errors,
+    *,
+    required: Iterable[str] = (),
+) -> None:
+    """Reject unknown keys (with a suggestion) and missing required ones."""
+    allowed = tuple(allowed)
+    for key in data:
+        if key not in allowed:
+            shown = key if isinstance(key, str) else repr(key)
+            raise errors(
+                key_mark(data, key, data.mark),
+                f"unknown {what} '{shown}'{did_you_mean(str(key), allowed)}",
+            )
+    for key in required:
+        if key not in data:
+            raise errors(data.mark, f"missing required key '{key}'")
+
+
+_DURATION = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*(ms|s|m|h|d)?\s*$")
+_UNIT_SECONDS = {"ms": 0.001, "s": 1.0, "m": 60.0, "h": 3600.0, "d": 86400.0, None: 1.0}
+
+
+def parse_duration(value: Any, where: Mark, what: str, errors: Errors = plain_errors) -> float:
+    """Parse `250ms`, `10s`, `5m`, `1h`, `2d` or a bare number of seconds."""
+    if isinstance(value, int | float) and not isinstance(value, bool) and value >= 0:
+        return float(value)
+    if isinstance(value, str):
+        m = _DURATION.match(value)
+        if m:
+            return float(m.group(1)) * _UNIT_SECONDS[m.group(2)]
+    raise errors(where, f"{what} must be a duration like 250ms, 10s, 5m, 1h or 2d, not {value!r}")

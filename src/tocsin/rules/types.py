@@ -1,0 +1,148 @@
+"""The contracts between compiled rules, the action kinds and the engine that runs them."""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+from typing import Any, Protocol
+
+from tocsin.model import Event, IncidentChange
+from tocsin.records.incidents import IncidentBook
+from tocsin.rules.templates import Expression, Template, TemplateCompileError, compile_template
+from tocsin.yamlsrc import Mark, SourceError
+
+__all__ = [
+    "ActionEnv",
+    "ActionKind",
+    "ActionOutput",
+    "CompileContext",
+    "CompiledAction",
+    "Hit",
+    "LogRequest",
+    "Matcher",
+    "Rule",
+]
+
+# A compiled matcher: fills the captures dict and says whether the event matches.
+Matcher = Callable[[Event, dict[str, Any]], bool]
+
+
+@dataclass(slots=True)
+class Hit:
+    """One rule matching one event: what actions see."""
+
+    event: Event
+    rule: Rule
+    captures: dict[str, Any]
+    variables: Mapping[str, Any]
+    key: str = ""
+    dropped: bool = False
+
+
+@dataclass(frozen=True, slots=True)
+class ActionOutput:
+    """One line of what fired, as `tocsin replay` prints it."""
+
+    time: float
+    rule: str
+    action: str
+    op: str
+    key: str
+    fingerprint: str = ""
+    title: str = ""
+    count: int = 0
+
+    def as_dict(self) -> dict[str, Any]:
+        """Return the JSON form."""
+        return {
+            "time": self.time,
+            "rule": self.rule,
+            "action": self.action,
+            "op": self.op,
+            "key": self.key,
+            "fingerprint": self.fingerprint,
+            "title": self.title,
+            "count": self.count,
+        }
+
+
+@dataclass(frozen=True, slots=True)
+class LogRequest:
+    """A structured log line a rule asked for; the I/O edge writes it after the batch."""
+
+    level: str
+    message: str
+    rule: str
+    event: Event
+
+
+class ActionEnv(Protocol):
+    """What an action may touch: the incident book and the batch's outputs; no I/O."""
+
+    book: IncidentBook
+    changes: list[IncidentChange]
+    logs: list[LogRequest]
+    outputs: list[ActionOutput] | None
+
+
+class CompiledAction(Protocol):
+    """An action ready to run; `run` must not do I/O."""
+
+    @property
+    def kind(self) -> str:
+        """The action kind's name, for metrics and output."""
+
+    def run(self, hit: Hit, env: ActionEnv) -> None:
+        """Apply the action for one hit."""
+
+    def referenced_rules(self) -> tuple[str, ...]:
+        """Rule ids this action refers to, checked after all rules are loaded."""
+
+
+@dataclass(slots=True)
+class CompileContext:
+    """What an action compiler needs to turn its YAML into a CompiledAction."""
+
+    rule_id: str
+    mark: Mark
+    lists: Mapping[str, list[Any]]
+
+    def error(self, where: Mark, message: str) -> SourceError:
+        """Build the error to raise, prefixed with the rule it belongs to."""
+        return SourceError(where, f"rule '{self.rule_id}': {message}")
+
+    def template(self, value: Any, where: Mark, what: str) -> Template:
+        """Compile a template option, turning Jinja2 syntax errors into file:line errors."""
+        if not isinstance(value, str):
+            raise self.error(where, f"{what} must be text")
+        try:
+            return compile_template(value)
+        except TemplateCompileError as exc:
+            raise self.error(where, f"{what} is not a valid template: {exc}") from None
+
+
+class ActionKind(Protocol):
+    """A registered kind of action (incident, resolve, drop, log, ...)."""
+
+    @property
+    def name(self) -> str:
+        """The key rules write it under."""
+
+    def compile(self, spec: Any, mark: Mark, ctx: CompileContext) -> CompiledAction:
+        """Validate the YAML under the action's key and compile it, or raise SourceError."""
+
+
+@dataclass(slots=True)
+class Rule:
+    """A compiled rule."""
+
+    id: str
+    mark: Mark
+    matcher: Matcher
+    actions: list[CompiledAction]
+    description: str = ""
+    tags: tuple[str, ...] = ()
+    when: Expression | None = None
+    key: Template | None = None
+    continue_: bool = False
+    prefilter: str | None = None  # an RE2 pattern the message must match for the rule to match

@@ -1,0 +1,82 @@
+"""The one interface every store backend implements (SQLite now, PostgreSQL later)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from collections.abc import Sequence
+from typing import Protocol
+
+from tocsin.model import FileOffset, Incident
+
+__all__ = ["CommitBatch", "HistoryEntry", "Store", "StoreError"]
+
+
+class StoreError(Exception):
+    """The store could not do what was asked; `reason` says why in a sentence."""
+
+    def __init__(self, reason: str) -> None:
+        super().__init__(reason)
+        self.reason = reason
+
+
+@dataclass(frozen=True, slots=True)
+class HistoryEntry:
+    """One state change on an incident's timeline."""
+
+    incident_id: int
+    time: float
+    from_state: str | None
+    to_state: str
+    actor: str
+    note: str = ""
+
+
+@dataclass(slots=True)
+class CommitBatch:
+    """Everything one or more engine batches changed; committed in one transaction."""
+
+    incidents: list[Incident] = field(default_factory=list)  # snapshots, upserted by id
+    history: list[HistoryEntry] = field(default_factory=list)
+    offsets: list[FileOffset] = field(default_factory=list)  # upserted by path
+
+    def __bool__(self) -> bool:
+        return bool(self.incidents or self.history or self.offsets)
+
+    def extend(self, other: CommitBatch) -> None:
+        """Fold a later batch into this one (later incident snapshots and offsets win)."""
+        self.incidents.extend(other.incidents)
+        self.history.extend(other.history)
+        self.offsets.extend(other.offsets)
+
+
+class Store(Protocol):
+    """Durable state; synchronous, each instance used from one thread at a time."""
+
+    def open(self) -> None:
+        """Connect and apply pending schema migrations."""
+
+    def close(self) -> None:
+        """Release the connection; safe to call twice."""
+
+    def commit(self, batch: CommitBatch) -> None:
+        """Persist the whole batch in one transaction, or nothing and raise StoreError."""
+
+    def load_open_incidents(self) -> list[Incident]:
+        """Return every incident that is not resolved, for the engine to resume with."""
+
+    def next_incident_id(self) -> int:
+        """Return one more than the largest incident id ever stored (1 when empty)."""
+
+    def load_offsets(self) -> dict[str, FileOffset]:
+        """Return the last committed read position of every tailed path."""
+
+    def list_incidents(
+        self, *, states: Sequence[str] | None = None, limit: int = 100, offset: int = 0
+    ) -> list[Incident]:
+        """Return incidents, newest first, optionally only those in one of `states`."""
+
+    def get_incident(self, incident_id: int) -> Incident | None:
+        """Return one incident, or None."""
+
+    def incident_history(self, incident_id: int) -> list[HistoryEntry]:
+        """Return an incident's state changes, oldest first."""

@@ -1,0 +1,396 @@
+"""The SQLite store: one WAL-mode file, written by one thread, readable by others at once."""
+
+from __future__ import annotations
+
+import functools
+import importlib.resources
+import json
+import os
+import re
+import sqlite3
+import time
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
+from pathlib import Path
+
+from tocsin.model import FileIdentity, FileOffset, Incident, IncidentState
+from tocsin.obs import STORE_COMMIT_SECONDS, STORE_COMMITS
+from tocsin.store.base import CommitBatch, HistoryEntry, StoreError
+
+__all__ = ["SqliteStore"]
+
+_MEMORY = ":memory:"
+_BUSY_TIMEOUT_MS = 5000
+_MIGRATION_FILE = re.compile(r"(\d+)_\w+\.sql")
+_U64 = 1 << 64
+_I64_MAX = (1 << 63) - 1
+
+_UPSERT_INCIDENT = """
+INSERT INTO incidents (
+    id, fingerprint, rule, key, title, state, priority, impact, urgency,
+    first_seen, last_seen, count, service, category, description, labels, resolved_at
+) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)
+ON CONFLICT (id) DO UPDATE SET
+    fingerprint = excluded.fingerprint,
+    rule = excluded.rule,
+    key = excluded.key,
+    title = excluded.title,
+    state = excluded.state,
+    priority = excluded.priority,
+    impact = excluded.impact,
+    urgency = excluded.urgency,
+    first_seen = excluded.first_seen,
+    last_seen = excluded.last_seen,
+    count = excluded.count,
+    service = excluded.service,
+    category = excluded.category,
+    description = excluded.description,
+    labels = excluded.labels,
+    resolved_at = excluded.resolved_at
+"""
+_UPSERT_OFFSET = """
+INSERT INTO file_offsets (path, dev, ino, fp_len, fp_hash, byte_offset)
+VALUES (?, ?, ?, ?, ?, ?)
+ON CONFLICT (path) DO UPDATE SET
+    dev = excluded.dev,
+    ino = excluded.ino,
+    fp_len = excluded.fp_len,
+    fp_hash = excluded.fp_hash,
+    byte_offset = excluded.byte_offset
+"""
+_INSERT_HISTORY = """
+INSERT INTO incident_history (incident_id, time, from_state, to_state, actor, note)
+VALUES (?, ?, ?, ?, ?, ?)
+"""
+_SELECT_INCIDENTS = """
+SELECT id, fingerprint, rule, key, title, state, priority, impact, urgency,
+       first_seen, last_seen, count, service, category, description, labels, resolved_at
+FROM incidents
+"""
+_GET_INCIDENT = _SELECT_INCIDENTS + "WHERE id = ?"
+_OPEN_INCIDENTS = _SELECT_INCIDENTS + "WHERE state != ? ORDER BY id"
+_LIST_INCIDENTS = _SELECT_INCIDENTS + "ORDER BY id DESC LIMIT ? OFFSET ?"
+_LIST_INCIDENTS_IN_STATES = (
+    _SELECT_INCIDENTS + "WHERE state IN ({}) ORDER BY id DESC LIMIT ? OFFSET ?"
+)
+
+
+@functools.cache
+def _migrations() -> tuple[tuple[int, str], ...]:
+    """Return the packaged migrations as (version, SQL), oldest first; read once per process."""
+    folder = importlib.resources.files("tocsin.store").joinpath("migrations")
+    found = []
+    for entry in folder.iterdir():
+        match = _MIGRATION_FILE.fullmatch(entry.name)
+        if match:
+            found.append((int(match[1]), entry.read_text(encoding="utf-8")))
+    return tuple(sorted(found))
+
+
+def _statements(script: str) -> Iterator[str]:
+    """Split a migration so its statements run in our transaction (executescript commits)."""
+    pending = ""
+    for line in script.splitlines(keepends=True):
+        pending += line
+        if sqlite3.complete_statement(pending):
+            yield pending
+            pending = ""
+    if pending.strip():
+        yield pending
+
+
+def _to_i64(value: int) -> int:
+    """Map an unsigned 64-bit dev/ino to the signed integer SQLite can hold."""
+    return value - _U64 if value > _I64_MAX else value
+
+
+def _from_i64(value: int) -> int:
+    """Undo `_to_i64`."""
+    return value + _U64 if value < 0 else value
+
+
+def _incident_row(incident: Incident) -> tuple[object, ...]:
+    """Flatten an incident into the column order of `_UPSERT_INCIDENT`."""
+    return (
+        incident.id,
+        incident.fingerprint,
+        incident.rule,
+        incident.key,
+        incident.title,
+        str(incident.state),
+        incident.priority,
+        incident.impact,
+        incident.urgency,
+        incident.first_seen,
+        incident.last_seen,
+        incident.count,
+        incident.service,
+        incident.category,
+        incident.description,
+        json.dumps(incident.labels, ensure_ascii=False),
+        incident.resolved_at,
+    )
+
+
+def _incident(row: sqlite3.Row) -> Incident:
+    """Build an incident from a row of `_SELECT_INCIDENTS`."""
+    return Incident(
+        id=row["id"],
+        fingerprint=row["fingerprint"],
+        rule=row["rule"],
+        key=row["key"],
+        title=row["title"],
+        state=IncidentState(row["state"]),
+        priority=row["priority"],
+        impact=row["impact"],
+        urgency=row["urgency"],
+        first_seen=row["first_seen"],
+        last_seen=row["last_seen"],
+        count=row["count"],
+        service=row["service"],
+        category=row["category"],
+        description=row["description"],
+        labels=json.loads(row["labels"]),
+        resolved_at=row["resolved_at"],
+    )
+
+
+@contextmanager
+def _transaction(conn: sqlite3.Connection) -> Iterator[None]:
+    """Run the block in one write transaction, rolled back on any error."""
+    # IMMEDIATE takes the write lock up front, so a busy database waits for busy_timeout
+    # instead of failing when a deferred transaction tries to upgrade its read lock.
+    conn.execute("BEGIN IMMEDIATE")
+    try:
+        yield
+        conn.execute("COMMIT")
+    except BaseException:
+        if conn.in_transaction:
+            conn.rollback()
+        raise
+
+
+class SqliteStore:
+    """Incidents, their history and file offsets in one SQLite file (see `Store`)."""
+
+    def __init__(self, *, path: str | os.PathLike[str], readonly: bool = False) -> None:
+        self._path = os.fspath(path)
+        if readonly and self._path == _MEMORY:
+            raise ValueError("a read-only store needs a database file, not :memory:")
+        self._readonly = readonly
+        self._conn: sqlite3.Connection | None = None
+
+    def open(self) -> None:
+        """Connect, set the pragmas, and migrate (read-only: only check the schema version)."""
+        try:
+            if self._readonly:
+                uri = Path(self._path).resolve().as_uri() + "?mode=ro"
+                conn = sqlite3.connect(uri, uri=True, isolation_level=None)
+            else:
+                conn = sqlite3.connect(self._path, isolation_level=None)
+        except sqlite3.Error as exc:
+            raise StoreError(f"could not open the database {self._path}: {exc}") from exc
+        conn.row_factory = sqlite3.Row
+        try:
+            self._prepare(conn)
+        except BaseException:
+            conn.close()
+            raise
+        self._conn = conn
+
+    def _prepare(self, conn: sqlite3.Connection) -> None:
+        """Configure a fresh connection and bring (or check) the schema up to date."""
+        try:
+            conn.execute(f"PRAGMA busy_timeout = {_BUSY_TIMEOUT_MS}")
+            if self._readonly:
+                self._check_version(self._schema_version(conn), readonly=True)
+                return
+            mode = conn.execute("PRAGMA journal_mode = WAL").fetchone()[0]
+            if mode != "wal" and self._path != _MEMORY:
+                raise StoreError(
+                    f"the database {self._path} cannot use WAL mode (got {mode}); "
+                    "put it on a local filesystem"
+                )
+            # In WAL mode NORMAL only syncs at checkpoints, so a power cut or kernel crash
+            # can lose transactions that commit() already reported; FULL fsyncs the WAL on
+            # every commit, which is what lets the tailers advance their offsets safely.
+            conn.execute("PRAGMA synchronous = FULL")
+            conn.execute("PRAGMA foreign_keys = ON")
+            conn.execute(
+                "CREATE TABLE IF NOT EXISTS schema_migrations "
+                "(version INTEGER PRIMARY KEY, applied_at REAL NOT NULL)"
+            )
+            current = self._schema_version(conn)
+            self._check_version(current, readonly=False)
+            self._migrate(conn, current=current)
+        except sqlite3.Error as exc:
+            raise StoreError(f"could not prepare the database {self._path}: {exc}") from exc
+
+    @staticmethod
+    def _schema_version(conn: sqlite3.Connection) -> int:
+        """Return the newest applied migration, 0 for a database without any."""
+        exists = conn.execute(
+            "SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = 'schema_migrations'"
+        ).fetchone()
+        if exists is None:
+            return 0
+        version: int = conn.execute(
+            "SELECT COALESCE(MAX(version), 0) FROM schema_migrations"
+        ).fetchone()[0]
+        return version
+
+    def _check_version(self, current: int, *, readonly: bool) -> None:
+        """Refuse a schema this code cannot read."""
+        known = _migrations()[-1][0]
+        if current > known:
+            raise StoreError(
+                f"database schema version {current} is newer than this tocsin ({known}); "
+                "upgrade tocsin or restore a backup taken before the upgrade"
+            )
+        if readonly and current < known:
+            raise StoreError(
+                f"database schema version {current} is older than this tocsin ({known}); "
+                "open it read-write once (start the daemon) to migrate it"
+            )
+
+    def _migrate(self, conn: sqlite3.Connection, *, current: int) -> None:
+        """Apply every migration newer than `current` in order, each in its own transaction."""
+        for version, script in _migrations():
+            if version <= current:
+                continue
+            with _transaction(conn):
+                # Checked inside the write lock, so two processes never apply one twice.
+                if self._schema_version(conn) >= version:
+                    continue
+                for statement in _statements(script):
+                    conn.execute(statement)
+                conn.execute(
+                    "INSERT INTO schema_migrations (version, applied_at) VALUES (?, ?)",
+                    (version, time.time()),
+                )
+
+    @property
+    def _db(self) -> sqlite3.Connection:
+        """Return the open connection, or say that there is none."""
+        if self._conn is None:
+            raise StoreError(f"the store {self._path} is not open")
+        return self._conn
+
+    def _query(self, sql: str, params: tuple[object, ...] = ()) -> list[sqlite3.Row]:
+        """Run one read, so callers see StoreError and never sqlite3's own exceptions."""
+        try:
+            return self._db.execute(sql, params).fetchall()
+        except sqlite3.Error as exc:
+            raise StoreError(f"could not read from the database {self._path}: {exc}") from exc
+
+    def close(self) -> None:
+        """Close the connection; a second call does nothing."""
+        if self._conn is not None:
+            self._conn.close()
+            self._conn = None
+
+    def commit(self, batch: CommitBatch) -> None:
+        """Write the batch in one transaction; the last snapshot of an id or path wins."""
+        if not batch:
+            return
+        if self._readonly:
+            raise StoreError(f"the store {self._path} was opened read-only")
+        conn = self._db
+        incidents = {incident.id: incident for incident in batch.incidents}
+        offsets = {offset.path: offset for offset in batch.offsets}
+        started = time.perf_counter()
+        try:
+            with _transaction(conn):
+                conn.executemany(_UPSERT_INCIDENT, map(_incident_row, incidents.values()))
+                conn.executemany(
+                    _UPSERT_OFFSET,
+                    (
+                        (
+                            o.path,
+                            _to_i64(o.identity.dev),
+                            _to_i64(o.identity.ino),
+                            o.identity.fp_len,
+                            o.identity.fp_hash,
+                            o.offset,
+                        )
+                        for o in offsets.values()
+                    ),
+                )
+                conn.executemany(
+                    _INSERT_HISTORY,
+                    (
+                        (h.incident_id, h.time, h.from_state, h.to_state, h.actor, h.note)
+                        for h in batch.history
+                    ),
+                )
+        except sqlite3.Error as exc:
+            raise StoreError(
+                f"could not commit {len(incidents)} incidents, {len(batch.history)} history "
+                f"entries and {len(offsets)} offsets to {self._path}: {exc}"
+            ) from exc
+        STORE_COMMIT_SECONDS.observe(time.perf_counter() - started)
+        STORE_COMMITS.inc()
+
+    def load_open_incidents(self) -> list[Incident]:
+        """Return every unresolved incident, oldest first, for the engine to resume."""
+        rows = self._query(_OPEN_INCIDENTS, (str(IncidentState.RESOLVED),))
+        return [_incident(row) for row in rows]
+
+    def next_incident_id(self) -> int:
+        """Return one more than the largest stored id (ids are never deleted or reused)."""
+        largest: int = self._query("SELECT COALESCE(MAX(id), 0) FROM incidents")[0][0]
+        return largest + 1
+
+    def load_offsets(self) -> dict[str, FileOffset]:
+        """Return the committed read position of every tailed path, by path."""
+        rows = self._query("SELECT path, dev, ino, fp_len, fp_hash, byte_offset FROM file_offsets")
+        return {
+            row["path"]: FileOffset(
+                path=row["path"],
+                identity=FileIdentity(
+                    dev=_from_i64(row["dev"]),
+                    ino=_from_i64(row["ino"]),
+                    fp_len=row["fp_len"],
+                    fp_hash=row["fp_hash"],
+                ),
+                offset=row["byte_offset"],
+            )
+            for row in rows
+        }
+
+    def list_incidents(
+        self, *, states: Sequence[str] | None = None, limit: int = 100, offset: int = 0
+    ) -> list[Incident]:
+        """Return incidents, newest (highest id) first, optionally only those in `states`."""
+        if states is None:
+            rows = self._query(_LIST_INCIDENTS, (limit, offset))
+        elif not states:
+            return []
+        else:
+            marks = ", ".join("?" * len(states))
+            rows = self._query(_LIST_INCIDENTS_IN_STATES.format(marks), (*states, limit, offset))
+        return [_incident(row) for row in rows]
+
+    def get_incident(self, incident_id: int) -> Incident | None:
+        """Return one incident, or None when the id was never stored."""
+        rows = self._query(_GET_INCIDENT, (incident_id,))
+        return _incident(rows[0]) if rows else None
+
+    def incident_history(self, incident_id: int) -> list[HistoryEntry]:
+        """Return an incident's state changes in the order they were committed."""
+        rows = self._query(
+            "SELECT incident_id, time, from_state, to_state, actor, note "
+            "FROM incident_history WHERE incident_id = ? ORDER BY seq",
+            (incident_id,),
+        )
+        return [
+            HistoryEntry(
+                incident_id=row["incident_id"],
+                time=row["time"],
+                from_state=row["from_state"],
+                to_state=row["to_state"],
+                actor=row["actor"],
+                note=row["note"],
+            )
+            for row in rows
+        ]
