@@ -160,7 +160,7 @@ class Incident:
     resolved_at: float | None = None
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True)
 class IncidentChange:
     """What happened to one incident; `incident` is live, so `count` keeps the value then."""
 

@@ -7,7 +7,7 @@ the rules that can match it; rules without a message pattern are always tried.
 from __future__ import annotations
 
 from collections import Counter
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -76,7 +76,7 @@ class Engine:
         self.record_outputs = record_outputs
         self._always: list[int] = []
         self._rule_of_pattern: list[int] = []
-        self._set: Any = None
+        self._set_match: Callable[[bytes], list[int] | None] | None = None
         patterns: list[tuple[int, str]] = []
         for index, rule in enumerate(self.rules):
             if rule.prefilter is None:
@@ -89,20 +89,9 @@ class Engine:
                 prefilter.Add(pattern)
                 self._rule_of_pattern.append(index)
             prefilter.Compile()
-            self._set = prefilter
-
-    def _candidates(self, message: str) -> Sequence[int]:
-        """Return, in rule order, the indexes of rules that can match this message."""
-        if self._set is None:
-            return self._always
-        hits = self._set.Match(message)
-        if not hits:
-            return self._always
-        found = [self._rule_of_pattern[h] for h in hits]
-        if self._always:
-            found.extend(self._always)
-        found.sort()
-        return found
+            # The wrapper's Match re-encodes every call; the low-level one takes our bytes.
+            low_level = getattr(prefilter, "_set", None)
+            self._set_match = getattr(low_level, "Match", prefilter.Match)
 
     def process(self, events: Sequence[Event]) -> BatchResult:
         """Run one batch; actions that raise are recorded as failures, never propagated."""
@@ -113,8 +102,19 @@ class Engine:
         rules = self.rules
         lists = self.lists
         matches = result.matches
+        always = self._always
+        rule_of_pattern = self._rule_of_pattern
+        set_match = self._set_match
         for event in events:
-            for index in self._candidates(event.message):
+            candidates: Sequence[int] = always
+            if set_match is not None:
+                hits = set_match(event.message.encode("utf-8", "surrogatepass"))
+                if hits:
+                    if len(hits) == 1 and not always:
+                        candidates = (rule_of_pattern[hits[0]],)
+                    else:
+                        candidates = sorted([*(rule_of_pattern[h] for h in hits), *always])
+            for index in candidates:
                 rule = rules[index]
                 captures: dict[str, Any] = {}
                 if not rule.matcher(event, captures):

@@ -46,9 +46,7 @@ class AutoParser(LineParser):
         first = line[:1]
         if first == "{":
             return self._json.parse(line, received)
-        if first == "<":
-            event = self._rfc5424.parse(line, received)
-            if event is not None or _RFC5424_HEAD.match(line):
-                return event
+        if first == "<" and _RFC5424_HEAD.match(line):
+            return self._rfc5424.parse(line, received)
         event = self._syslog.parse(line, received)
         return self.plain(line, received) if event is None else event

@@ -18,7 +18,7 @@ MONTHS: dict[str, int] = {
 
 # ISO 8601 as loggers write it: "T" or space, "." or "," before the fraction, offset optional.
 _ISO = re.compile(
-    r"(\d{4}-\d\d-\d\d)[Tt ](\d\d:\d\d:\d\d)(?:[.,](\d{1,9}))?\s*([Zz]|[+-]\d\d:?\d\d)?"
+    r"(\d{4}-\d\d-\d\d[Tt ]\d\d:\d\d:\d\d)(?:[.,](\d{1,9}))?\s*([Zz]|[+-]\d\d:?\d\d)?"
 )
 
 _CACHE_LIMIT = 4096
@@ -44,7 +44,7 @@ class StampCache:
         return epoch
 
     def rfc3339(self, base: str, offset: str | None) -> float | None:
-        """Return the epoch of "YYYY-MM-DDThh:mm:ss" (no fraction) with an optional offset."""
+        """Return the epoch of "YYYY-MM-DDThh:mm:ss" (any separator, no fraction) and offset."""
         key = (base, offset or "")
         epoch = self._epochs.get(key)
         if epoch is None:
@@ -55,8 +55,8 @@ class StampCache:
         """Return the epoch of an ISO 8601 string as loggers write them, None if it is not one."""
         match = _ISO.match(text)
         if match is not None:
-            date, clock, fraction, offset = match.groups()
-            seconds = self.rfc3339(f"{date}T{clock}", offset)
+            base, fraction, offset = match.groups()
+            seconds = self.rfc3339(base, offset)
             if seconds is None or fraction is None:
                 return seconds
             return seconds + float(f"0.{fraction}")

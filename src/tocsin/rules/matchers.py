@@ -56,6 +56,8 @@ COMBINATORS: tuple[str, ...] = ("any", "all", "not", "macro")
 
 _MISSING: Any = object()
 
+_UNANCHORED: Any = getattr(getattr(re2, "_Anchor", None), "UNANCHORED", None)
+
 # Compile errors are reported by us with file:line; RE2's own stderr logging would be noise.
 RE2_OPTIONS = re2.Options()
 RE2_OPTIONS.log_errors = False
@@ -68,7 +70,7 @@ Warn = Callable[[Mark, str], None]
 class Regex:
     """A compiled pattern: RE2 when it can, Python `re` otherwise; captures by name."""
 
-    __slots__ = ("groups", "is_re2", "pattern", "search")
+    __slots__ = ("group_slots", "groups", "is_re2", "pattern", "search", "spans")
 
     def __init__(self, pattern: str, *, where: Mark, errors: Errors, warn: Warn) -> None:
         self.pattern = pattern
@@ -92,6 +94,10 @@ class Regex:
             )
         self.search: Callable[[str], Any] = compiled.search
         self.groups: bool = bool(compiled.groupindex)
+        self.group_slots = tuple(sorted(compiled.groupindex.items(), key=lambda kv: kv[1]))
+        # google-re2's low-level match returns byte spans without building match objects.
+        low_level = getattr(compiled, "_regexp", None) if self.is_re2 and _UNANCHORED else None
+        self.spans: Callable[[Any, bytes, int, int], Any] | None = getattr(low_level, "Match", None)
 
 
 @dataclass(frozen=True, slots=True)
@@ -202,6 +208,8 @@ def _regex(rx: Regex) -> Predicate:
             return text is not None and search(text) is not None
 
         return plain
+    if rx.spans is not None:
+        return _re2_capturing(rx.spans, rx.group_slots)
 
     def capturing(value: Any, caps: dict[str, Any]) -> bool:
         text = _text_of(value)
@@ -213,6 +221,29 @@ def _regex(rx: Regex) -> Predicate:
         for name, captured in m.groupdict().items():
             if captured is not None:
                 caps[name] = captured
+        return True
+
+    return capturing
+
+
+def _re2_capturing(
+    spans: Callable[[Any, bytes, int, int], Any], slots: tuple[tuple[str, int], ...]
+) -> Predicate:
+    """Capture through RE2's byte-span call: half the cost of the Python wrapper's search."""
+    unanchored = _UNANCHORED
+
+    def capturing(value: Any, caps: dict[str, Any]) -> bool:
+        text = _text_of(value)
+        if text is None:
+            return False
+        data = text.encode("utf-8", "surrogatepass")
+        found = spans(unanchored, data, 0, len(data))
+        if found[0][0] < 0:
+            return False
+        for name, index in slots:
+            start, end = found[index]
+            if start >= 0:
+                caps[name] = data[start:end].decode("utf-8", "replace")
         return True
 
     return capturing

@@ -39,7 +39,7 @@ class Hit:
     dropped: bool = False
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True)
 class ActionOutput:
     """One line of what fired, as `tocsin replay` prints it."""
 

@@ -60,12 +60,13 @@ class _Reader:
     head: bytearray = field(default_factory=bytearray)  # its first max_line_bytes + 1 bytes
     skip: bool = False  # it began before we started reading, so it is dropped
     switch_at: float | None = None  # set once the path holds another file: drain, then move on
+    mtime_ns: int = 0  # modification time last seen at EOF
 
     def take(self, data: bytes, limit: int) -> tuple[list[bytes], int]:
-        """Split freshly read bytes into complete raw lines; return them and where they start.
+        """Split freshly read bytes into complete raw lines; return them and a base offset.
 
-        The start is where lines[0] would begin if it were stored uncut, so that adding up the
-        line lengths (plus newlines) gives the file offset after any of them.
+        Adding len(line) + 1 for each line to the base gives the file offset right after it,
+        even when lines[0] is the kept head of an overlong line whose middle was dropped.
         """
         start, self.pos = self.pos, self.pos + len(data)
         last = data.rfind(b"\n")
@@ -369,9 +370,17 @@ class LogFileSource:
     def _at_eof(self, tail: _Tail, reader: _Reader) -> bool:
         """At end of file: notice truncation, or move past a drained rotated file."""
         if reader.switch_at is None:
-            if os.fstat(reader.fd).st_size < reader.pos:
+            info = os.fstat(reader.fd)
+            if info.st_size < reader.pos:
                 self._truncated(tail, reader)
                 return True
+            if info.st_mtime_ns != reader.mtime_ns:
+                # Written to but no longer than our position: truncated and refilled to the
+                # same size between two polls, which only the first bytes can tell.
+                reader.mtime_ns = info.st_mtime_ns
+                if not same_start(reader.fd, reader.identity):
+                    self._truncated(tail, reader)
+                    return True
             return False
         if time.monotonic() < reader.switch_at:
             return False
