@@ -178,7 +178,7 @@ def load_config(path: Path) -> Config:
         return value_mark(root, key, root.mark)
 
     state_dir = _path(base, root.get("state_dir", "state"), at("state_dir"), "'state_dir'")
-    rules_spec = root.get("rules", ["rules"])
+    rules_spec = root.get("rules", "rules")
     rule_list = (
         [rules_spec]
         if isinstance(rules_spec, str)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Callable
+from zoneinfo import ZoneInfo
 
 import pytest
 
@@ -134,3 +135,17 @@ def test_malformed_lines_are_errors(line: str, received: float) -> None:
     event = parser(line, received)
     assert (event.message, event.time, event.fields) == (line, received, {})
     assert parser.errors == 1
+
+
+def test_stamp_without_offset_is_local_to_tz(utc: Callable[..., float], received: float) -> None:
+    """Test that a (non-conforming) stamp without offset is read in the configured zone."""
+    parser = make_parser("rfc5424", origin="x", tz=ZoneInfo("Europe/Berlin"))
+    event = parser("<14>1 2026-07-01T12:00:00 h app - - - m", received)
+    assert event.time == utc(2026, 7, 1, 10)
+
+
+def test_repeated_param_keeps_the_last_value() -> None:
+    """Test that a param repeated inside one element keeps its last value."""
+    assert parse_structured_data('[x@1 ip="192.0.2.1" ip="192.0.2.2"]') == {
+        "x@1": {"ip": "192.0.2.2"}
+    }

@@ -12,7 +12,7 @@ __all__ = ["LineParser"]
 class LineParser(ABC):
     """Turns one line into an Event; lines not in the format become plain events and count."""
 
-    name = "plain"
+    name: str  # the kind, also the label of the parse-error metric
 
     def __init__(self, *, origin: str, source: str) -> None:
         self.origin = origin

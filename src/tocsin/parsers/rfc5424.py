@@ -30,7 +30,7 @@ _ESCAPED = re.compile(r'\\(["\\\]])')
 
 
 def parse_structured_data(text: str) -> dict[str, dict[str, str]]:
-    """Return {sd_id: {param: value}} of SD text the line pattern accepted; repeats keep the last."""
+    """Return {sd_id: {param: value}} of SD text _LINE accepted; a repeated param keeps its last."""
     data: dict[str, dict[str, str]] = {}
     params: dict[str, str] = {}
     for sd_id, name, value in _SD_TOKENS.findall(text):

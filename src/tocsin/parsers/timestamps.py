@@ -139,10 +139,7 @@ class YearTracker:
         elif month < last - 6:  # e.g. Dec -> Jan: the file went past New Year
             self._year += 1
         elif month > last + 6:  # e.g. Jan -> Dec: a late line from last year, or a long silence
-            year = self._year - 1 if self._fixed is not None else self._guess(month)
-            if year < self._year:
-                return year  # a straggler must not move the stream back a year
-            self._year = year
+            self._year = self._year - 1 if self._fixed is not None else self._guess(month)
         self._month = month
         return self._year
 

@@ -1,0 +1,106 @@
+"""The daemon config: defaults, paths, and exact file:line errors."""
+
+from __future__ import annotations
+
+import zoneinfo
+from pathlib import Path
+
+import pytest
+
+from tocsin.config import load_config
+from tocsin.yamlsrc import SourceError
+
+REPO = Path(__file__).parents[1]
+
+
+def write(tmp_path: Path, text: str) -> Path:
+    """Write a config file and return its path."""
+    path = tmp_path / "tocsin.yaml"
+    path.write_text(text)
+    return path
+
+
+def test_bundled_demo_config_loads() -> None:
+    """Test that config/tocsin.yaml is valid and points into the checkout."""
+    config = load_config(REPO / "config" / "tocsin.yaml")
+    assert config.state_dir.resolve() == (REPO / "state").resolve()
+    assert [p.resolve() for p in config.rule_paths] == [(REPO / "rules").resolve()]
+    assert config.http.host == "127.0.0.1"
+    assert config.files[0].patterns == (str(REPO / "config" / ".." / "demo" / "*.log"),)
+
+
+def test_defaults_and_relative_paths(tmp_path: Path) -> None:
+    """Test that an empty config gets the documented defaults, relative to its folder."""
+    config = load_config(write(tmp_path, "{}\n"))
+    assert config.state_dir == tmp_path / "state"
+    assert config.store_path == tmp_path / "state" / "tocsin.db"
+    assert config.rule_paths == (tmp_path / "rules",)
+    assert (config.http.host, config.http.port) == ("127.0.0.1", 8465)
+    assert (config.queue_events, config.batch_lines, config.shutdown_timeout) == (65536, 2048, 10.0)
+    assert config.files == ()
+
+
+def test_file_source_options(tmp_path: Path) -> None:
+    """Test that every file source option is read and durations are parsed."""
+    config = load_config(
+        write(
+            tmp_path,
+            "sources:\n  files:\n    - path: [a/*.log, /var/log/b.log]\n      parser: rfc5424\n"
+            "      start_at: beginning\n      max_line_bytes: 4096\n      year: 2025\n"
+            "      timezone: Europe/Berlin\n      poll_interval: 50ms\n      rescan_interval: 1m\n",
+        )
+    )
+    [files] = config.files
+    assert files.patterns == (str(tmp_path / "a/*.log"), "/var/log/b.log")
+    assert (files.parser, files.start_at, files.max_line_bytes, files.year) == ("rfc5424", "beginning", 4096, 2025)
+    assert files.timezone == zoneinfo.ZoneInfo("Europe/Berlin")
+    assert (files.poll_interval, files.rescan_interval) == (0.05, 60.0)
+
+
+def test_priority_matrix_override(tmp_path: Path) -> None:
+    """Test that priority_matrix changes only the cells it names."""
+    config = load_config(write(tmp_path, "priority_matrix:\n  low: {high: P2}\n"))
+    assert config.priorities("low", "high") == "P2"
+    assert config.priorities("high", "high") == "P1"
+
+
+@pytest.mark.parametrize(
+    ("text", "message"),
+    [
+        ("htpp: {port: 1}\n", "1:1: unknown config key 'htpp' (did you mean 'http'?)"),
+        ("http: {port: eighty}\n", "1:14: http.port must be a whole number >= 0"),
+        (
+            "sources:\n  files:\n    - path: x.log\n      parsr: json\n",
+            "4:7: unknown file source option 'parsr' (did you mean 'parser'?)",
+        ),
+        (
+            "sources:\n  files:\n    - path: x.log\n      parser: xml\n",
+            "4:15: unknown parser 'xml'; use one of auto, syslog, rfc5424, json, plain",
+        ),
+        ("sources:\n  files:\n    - parser: json\n", "3:7: missing required key 'path'"),
+        (
+            "sources:\n  files:\n    - {path: x, timezone: Mars/Base}\n",
+            "3:27: unknown time zone 'Mars/Base' (use an IANA name like Europe/Berlin or 'local')",
+        ),
+        (
+            "shutdown_timeout: soon\n",
+            "1:19: 'shutdown_timeout' must be a duration like 250ms, 10s, 5m, 1h or 2d, not 'soon'",
+        ),
+        ("priority_matrix:\n  low: {high: P9}\n", "2:15: priority must be one of P1, P2, P3, P4, P5"),
+        ("logging: {level: loud}\n", "1:18: logging.level must be debug, info, warning or error"),
+        ("http: {port: 1}\nhttp: {port: 2}\n", "2:1: duplicate key 'http' (first given at line 1)"),
+        ("rules: [\n", "2:1: invalid YAML: did not find expected node content"),
+    ],
+)
+def test_config_errors(tmp_path: Path, text: str, message: str) -> None:
+    """Test that each config mistake is reported with its exact file:line:col sentence."""
+    path = write(tmp_path, text)
+    with pytest.raises(SourceError) as caught:
+        load_config(path)
+    assert str(caught.value) == f"{path}:{message}"
+
+
+def test_missing_file(tmp_path: Path) -> None:
+    """Test that a missing config file is a clear error, not a traceback."""
+    with pytest.raises(SourceError, match="cannot read file: No such file or directory"):
+        load_config(tmp_path / "nope.yaml")
