@@ -52,7 +52,12 @@ def test_file_source_options(tmp_path: Path) -> None:
     )
     [files] = config.files
     assert files.patterns == (str(tmp_path / "a/*.log"), "/var/log/b.log")
-    assert (files.parser, files.start_at, files.max_line_bytes, files.year) == ("rfc5424", "beginning", 4096, 2025)
+    assert (files.parser, files.start_at, files.max_line_bytes, files.year) == (
+        "rfc5424",
+        "beginning",
+        4096,
+        2025,
+    )
     assert files.timezone == zoneinfo.ZoneInfo("Europe/Berlin")
     assert (files.poll_interval, files.rescan_interval) == (0.05, 60.0)
 
@@ -86,7 +91,10 @@ def test_priority_matrix_override(tmp_path: Path) -> None:
             "shutdown_timeout: soon\n",
             "1:19: 'shutdown_timeout' must be a duration like 250ms, 10s, 5m, 1h or 2d, not 'soon'",
         ),
-        ("priority_matrix:\n  low: {high: P9}\n", "2:15: priority must be one of P1, P2, P3, P4, P5"),
+        (
+            "priority_matrix:\n  low: {high: P9}\n",
+            "2:15: priority must be one of P1, P2, P3, P4, P5",
+        ),
         ("logging: {level: loud}\n", "1:18: logging.level must be debug, info, warning or error"),
         ("http: {port: 1}\nhttp: {port: 2}\n", "2:1: duplicate key 'http' (first given at line 1)"),
         ("rules: [\n", "2:1: invalid YAML: did not find expected node content"),

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import asyncio
-import copy
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -17,17 +16,17 @@ from tocsin.api.http import ApiServer
 from tocsin.config import Config, FileSourceConfig, describe
 from tocsin.engine.clock import Clock, SystemClock
 from tocsin.engine.pipeline import BatchResult, Engine
-from tocsin.model import Event, FileOffset, Incident
+from tocsin.model import Event, FileOffset
 from tocsin.parsers import Parser, make_parser
 from tocsin.records.incidents import IncidentBook
 from tocsin.records.priority import PRIORITIES
 from tocsin.rules.loader import RuleSet, load_rules
 from tocsin.sources.logfile import LogFileSource
-from tocsin.store.base import CommitBatch, HistoryEntry, Store
+from tocsin.store.base import CommitBatch, Store
 from tocsin.store.sqlite import SqliteStore
 from tocsin.store.writer import StoreWriter
 
-__all__ = ["Daemon", "commit_batch_of", "load_ruleset", "log_action_results"]
+__all__ = ["Daemon", "load_ruleset", "log_action_results"]
 
 log = structlog.get_logger("tocsin")
 
@@ -59,24 +58,6 @@ def load_ruleset(paths: tuple[Path, ...]) -> RuleSet:
     obs.RULES_LOADED.set(len(ruleset.rules))
     obs.RULE_ERRORS.set(len(ruleset.errors))
     return ruleset
-
-
-def commit_batch_of(result: BatchResult, checkpoint: FileOffset | None) -> CommitBatch:
-    """Snapshot what a batch changed, so later batches cannot alter what gets committed."""
-    touched: dict[int, Incident] = {}
-    history: list[HistoryEntry] = []
-    for change in result.changes:
-        incident = change.incident
-        touched[incident.id] = incident
-        if change.op == "open":
-            history.append(HistoryEntry(incident.id, change.time, None, "new", change.actor))
-        elif change.op == "resolve":
-            history.append(HistoryEntry(incident.id, change.time, "new", "resolved", change.actor))
-    return CommitBatch(
-        incidents=[copy.copy(i) for i in touched.values()],
-        history=history,
-        offsets=[checkpoint] if checkpoint is not None else [],
-    )
 
 
 def log_action_results(result: BatchResult) -> None:
@@ -189,7 +170,7 @@ class Daemon:
         log.info("tocsin_stopped")
 
     async def _supervise(self, spec: FileSourceConfig, saved: dict[str, FileOffset]) -> None:
-        """Keep a file source running: a crash is logged and the source restarts from its offsets."""
+        """Keep a file source running: a crash is logged and it restarts after what it queued."""
         delay = 1.0
         while True:
             try:
@@ -248,7 +229,8 @@ class Daemon:
             self._queued_events -= len(batch.events)
             obs.QUEUE_DEPTH.set(self._queued_events)
             result = engine.process(batch.events)
-            committed = await writer.submit(commit_batch_of(result, batch.checkpoint))
+            offsets = [batch.checkpoint] if batch.checkpoint is not None else []
+            committed = await writer.submit(CommitBatch.of(result.changes, offsets))
             committed.add_done_callback(_latency_observer(batch.read_at, self.clock.now))
             log_action_results(result)
             if result.changes:

@@ -13,7 +13,6 @@ from tocsin.parsers import PARSER_KINDS
 from tocsin.records.priority import DEFAULT_MATRIX, LEVELS, PRIORITIES, PriorityMatrix
 from tocsin.rules.schema import (
     check_keys,
-    expect_bool,
     expect_int,
     expect_list,
     expect_map,
@@ -168,7 +167,7 @@ def _matrix(spec: Any, where: Mark) -> PriorityMatrix:
 
 
 def load_config(path: Path) -> Config:
-    """Read and validate the config file; raise SourceError naming file:line on the first problem."""
+    """Read and validate the config; raise SourceError naming file:line of the first problem."""
     data = load_yaml_file(path)
     root = expect_map(data, Mark(str(path), 1, 1), "the config file")
     check_keys(root, _TOP, "config key")

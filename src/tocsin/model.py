@@ -107,22 +107,6 @@ class Event:
             self._id = f"{_BOOT}-{next(_SEQUENCE):x}"
         return self._id
 
-    def as_dict(self) -> dict[str, Any]:
-        """Return the event as plain data (for templates, logs and JSON)."""
-        return {
-            "id": self.id,
-            "time": self.time,
-            "received": self.received,
-            "source": self.source,
-            "origin": self.origin,
-            "host": self.host,
-            "program": self.program,
-            "severity": str(self.severity),
-            "level": self.level,
-            "message": self.message,
-            "fields": self.fields,
-        }
-
     def __repr__(self) -> str:
         return (
             f"Event(source={self.source!r}, host={self.host!r}, program={self.program!r}, "
@@ -173,7 +157,7 @@ class IncidentChange:
 
 @dataclass(frozen=True, slots=True)
 class FileIdentity:
-    """Which file this is: device+inode, plus a fingerprint of its first bytes against inode reuse."""
+    """Which file this is: device+inode, plus a hash of its first bytes against inode reuse."""
 
     dev: int
     ino: int

@@ -64,7 +64,12 @@ def test_same_fingerprint_updates_the_open_incident(engine_for: Build) -> None:
     assert [(o.op, o.count) for o in result.outputs or []] == [("update", 3)]
     incident = engine.book.get("ssh-any:10.0.0.2")
     assert incident is not None
-    assert (incident.id, incident.count, incident.first_seen, incident.last_seen) == (1, 3, t0, t0 + 9)
+    assert (incident.id, incident.count, incident.first_seen, incident.last_seen) == (
+        1,
+        3,
+        t0,
+        t0 + 9,
+    )
     assert len(engine.book) == 1
 
 
@@ -155,9 +160,15 @@ def test_failing_action_is_isolated(engine_for: Build) -> None:
 
     engine.rules[0].actions.insert(0, Boom())
     result = engine.process(
-        [make_event("Interface A, changed state to down", host="h"), make_event("Interface B, changed state to down", host="h")]
+        [
+            make_event("Interface A, changed state to down", host="h"),
+            make_event("Interface B, changed state to down", host="h"),
+        ]
     )
-    assert [(f.rule, f.kind) for f in result.failures] == [("link-down", "boom"), ("link-down", "boom")]
+    assert [(f.rule, f.kind) for f in result.failures] == [
+        ("link-down", "boom"),
+        ("link-down", "boom"),
+    ]
     assert [o.key for o in result.outputs or []] == ["h:A", "h:B"]
 
 
@@ -165,15 +176,18 @@ WORDS = ["alpha", "beta", "gamma", "delta", "error", "fail", "ok", "x1", "42"]
 
 
 @settings(max_examples=200, deadline=None)
-@given(st.lists(st.lists(st.sampled_from(WORDS), min_size=0, max_size=6).map(" ".join), max_size=30))
+@given(
+    st.lists(st.lists(st.sampled_from(WORDS), min_size=0, max_size=6).map(" ".join), max_size=30)
+)
 def test_prefilter_never_changes_the_outcome(messages: list[str]) -> None:
     """Test that the RE2 Set prefilter gives exactly the matches of trying every rule."""
+    import tempfile
+    from pathlib import Path
+
     from tocsin.actions.registry import ACTION_KINDS
     from tocsin.records.incidents import IncidentBook
     from tocsin.records.priority import PriorityMatrix
     from tocsin.rules.loader import load_rules
-    import tempfile
-    from pathlib import Path
 
     text = """
 rules:
@@ -190,10 +204,21 @@ rules:
     assert not ruleset.errors
 
     def run(prefiltered: bool) -> list[tuple[str, str]]:
-        rules = ruleset.rules if prefiltered else [
-            type(r)(**{**{s: getattr(r, s) for s in r.__slots__}, "prefilter": None}) for r in ruleset.rules
-        ]
-        engine = Engine(rules=rules, lists={}, book=IncidentBook(priorities=PriorityMatrix()), clock=ManualClock(), record_outputs=True)
+        rules = (
+            ruleset.rules
+            if prefiltered
+            else [
+                type(r)(**{**{s: getattr(r, s) for s in r.__slots__}, "prefilter": None})
+                for r in ruleset.rules
+            ]
+        )
+        engine = Engine(
+            rules=rules,
+            lists={},
+            book=IncidentBook(priorities=PriorityMatrix()),
+            clock=ManualClock(),
+            record_outputs=True,
+        )
         result = engine.process([make_event(m) for m in messages])
         return [(o.rule, o.title) for o in result.outputs or []]
 

@@ -10,7 +10,6 @@ import threading
 from pathlib import Path
 
 import pytest
-
 from daemon import Daemon, ssh_line, wait_until
 
 pytestmark = pytest.mark.integration
@@ -50,13 +49,18 @@ def test_lines_become_incidents_visible_in_api_and_metrics(daemon: Daemon) -> No
     append(log, [ssh_line(i, "10.0.0.1") for i in range(3)] + [ssh_line(9, "10.0.0.2")])
     append(log, "Nov 25 10:00:05 r1 %LINK-3-UPDOWN: Interface Gi0/1, changed state to down\n")
     append(log, "Nov 25 10:00:06 r1 %LINK-3-UPDOWN: Interface Gi0/1, changed state to up\n")
-    wait_until(lambda: len(daemon.incidents()) == 3 and daemon.incidents("resolved"), what="3 incidents")
+    wait_until(
+        lambda: len(daemon.incidents()) == 3 and daemon.incidents("resolved"), what="3 incidents"
+    )
     by_fp = {i["fingerprint"]: i for i in daemon.incidents()}
     assert by_fp["ssh-failed:10.0.0.1"]["count"] == 3
     assert by_fp["ssh-failed:10.0.0.2"]["count"] == 1
     assert by_fp["ssh-failed:10.0.0.1"]["priority"] == "P4"
     assert by_fp["link-down:r1:Gi0/1"]["state"] == "resolved"
-    assert [i["fingerprint"] for i in daemon.incidents("open")] == ["ssh-failed:10.0.0.2", "ssh-failed:10.0.0.1"]
+    assert [i["fingerprint"] for i in daemon.incidents("open")] == [
+        "ssh-failed:10.0.0.2",
+        "ssh-failed:10.0.0.1",
+    ]
     detail = daemon.get(f"/api/v1/incidents/{by_fp['link-down:r1:Gi0/1']['id']}")
     assert [(h["from"], h["to"]) for h in detail["history"]] == [(None, "new"), ("new", "resolved")]
     metrics = daemon.metrics()
@@ -93,7 +97,10 @@ def test_logrotate_loses_and_repeats_nothing(daemon: Daemon, directive: str) -> 
     for round_ in range(3):
         append(log, [ssh_line(total + i, "10.1.0.1") for i in range(200)])
         total += 200
-        wait_until(lambda: daemon.total_count() == total, what=f"{total} lines before rotation {round_}")
+        wait_until(
+            lambda n=total: daemon.total_count() == n,  # type: ignore[misc]
+            what=f"{total} lines before rotation {round_}",
+        )
         logrotate(daemon.root, log, directive)
         append(log, [ssh_line(total + i, "10.1.0.1") for i in range(50)])
         total += 50
@@ -195,7 +202,9 @@ def test_invalid_rule_is_reported_and_the_others_run(daemon: Daemon) -> None:
     log = daemon.root / "logs" / "app.log"
     log.write_text("")
     daemon.start()
-    assert "zz-broken.yaml:3:23: rule 'broken': unknown matcher operator 'regexp'" in daemon.output()
+    assert (
+        "zz-broken.yaml:3:23: rule 'broken': unknown matcher operator 'regexp'" in daemon.output()
+    )
     append(log, ssh_line(1, "10.6.0.1"))
     wait_until(lambda: daemon.total_count() == 1, what="an incident from the valid rules")
     assert "tocsin_rule_errors 1.0" in daemon.metrics()

@@ -17,7 +17,9 @@ from tocsin.yamlsrc import Mark, SourceError
 Load = Callable[..., RuleSet]
 
 
-def matches(load_text: Load, match_yaml: str, event: Any, lists: str = "") -> tuple[bool, dict[str, Any]]:
+def matches(
+    load_text: Load, match_yaml: str, event: Any, lists: str = ""
+) -> tuple[bool, dict[str, Any]]:
     """Load one rule with `match_yaml` and run its matcher on `event`."""
     ruleset = load_text(f"{lists}rules:\n  - id: r\n    match: {match_yaml}\n    actions: [drop]\n")
     assert not ruleset.errors, [str(e) for e in ruleset.errors]
@@ -94,8 +96,12 @@ def test_captures_handle_non_ascii(load_text: Load) -> None:
 def test_in_named_list(load_text: Load) -> None:
     """Test that `in: lists.NAME` uses the named list."""
     lists = "lists:\n  admins: [root, admin]\n"
-    assert matches(load_text, "{fields.user: {in: lists.admins}}", make_event(fields={"user": "root"}), lists)[0]
-    assert not matches(load_text, "{fields.user: {in: lists.admins}}", make_event(fields={"user": "bob"}), lists)[0]
+    assert matches(
+        load_text, "{fields.user: {in: lists.admins}}", make_event(fields={"user": "root"}), lists
+    )[0]
+    assert not matches(
+        load_text, "{fields.user: {in: lists.admins}}", make_event(fields={"user": "bob"}), lists
+    )[0]
 
 
 def test_macro_expands(load_text: Load) -> None:
@@ -153,7 +159,12 @@ def test_fast_captures_equal_re2_search(text: str) -> None:
     def fail(where: Mark, message: str) -> SourceError:
         return SourceError(where, message)
 
-    rx = Regex(r"(?P<word>\w+)\s*(?P<rest>.{0,3})", where=Mark("t", 1, 1), errors=fail, warn=lambda m, s: errors.append(s))
+    rx = Regex(
+        r"(?P<word>\w+)\s*(?P<rest>.{0,3})",
+        where=Mark("t", 1, 1),
+        errors=fail,
+        warn=lambda m, s: errors.append(s),
+    )
     from tocsin.rules.matchers import _regex
 
     caps: dict[str, Any] = {}

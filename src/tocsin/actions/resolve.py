@@ -16,7 +16,7 @@ __all__ = ["ResolveAction", "ResolveKind"]
 
 @dataclass(frozen=True, slots=True)
 class ResolveAction:
-    """Resolve incident `target:key`, the key rendered from this event (default: this rule's key)."""
+    """Resolve incident `target:key`, rendering the key from this event (default: the rule's)."""
 
     rule: str
     target: str

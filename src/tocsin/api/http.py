@@ -123,7 +123,7 @@ class ApiServer:
         site = web.TCPSite(runner, self._host, self._port)
         await site.start()
         self._runner = runner
-        server = site._server  # noqa: SLF001 - aiohttp has no public way to read the bound port
+        server = site._server
         sockets = getattr(server, "sockets", None) or ()
         if sockets:
             bound = sockets[0].getsockname()

@@ -74,6 +74,7 @@ class Engine:
         self.book = book
         self.clock = clock
         self.record_outputs = record_outputs
+        self._by_id = {rule.id: rule for rule in self.rules}
         self._always: list[int] = []
         self._rule_of_pattern: list[int] = []
         self._set_match: Callable[[bytes], list[int] | None] | None = None
@@ -119,35 +120,40 @@ class Engine:
                 captures: dict[str, Any] = {}
                 if not rule.matcher(event, captures):
                     continue
-                variables: dict[str, Any] = {
-                    **captures,
-                    "event": event,
-                    "fields": {**event.fields, **captures} if captures else event.fields,
-                    "lists": lists,
-                }
-                if rule.when is not None and not rule.when(variables):
-                    continue
+                fields = event.fields
+                variables: dict[str, Any] | None = None
+                if rule.when is not None:
+                    # Captures join the fields only if `when` agrees; until then, a view.
+                    variables = {
+                        **captures,
+                        "event": event,
+                        "fields": {**fields, **captures} if captures else fields,
+                        "lists": lists,
+                    }
+                    if not rule.when(variables):
+                        continue
+                    variables["fields"] = fields
                 if captures:
-                    event.fields.update(captures)
-                    variables["fields"] = event.fields
+                    fields.update(captures)
                 matches[rule.id] += 1
-                hit = Hit(event, rule, captures, variables)
+                hit = Hit(event, rule, captures, lists, variables)
                 if rule.key is not None:
-                    hit.key = rule.key.render(variables)
-                self._run_actions(hit, env, result)
+                    hit.key = rule.key.render(hit.variables)
+                for action in rule.actions:
+                    try:
+                        action.run(hit, env)
+                    except Exception as exc:  # noqa: BLE001 - one bad action must not stop the batch
+                        result.failures.append(
+                            ActionFailure(rule.id, action.kind, repr(exc), event)
+                        )
                 if hit.dropped:
                     result.dropped += 1
                     break
                 if not rule.continue_:
                     break
+        # Every action of a matched rule runs once per match: count them per batch, not per run.
+        by_id = self._by_id
+        for rule_id, count in matches.items():
+            for action in by_id[rule_id].actions:
+                result.actions[action.kind] += count
         return result
-
-    def _run_actions(self, hit: Hit, env: _Env, result: BatchResult) -> None:
-        for action in hit.rule.actions:
-            result.actions[action.kind] += 1
-            try:
-                action.run(hit, env)
-            except Exception as exc:  # noqa: BLE001 - one bad action must not stop the batch
-                result.failures.append(
-                    ActionFailure(hit.rule.id, action.kind, repr(exc), hit.event)
-                )

@@ -22,26 +22,44 @@ _ISO = re.compile(
 )
 
 _CACHE_LIMIT = 4096
+_UNKNOWN: float = -1.0  # marks a cache miss: no real hour starts at -1 s
 
 
 class StampCache:
     """Epoch seconds per timestamp text: a datetime per line would cost more than the parse."""
 
-    __slots__ = ("_epochs", "_tz")
+    __slots__ = ("_epochs", "_hours", "_tz")
 
     def __init__(self, *, tz: tzinfo | None) -> None:
         self._tz = tz
         self._epochs: dict[tuple[int | str, str], float] = {}
+        self._hours: dict[tuple[int, int, int, int], float | None] = {}
 
     def bsd(self, year: int, stamp: str) -> float | None:
-        """Return the epoch of a BSD stamp ("Nov  5 18:30:21") in `year`, None if no such date."""
-        key = (year, stamp)
-        epoch = self._epochs.get(key)
-        if epoch is None:
-            month, day, clock = stamp.split()
-            base = f"{year:04d}-{MONTHS[month]:02d}-{int(day):02d}T{clock}"
-            epoch = self._remember(key, base, "")
-        return epoch
+        """Return the epoch of a BSD stamp ("Nov  5 18:30:21") in `year`, None if no such date.
+
+        Busy logs change second on almost every line, so a miss must be cheap too: the epoch
+        of each hour is computed once (zone offsets change on the hour) and the rest added.
+        """
+        month_name, day_text, clock = stamp.split()
+        hour_text, minute_text, second_text = clock.split(":")
+        minute, second = int(minute_text), int(second_text)
+        if minute > 59 or second > 59:
+            return None
+        key = (year, MONTHS[month_name], int(day_text), int(hour_text))
+        base = self._hours.get(key, _UNKNOWN)
+        if base is _UNKNOWN:
+            if len(self._hours) >= _CACHE_LIMIT:
+                self._hours.clear()
+            base = self._hours[key] = self._hour_epoch(*key)
+        return None if base is None else base + minute * 60 + second
+
+    def _hour_epoch(self, year: int, month: int, day: int, hour: int) -> float | None:
+        """Return the epoch at the start of an hour in this zone, None if there is no such hour."""
+        try:
+            return _timestamp(datetime(year, month, day, hour, tzinfo=self._tz))
+        except ValueError:
+            return None
 
     def rfc3339(self, base: str, offset: str | None) -> float | None:
         """Return the epoch of "YYYY-MM-DDThh:mm:ss" (any separator, no fraction) and offset."""

@@ -241,10 +241,8 @@ class _Loader:
             kind = self.kinds.get(name) if isinstance(name, str) else None
             if kind is None:
                 hint = did_you_mean(str(name), self.kinds)
-                raise ctx.error(
-                    imark,
-                    f"unknown action '{name}'{hint}; known actions: {', '.join(sorted(self.kinds))}",
-                )
+                known = ", ".join(sorted(self.kinds))
+                raise ctx.error(imark, f"unknown action '{name}'{hint}; known actions: {known}")
             actions.append(kind.compile(spec, smark, ctx))
         return actions
 
@@ -258,7 +256,8 @@ class _Loader:
             for action in rule.actions:
                 for target in action.referenced_rules():
                     if target not in known:
-                        problem = f"'{action.kind}' refers to unknown rule '{target}'{did_you_mean(target, known)}"
+                        hint = did_you_mean(target, known)
+                        problem = f"'{action.kind}' refers to unknown rule '{target}'{hint}"
                     elif target not in raising:
                         problem = (
                             f"'{action.kind}' refers to rule '{target}', which raises no incidents"

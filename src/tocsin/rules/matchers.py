@@ -148,19 +148,6 @@ def _number(value: Any) -> float | None:
     return None
 
 
-def _equals(expected: Any) -> Predicate:
-    alt = (
-        str(expected)
-        if isinstance(expected, int | float) and not isinstance(expected, bool)
-        else None
-    )
-
-    def eq(value: Any, _caps: dict[str, Any]) -> bool:
-        return bool(value == expected or (alt is not None and value == alt))
-
-    return eq
-
-
 def _one_of(items: list[Any], *, negate: bool = False) -> Predicate:
     wanted: set[Any] = set()
     for item in items:
@@ -209,7 +196,7 @@ def _regex(rx: Regex) -> Predicate:
 
         return plain
     if rx.spans is not None:
-        return _re2_capturing(rx.spans, rx.group_slots)
+        return _re2_capturing(rx.spans, rx.group_slots, _identity)
 
     def capturing(value: Any, caps: dict[str, Any]) -> bool:
         text = _text_of(value)
@@ -226,14 +213,20 @@ def _regex(rx: Regex) -> Predicate:
     return capturing
 
 
+def _identity(value: Any) -> Any:
+    return value
+
+
 def _re2_capturing(
-    spans: Callable[[Any, bytes, int, int], Any], slots: tuple[tuple[str, int], ...]
-) -> Predicate:
+    spans: Callable[[Any, bytes, int, int], Any],
+    slots: tuple[tuple[str, int], ...],
+    getter: Callable[[Any], Any],
+) -> Callable[[Any, dict[str, Any]], bool]:
     """Capture through RE2's byte-span call: half the cost of the Python wrapper's search."""
     unanchored = _UNANCHORED
 
-    def capturing(value: Any, caps: dict[str, Any]) -> bool:
-        text = _text_of(value)
+    def capturing(item: Any, caps: dict[str, Any]) -> bool:
+        text = _text_of(getter(item))
         if text is None:
             return False
         data = text.encode("utf-8", "surrogatepass")
@@ -309,6 +302,20 @@ def _not(matcher: Matcher) -> Matcher:
 
 
 def _on(getter: Getter, pred: Predicate) -> Matcher:
+    return lambda e, c: pred(getter(e), c)
+
+
+def _on_equals(getter: Getter, expected: Any) -> Matcher:
+    """Fuse the getter into an equality test: the most common condition, one call per event."""
+    if isinstance(expected, int | float) and not isinstance(expected, bool):
+        alt = str(expected)
+        return lambda e, _c: (v := getter(e)) == expected or v == alt
+    return lambda e, _c: getter(e) == expected
+
+
+def _on_one_of(getter: Getter, items: list[Any]) -> Matcher:
+    """Fuse the getter into a set membership test."""
+    pred = _one_of(items)
     return lambda e, c: pred(getter(e), c)
 
 
@@ -395,8 +402,8 @@ class MatchCompiler:
             else names
         )
         parts: list[Matcher] = []
-        for name in names:
-            name = expect_str(name, where, "a macro name", self._errors)
+        for item in names:
+            name = expect_str(item, where, "a macro name", self._errors)
             if name not in self._macros:
                 raise self._errors(
                     where, f"unknown macro '{name}'{did_you_mean(name, self._macros)}"
@@ -426,15 +433,16 @@ class MatchCompiler:
         """Compile one attribute's condition; returns the matcher and whether it is costly."""
         getter = _getter(attr)
         if isinstance(cond, MarkedList):
-            return _on(getter, _one_of(self._scalars(cond, where))), False
+            return _on_one_of(getter, self._scalars(cond, where)), False
         if not isinstance(cond, MarkedMap):
             if cond is None:
                 raise self._errors(where, f"condition for '{attr}' is empty")
-            return _on(getter, _equals(cond)), False
+            return _on_equals(getter, cond), False
         if not cond:
             raise self._errors(where, f"condition for '{attr}' is an empty mapping")
         preds: list[Predicate] = []
         costly = False
+        capturing_rx: Regex | None = None
         for op, arg in cond.items():
             omark = key_mark(cond, op, where)
             amark = value_mark(cond, op, where)
@@ -452,6 +460,7 @@ class MatchCompiler:
                 )
                 preds.append(_regex(rx))
                 costly = True
+                capturing_rx = rx if rx.groups else None
             elif op in ("contains", "startswith", "endswith"):
                 preds.append(_string_op(op, self._text_args(op, arg, amark)))
             elif op in ("in", "not_in"):
@@ -468,6 +477,8 @@ class MatchCompiler:
                 pattern = _prefilter_of(op, arg, rx)
                 if pattern is not None:
                     prefilters.append(pattern)
+        if len(preds) == 1 and capturing_rx is not None and capturing_rx.spans is not None:
+            return _re2_capturing(capturing_rx.spans, capturing_rx.group_slots, getter), costly
         return _on(getter, _all(preds)), costly
 
     def _text_args(self, op: str, arg: Any, where: Mark) -> str | tuple[str, ...]:

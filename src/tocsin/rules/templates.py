@@ -55,12 +55,14 @@ def _text(value: Any) -> str:
 class Template:
     """A compiled template; `render(vars)` never raises for event data."""
 
-    __slots__ = ("_jinja", "_parts", "source")
+    __slots__ = ("_jinja", "_parts", "_single", "source")
 
     def __init__(self, source: str) -> None:
         self.source = source
         self._jinja: Any = None
         self._parts: list[str | tuple[str, ...]] | None = _fast_parts(source)
+        single = self._parts[0] if self._parts is not None and len(self._parts) == 1 else None
+        self._single = single[0] if isinstance(single, tuple) and len(single) == 1 else None
         if self._parts is None:
             try:
                 self._jinja = _ENV.from_string(source)
@@ -75,6 +77,9 @@ class Template:
     def render(self, variables: Vars) -> str:
         """Render with `variables`; a runtime error yields '' rather than stopping the rule."""
         parts = self._parts
+        if self._single is not None:  # "{{ name }}": the most common key template
+            value = variables.get(self._single, _MISSING)
+            return value if type(value) is str else _text(value)
         if parts is None:
             try:
                 return str(self._jinja.render(variables))

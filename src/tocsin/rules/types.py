@@ -27,16 +27,41 @@ __all__ = [
 Matcher = Callable[[Event, dict[str, Any]], bool]
 
 
-@dataclass(slots=True)
 class Hit:
     """One rule matching one event: what actions see."""
 
-    event: Event
-    rule: Rule
-    captures: dict[str, Any]
-    variables: Mapping[str, Any]
-    key: str = ""
-    dropped: bool = False
+    __slots__ = ("_variables", "captures", "dropped", "event", "key", "lists", "rule")
+
+    def __init__(
+        self,
+        event: Event,
+        rule: Rule,
+        captures: dict[str, Any],
+        lists: Mapping[str, list[Any]],
+        variables: dict[str, Any] | None = None,
+    ) -> None:
+        self.event = event
+        self.rule = rule
+        self.captures = captures
+        self.lists = lists
+        self._variables = variables
+        self.key = ""
+        self.dropped = False
+
+    @property
+    def variables(self) -> Mapping[str, Any]:
+        """Template variables, built on first use: a drop or a repeat needs none."""
+        variables = self._variables
+        if variables is None:
+            event = self.event
+            variables = {
+                **self.captures,
+                "event": event,
+                "fields": event.fields,
+                "lists": self.lists,
+            }
+            self._variables = variables
+        return variables
 
 
 @dataclass(slots=True)
@@ -51,19 +76,6 @@ class ActionOutput:
     fingerprint: str = ""
     title: str = ""
     count: int = 0
-
-    def as_dict(self) -> dict[str, Any]:
-        """Return the JSON form."""
-        return {
-            "time": self.time,
-            "rule": self.rule,
-            "action": self.action,
-            "op": self.op,
-            "key": self.key,
-            "fingerprint": self.fingerprint,
-            "title": self.title,
-            "count": self.count,
-        }
 
 
 @dataclass(frozen=True, slots=True)

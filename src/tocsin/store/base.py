@@ -2,11 +2,12 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+import copy
 from collections.abc import Sequence
+from dataclasses import dataclass, field
 from typing import Protocol
 
-from tocsin.model import FileOffset, Incident
+from tocsin.model import FileOffset, Incident, IncidentChange
 
 __all__ = ["CommitBatch", "HistoryEntry", "Store", "StoreError"]
 
@@ -38,6 +39,24 @@ class CommitBatch:
     incidents: list[Incident] = field(default_factory=list)  # snapshots, upserted by id
     history: list[HistoryEntry] = field(default_factory=list)
     offsets: list[FileOffset] = field(default_factory=list)  # upserted by path
+
+    @classmethod
+    def of(cls, changes: Sequence[IncidentChange], offsets: list[FileOffset]) -> CommitBatch:
+        """Snapshot what changes touched, so later changes cannot alter what gets committed."""
+        touched: dict[int, Incident] = {}
+        history: list[HistoryEntry] = []
+        for change in changes:
+            incident = change.incident
+            touched[incident.id] = incident
+            if change.op == "open":
+                history.append(HistoryEntry(incident.id, change.time, None, "new", change.actor))
+            elif change.op == "resolve":
+                history.append(
+                    HistoryEntry(incident.id, change.time, "new", "resolved", change.actor)
+                )
+        return cls(
+            incidents=[copy.copy(i) for i in touched.values()], history=history, offsets=offsets
+        )
 
     def __bool__(self) -> bool:
         return bool(self.incidents or self.history or self.offsets)
