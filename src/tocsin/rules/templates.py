@@ -69,17 +69,12 @@ class Template:
             except TemplateError as exc:
                 raise TemplateCompileError(str(exc)) from None
 
-    @property
-    def is_constant(self) -> bool:
-        """Tell whether rendering always yields the same text."""
-        return self._parts is not None and all(isinstance(p, str) for p in self._parts)
-
     def render(self, variables: Vars) -> str:
         """Render with `variables`; a runtime error yields '' rather than stopping the rule."""
         parts = self._parts
         if self._single is not None:  # "{{ name }}": the most common key template
-            value = variables.get(self._single, _MISSING)
-            return value if type(value) is str else _text(value)
+            single = variables.get(self._single, _MISSING)
+            return single if type(single) is str else _text(single)
         if parts is None:
             try:
                 return str(self._jinja.render(variables))
