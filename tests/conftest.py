@@ -10,7 +10,6 @@ import pytest
 from tocsin.actions.registry import ACTION_KINDS
 from tocsin.engine.clock import ManualClock
 from tocsin.engine.pipeline import Engine
-from tocsin.model import Event
 from tocsin.records.incidents import IncidentBook
 from tocsin.records.priority import PriorityMatrix
 from tocsin.rules.loader import RuleSet, load_rules
@@ -20,15 +19,6 @@ from tocsin.rules.loader import RuleSet, load_rules
 def clock() -> ManualClock:
     """Return a virtual clock starting at 2026-11-25T00:00:00Z."""
     return ManualClock(1_795_564_800.0)
-
-
-def make_event(message: str = "", **kw: object) -> Event:
-    """Build a log event with sensible defaults for tests."""
-    kw.setdefault("time", 1_795_564_800.0)
-    kw.setdefault("received", kw["time"])
-    kw.setdefault("source", "log")
-    kw.setdefault("origin", "/var/log/test.log")
-    return Event(message=message, **kw)  # type: ignore[arg-type]
 
 
 @pytest.fixture

@@ -7,7 +7,7 @@ from collections.abc import Callable
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from conftest import make_event
+from testkit import make_event
 from tocsin.engine.clock import ManualClock
 from tocsin.engine.pipeline import Engine
 from tocsin.model import IncidentState

@@ -9,7 +9,7 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from conftest import make_event
+from testkit import make_event
 from tocsin.rules.loader import RuleSet
 from tocsin.rules.matchers import Regex
 from tocsin.yamlsrc import Mark, SourceError

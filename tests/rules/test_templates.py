@@ -8,7 +8,7 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from conftest import make_event
+from testkit import make_event
 from tocsin.rules.templates import TemplateCompileError, compile_expression, compile_template
 
 VARS: dict[str, Any] = {
