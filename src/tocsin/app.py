@@ -30,14 +30,6 @@ __all__ = ["Daemon", "load_ruleset", "log_action_results"]
 
 log = structlog.get_logger("tocsin")
 
-_LOG_METHODS = {
-    "debug": "debug",
-    "info": "info",
-    "warning": "warning",
-    "error": "error",
-    "critical": "critical",
-}
-
 
 @dataclass(slots=True)
 class EventBatch:
@@ -63,7 +55,7 @@ def load_ruleset(paths: tuple[Path, ...]) -> RuleSet:
 def log_action_results(result: BatchResult) -> None:
     """Write what `log` actions asked for and report failed actions; count both."""
     for request in result.logs:
-        getattr(log, _LOG_METHODS[request.level])(
+        getattr(log, request.level)(
             request.message,
             rule=request.rule,
             source=request.event.source,

@@ -116,6 +116,7 @@ async def checkpoint_after(log: Path, count: int, **kwargs: Any) -> FileOffset:
 
 
 async def test_start_at_end_reads_only_lines_completed_later(tmp_path: Path) -> None:
+    """Test that start_at end reads only lines completed later."""
     log = tmp_path / "app.log"
     log.write_text("old 1\nold 2\nhalf")
     async with source([str(log)]) as tail:
@@ -126,6 +127,7 @@ async def test_start_at_end_reads_only_lines_completed_later(tmp_path: Path) -> 
 
 
 async def test_start_at_beginning_reads_everything(tmp_path: Path) -> None:
+    """Test that start_at beginning reads everything."""
     log = tmp_path / "app.log"
     log.write_text(numbered("line", 1, 3))
     async with source([str(log)], start_at="beginning") as tail:
@@ -136,6 +138,7 @@ async def test_start_at_beginning_reads_everything(tmp_path: Path) -> None:
 
 
 async def test_partial_line_waits_for_its_newline(tmp_path: Path) -> None:
+    """Test that partial line waits for its newline."""
     log = tmp_path / "app.log"
     log.write_text("a\nb")
     async with source([str(log)], start_at="beginning") as tail:
@@ -153,6 +156,7 @@ async def test_partial_line_waits_for_its_newline(tmp_path: Path) -> None:
 
 
 async def test_batches_are_bounded_and_checkpoints_exact(tmp_path: Path) -> None:
+    """Test that batches are bounded and checkpoints exact."""
     log = tmp_path / "app.log"
     text = numbered("line", 1, 5000)
     log.write_text(text)
@@ -175,6 +179,7 @@ async def test_batches_are_bounded_and_checkpoints_exact(tmp_path: Path) -> None
 
 
 async def test_reading_waits_for_the_consumer(tmp_path: Path) -> None:
+    """Test that reading waits for the consumer."""
     log = tmp_path / "app.log"
     path = str(log)
     log.write_text(numbered("x" * 90, 1, 40000))  # about 4 MiB
@@ -188,6 +193,7 @@ async def test_reading_waits_for_the_consumer(tmp_path: Path) -> None:
 
 
 async def test_long_lines_are_cut_once_and_the_rest_dropped(tmp_path: Path) -> None:
+    """Test that long lines are cut once and the rest dropped."""
     log = tmp_path / "app.log"
     path = str(log)
     before = metric("tocsin_file_lines_cut_total", path=path)
@@ -213,6 +219,7 @@ async def test_long_lines_are_cut_once_and_the_rest_dropped(tmp_path: Path) -> N
 
 
 async def test_invalid_utf8_is_replaced_and_counted(tmp_path: Path) -> None:
+    """Test that invalid UTF-8 is replaced and counted."""
     log = tmp_path / "app.log"
     path = str(log)
     before = metric("tocsin_file_invalid_utf8_lines_total", path=path)
@@ -224,6 +231,7 @@ async def test_invalid_utf8_is_replaced_and_counted(tmp_path: Path) -> None:
 
 
 async def test_start_at_end_inside_an_overlong_line_drops_it(tmp_path: Path) -> None:
+    """Test that start_at end inside an overlong line drops it."""
     log = tmp_path / "app.log"
     log.write_text("old\n" + "x" * 50)
     async with source([str(log)], max_line_bytes=10) as tail:
@@ -238,6 +246,7 @@ async def test_start_at_end_inside_an_overlong_line_drops_it(tmp_path: Path) -> 
 
 
 async def test_rename_and_create_finishes_the_old_file_first(tmp_path: Path) -> None:
+    """Test that rename and create finishes the old file first."""
     log = tmp_path / "app.log"
     path = str(log)
     before = metric("tocsin_file_rotations_total", path=path, kind="rename")
@@ -261,6 +270,7 @@ async def test_rename_and_create_finishes_the_old_file_first(tmp_path: Path) -> 
 
 
 async def test_renamed_file_is_still_read_for_a_grace_time(tmp_path: Path) -> None:
+    """Test that renamed file is still read for a grace time."""
     log = tmp_path / "app.log"
     path = str(log)
     before = metric("tocsin_file_rotations_total", path=path, kind="rename")
@@ -279,6 +289,7 @@ async def test_renamed_file_is_still_read_for_a_grace_time(tmp_path: Path) -> No
 
 
 async def test_truncation_starts_over(tmp_path: Path) -> None:
+    """Test that truncation starts over."""
     log = tmp_path / "app.log"
     path = str(log)
     before = metric("tocsin_file_rotations_total", path=path, kind="truncate")
@@ -298,6 +309,7 @@ async def test_truncation_starts_over(tmp_path: Path) -> None:
 async def test_truncate_and_refill_past_our_offset_is_caught_by_fingerprint(
     tmp_path: Path,
 ) -> None:
+    """Test that truncate and refill past our offset is caught by fingerprint."""
     log = tmp_path / "app.log"
     path = str(log)
     before = metric("tocsin_file_rotations_total", path=path, kind="truncate")
@@ -331,6 +343,7 @@ async def test_truncate_and_refill_to_the_same_size_is_caught(tmp_path: Path) ->
 
 
 async def test_deleted_and_recreated_file_is_read_from_its_start(tmp_path: Path) -> None:
+    """Test that deleted and recreated file is read from its start."""
     log = tmp_path / "app.log"
     log.write_text("one\n")
     async with source([str(log)], start_at="beginning") as tail:
@@ -344,6 +357,7 @@ async def test_deleted_and_recreated_file_is_read_from_its_start(tmp_path: Path)
 
 @needs_logrotate
 async def test_logrotate_create(tmp_path: Path) -> None:
+    """Test that logrotate create."""
     log = tmp_path / "app.log"
     path = str(log)
     before = metric("tocsin_file_rotations_total", path=path, kind="rename")
@@ -365,6 +379,7 @@ async def test_logrotate_create(tmp_path: Path) -> None:
 
 @needs_logrotate
 async def test_logrotate_copytruncate(tmp_path: Path) -> None:
+    """Test that logrotate copytruncate."""
     log = tmp_path / "app.log"
     path = str(log)
     before = metric("tocsin_file_rotations_total", path=path, kind="truncate")
@@ -388,6 +403,7 @@ async def test_logrotate_copytruncate(tmp_path: Path) -> None:
 
 
 async def test_resume_neither_skips_nor_repeats(tmp_path: Path) -> None:
+    """Test that resume neither skips nor repeats."""
     log = tmp_path / "app.log"
     log.write_text(numbered("line", 1, 10) + "partial")
     saved = await checkpoint_after(log, 6, batch_lines=3)
@@ -398,6 +414,7 @@ async def test_resume_neither_skips_nor_repeats(tmp_path: Path) -> None:
 
 
 async def test_resume_after_rename_while_down(tmp_path: Path) -> None:
+    """Test that resume after rename while down."""
     log = tmp_path / "app.log"
     path = str(log)
     log.write_text(numbered("old", 1, 4))
@@ -420,6 +437,7 @@ async def test_resume_after_rename_while_down(tmp_path: Path) -> None:
 
 
 async def test_resume_after_several_dated_rotations_finds_the_right_file(tmp_path: Path) -> None:
+    """Test that resume after several dated rotations finds the right file."""
     log = tmp_path / "app.log"
     log.write_text(numbered("gen1", 1, 2))
     saved = await checkpoint_after(log, 2)
@@ -433,6 +451,7 @@ async def test_resume_after_several_dated_rotations_finds_the_right_file(tmp_pat
 
 @needs_logrotate
 async def test_resume_after_copytruncate_while_down(tmp_path: Path) -> None:
+    """Test that resume after copytruncate while down."""
     log = tmp_path / "app.log"
     log.write_text(numbered("old", 1, 3))
     saved = await checkpoint_after(log, 3)
@@ -448,6 +467,7 @@ async def test_resume_after_copytruncate_while_down(tmp_path: Path) -> None:
 async def test_resume_when_the_rotated_file_is_gone_reads_new_file_and_warns(
     tmp_path: Path,
 ) -> None:
+    """Test that resume when the rotated file is gone reads new file and warns."""
     log = tmp_path / "app.log"
     log.write_text(numbered("old", 1, 3))
     saved = await checkpoint_after(log, 3)
@@ -460,6 +480,7 @@ async def test_resume_when_the_rotated_file_is_gone_reads_new_file_and_warns(
 
 
 async def test_resume_with_reused_inode_starts_over(tmp_path: Path) -> None:
+    """Test that resume with reused inode starts over."""
     log = tmp_path / "app.log"
     log.write_text("a different file\nline 2\n")
     st = log.stat()
@@ -477,6 +498,7 @@ async def test_resume_with_reused_inode_starts_over(tmp_path: Path) -> None:
 
 
 async def test_resume_after_delete_and_create_while_down_reads_new_file(tmp_path: Path) -> None:
+    """Test that resume after delete and create while down reads new file."""
     log = tmp_path / "app.log"
     log.write_text("old 1\nold 2\n")
     saved = await checkpoint_after(log, 2)
@@ -489,6 +511,7 @@ async def test_resume_after_delete_and_create_while_down_reads_new_file(tmp_path
 
 
 async def test_resume_on_a_shorter_file_starts_over(tmp_path: Path) -> None:
+    """Test that resume on a shorter file starts over."""
     log = tmp_path / "app.log"
     log.write_text(numbered("line", 1, 5))
     saved = await checkpoint_after(log, 5)
@@ -499,6 +522,7 @@ async def test_resume_on_a_shorter_file_starts_over(tmp_path: Path) -> None:
 
 
 async def test_resume_when_path_missing_drains_rotated_file(tmp_path: Path) -> None:
+    """Test that resume when path missing drains rotated file."""
     log = tmp_path / "app.log"
     log.write_text(numbered("old", 1, 2))
     saved = await checkpoint_after(log, 2)
@@ -517,6 +541,7 @@ async def test_resume_when_path_missing_drains_rotated_file(tmp_path: Path) -> N
 async def test_missing_file_is_reported_and_read_from_start_when_it_appears(
     tmp_path: Path,
 ) -> None:
+    """Test that missing file is reported and read from start when it appears."""
     log = tmp_path / "later.log"
     path = str(log)
     before = metric("tocsin_file_errors_total", path=path, reason="missing")
@@ -531,6 +556,7 @@ async def test_missing_file_is_reported_and_read_from_start_when_it_appears(
 
 
 async def test_glob_picks_up_new_files_from_their_start(tmp_path: Path) -> None:
+    """Test that glob picks up new files from their start."""
     (tmp_path / "a.log").write_text("a old\n")
     (tmp_path / "notes.txt").write_text("not matched\n")
     async with source([str(tmp_path / "*.log")]) as tail:
@@ -543,6 +569,7 @@ async def test_glob_picks_up_new_files_from_their_start(tmp_path: Path) -> None:
 
 
 async def test_vanished_file_is_reported_and_others_keep_going(tmp_path: Path) -> None:
+    """Test that vanished file is reported and others keep going."""
     gone, kept = tmp_path / "gone.log", tmp_path / "kept.log"
     gone.write_text("")
     kept.write_text("")
@@ -572,6 +599,7 @@ def _root_reads_anything(path: Path) -> bool:
 
 
 async def test_unreadable_file_is_reported_and_retried(tmp_path: Path) -> None:
+    """Test that unreadable file is reported and retried."""
     if _root_reads_anything(tmp_path / "probe"):
         pytest.skip("running with permission to read mode-000 files (root), cannot test EACCES")
     log = tmp_path / "secret.log"
@@ -587,6 +615,7 @@ async def test_unreadable_file_is_reported_and_retried(tmp_path: Path) -> None:
 
 
 async def test_exit_closes_descriptors_and_ends_iteration(tmp_path: Path) -> None:
+    """Test that exit closes descriptors and ends iteration."""
     logs = [tmp_path / f"{n}.log" for n in range(3)]
     for log in logs:
         log.write_text("x\n")
@@ -601,6 +630,7 @@ async def test_exit_closes_descriptors_and_ends_iteration(tmp_path: Path) -> Non
 
 
 async def test_iterating_before_entering_is_an_error() -> None:
+    """Test that iterating before entering is an error."""
     with pytest.raises(RuntimeError):
         aiter(source(["/nonexistent.log"]))
 
@@ -609,6 +639,7 @@ async def test_iterating_before_entering_is_an_error() -> None:
 
 
 def test_fingerprint_grows_with_the_file_up_to_the_cap(tmp_path: Path) -> None:
+    """Test that fingerprint grows with the file up to the cap."""
     log = tmp_path / "app.log"
     log.write_bytes(b"abc")
     fd = os.open(log, os.O_RDONLY)
@@ -623,6 +654,7 @@ def test_fingerprint_grows_with_the_file_up_to_the_cap(tmp_path: Path) -> None:
 
 
 def test_find_rotated_ignores_compressed_copies(tmp_path: Path) -> None:
+    """Test that find rotated ignores compressed copies."""
     log = tmp_path / "app.log"
     log.write_text("same start\n")
     fd = os.open(log, os.O_RDONLY)
