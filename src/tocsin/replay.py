@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import datetime
+import operator
 import time
 from collections import Counter
 from collections.abc import Iterator, Sequence
@@ -26,6 +27,7 @@ __all__ = ["ReplaySummary", "replay"]
 
 _BATCH = 4096
 _COMMIT_CHANGES = 50_000  # a throwaway store: commit in large groups, like the daemon under load
+_event_time = operator.attrgetter("time")
 _COLUMNS = ("time", "rule", "action", "op", "count", "key", "title")
 
 
@@ -58,11 +60,20 @@ class ReplaySummary:
 def _read_lines(path: Path) -> Iterator[list[str]]:
     """Yield a file's lines in batches, decoded with replacement so bad bytes lose nothing."""
     with path.open("rb") as handle:
+        tail = b""
         while True:
-            chunk = handle.readlines(1 << 20)
+            chunk = handle.read(1 << 20)
             if not chunk:
+                if tail:
+                    yield [tail.decode("utf-8", "replace").rstrip("\r")]
                 return
-            yield [raw.decode("utf-8", "replace").rstrip("\r\n") for raw in chunk]
+            data = tail + chunk
+            end = data.rfind(b"\n") + 1
+            tail = data[end:]
+            if end:
+                # One decode per chunk, not per line; newlines never occur inside a UTF-8 sequence.
+                text = data[:end].decode("utf-8", "replace")
+                yield [line.removesuffix("\r") for line in text.split("\n")[:-1]]
 
 
 def _iso(when: float) -> str:
@@ -137,7 +148,7 @@ def replay(
                     events: list[Event] = [
                         parse(line, read_at) for line in lines[start : start + _BATCH]
                     ]
-                    clock.advance_to(max(e.time for e in events))
+                    clock.advance_to(max(map(_event_time, events)))
                     result = engine.process(events)
                     pending.extend(result.changes)
                     if len(pending) >= _COMMIT_CHANGES:
