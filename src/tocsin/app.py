@@ -26,9 +26,13 @@ from tocsin.store.base import CommitBatch, Store
 from tocsin.store.sqlite import SqliteStore
 from tocsin.store.writer import StoreWriter
 
-__all__ = ["Daemon", "load_ruleset", "log_action_results"]
+__all__ = ["Daemon", "StartupError", "load_ruleset", "log_action_results"]
 
 log = structlog.get_logger("tocsin")
+
+
+class StartupError(Exception):
+    """The daemon cannot start (port taken, state dir unusable); the message says why."""
 
 
 @dataclass(slots=True)
@@ -87,7 +91,12 @@ class Daemon:
     async def run(self, stop: asyncio.Event) -> None:
         """Run until `stop` is set, then shut down within the configured deadline."""
         config = self.config
-        config.state_dir.mkdir(parents=True, exist_ok=True)
+        try:
+            config.state_dir.mkdir(parents=True, exist_ok=True)
+        except OSError as exc:
+            raise StartupError(
+                f"cannot create state_dir {config.state_dir}: {exc.strerror}"
+            ) from None
         obs.BUILD.info({"version": __version__})
         obs.QUEUE_CAPACITY.set(self._queue.maxsize * config.batch_lines)
         ruleset = load_ruleset(config.rule_paths)
@@ -107,7 +116,12 @@ class Daemon:
                 store_path=config.store_path,
                 health=self._health,
             )
-            await api.start()
+            try:
+                await api.start()
+            except OSError as exc:
+                raise StartupError(
+                    f"cannot listen on {config.http.host}:{config.http.port}: {exc.strerror}"
+                ) from None
             sources = [
                 asyncio.create_task(self._supervise(spec, saved), name=f"tocsin.source.files[{i}]")
                 for i, spec in enumerate(config.files)

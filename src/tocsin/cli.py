@@ -11,6 +11,8 @@ import zoneinfo
 from collections.abc import Sequence
 from pathlib import Path
 
+import structlog
+
 from tocsin import __version__
 from tocsin.actions.registry import ACTION_KINDS
 from tocsin.config import Config, load_config
@@ -76,13 +78,18 @@ def _run(config_path: Path) -> int:
 
 
 async def _serve(config: Config) -> int:
-    from tocsin.app import Daemon  # noqa: PLC0415 - keep `check` and `replay` light to start
+    from tocsin.app import Daemon, StartupError  # noqa: PLC0415 - keep `check`/`replay` light
+    from tocsin.store.base import StoreError  # noqa: PLC0415
 
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(sig, stop.set)
-    await Daemon(config).run(stop)
+    try:
+        await Daemon(config).run(stop)
+    except (StartupError, StoreError) as exc:
+        structlog.get_logger("tocsin").error("tocsin_cannot_start", reason=str(exc))
+        return EXIT_INVALID
     return EXIT_OK
 
 

@@ -206,3 +206,24 @@ def test_sigint_also_stops_cleanly(daemon: Daemon) -> None:
     daemon.start()
     assert daemon.stop(signal.SIGINT) == 0
     assert '"tocsin_stopped"' in daemon.output()
+
+
+def test_port_in_use_is_a_clear_startup_error(tmp_path: Path) -> None:
+    """Test that a taken API port ends the daemon with exit 1 and a sentence, not a traceback."""
+    import socket
+    import sys
+
+    daemon = Daemon(tmp_path)
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", daemon.port))
+        taken.listen()
+        proc = subprocess.run(
+            [sys.executable, "-m", "tocsin", "run", "--config", str(tmp_path / "tocsin.yaml")],
+            capture_output=True,
+            text=True,
+            timeout=30,
+            check=False,
+        )
+    assert proc.returncode == 1
+    assert f"cannot listen on 127.0.0.1:{daemon.port}" in proc.stdout
+    assert "Traceback" not in proc.stdout + proc.stderr
