@@ -15,7 +15,7 @@ from tocsin.actions.registry import ACTION_KINDS
 from tocsin.api.http import ApiServer
 from tocsin.config import Config, FileSourceConfig, describe
 from tocsin.engine.clock import Clock, SystemClock
-from tocsin.engine.pipeline import BatchResult, Engine
+from tocsin.engine.pipeline import RULE_STAGES, BatchResult, Engine
 from tocsin.model import Event, FileOffset
 from tocsin.parsers import Parser, make_parser
 from tocsin.records.incidents import IncidentBook
@@ -70,8 +70,19 @@ def log_action_results(result: BatchResult) -> None:
     for kind, count in result.actions.items():
         obs.ACTIONS.labels(kind).inc(count)
     for failure in result.failures:
-        obs.ACTIONS_FAILED.labels(failure.kind).inc()
-        log.error("action_failed", rule=failure.rule, kind=failure.kind, error=failure.error)
+        if failure.stage in RULE_STAGES:
+            obs.RULE_FAILURES.labels(failure.rule, failure.stage).inc()
+            log.warning(
+                "rule_failed",
+                rule=failure.rule,
+                stage=failure.stage,
+                error=failure.error,
+                origin=failure.event.origin,
+                message=failure.event.message[:200],
+            )
+        else:
+            obs.ACTIONS_FAILED.labels(failure.stage).inc()
+            log.error("action_failed", rule=failure.rule, kind=failure.stage, error=failure.error)
     for rule, count in result.matches.items():
         obs.RULE_MATCHES.labels(rule).inc(count)
 
@@ -86,6 +97,7 @@ class Daemon:
             maxsize=max(1, config.queue_events // config.batch_lines)
         )
         self._queued_events = 0
+        self._claimed: set[str] = set()  # every tailed path, so overlapping globs read a file once
         self.ready = asyncio.Event()
 
     async def run(self, stop: asyncio.Event) -> None:
@@ -211,6 +223,7 @@ class Daemon:
             poll_interval=spec.poll_interval,
             rescan_interval=spec.rescan_interval,
             clock=self.clock.now,
+            claimed=self._claimed,
         ) as source:
             async for lines in source:
                 parser = parser_for(lines.path)

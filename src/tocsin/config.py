@@ -41,7 +41,6 @@ _FILE_KEYS = (
     "max_line_bytes",
     "year",
     "timezone",
-    "host",
     "poll_interval",
     "rescan_interval",
 )
@@ -131,6 +130,10 @@ def _file_source(base: Path, spec: Any, where: Mark) -> FileSourceConfig:
     if start_at not in ("end", "beginning"):
         raise SourceError(at("start_at"), "start_at must be 'end' or 'beginning'")
     year = data.get("year")
+    if year is not None:
+        year = expect_int(year, at("year"), "'year'", minimum=1970)
+        if year > 9999:
+            raise SourceError(at("year"), "'year' must be at most 9999")
     return FileSourceConfig(
         patterns=patterns,
         parser=str(parser),
@@ -138,15 +141,19 @@ def _file_source(base: Path, spec: Any, where: Mark) -> FileSourceConfig:
         max_line_bytes=expect_int(
             data.get("max_line_bytes", 65536), at("max_line_bytes"), "'max_line_bytes'", minimum=256
         ),
-        year=expect_int(year, at("year"), "'year'", minimum=1970) if year is not None else None,
+        year=year,
         timezone=_timezone(data["timezone"], at("timezone")) if "timezone" in data else None,
-        poll_interval=parse_duration(
-            data.get("poll_interval", 0.25), at("poll_interval"), "'poll_interval'"
-        ),
-        rescan_interval=parse_duration(
-            data.get("rescan_interval", 2.0), at("rescan_interval"), "'rescan_interval'"
-        ),
+        poll_interval=_interval(data, "poll_interval", 0.25, at("poll_interval")),
+        rescan_interval=_interval(data, "rescan_interval", 2.0, at("rescan_interval")),
     )
+
+
+def _interval(data: MarkedMap, key: str, default: float, where: Mark) -> float:
+    """Parse a polling interval; zero would make the tailer spin, so 10ms is the least."""
+    seconds = parse_duration(data.get(key, default), where, f"'{key}'")
+    if seconds < 0.01:
+        raise SourceError(where, f"'{key}' must be at least 10ms")
+    return seconds
 
 
 def _matrix(spec: Any, where: Mark) -> PriorityMatrix:
@@ -226,6 +233,15 @@ def load_config(path: Path) -> Config:
         _file_source(base, spec, value_mark(files_list, i, files_where))
         for i, spec in enumerate(files_list)
     )
+    seen: dict[str, int] = {}
+    for index, source in enumerate(files):
+        for pattern in source.patterns:
+            if pattern in seen:
+                raise SourceError(
+                    value_mark(files_list, index, files_where),
+                    f"path {pattern} is already tailed by sources.files entry {seen[pattern] + 1}",
+                )
+            seen[pattern] = index
     return Config(
         path=path,
         state_dir=state_dir,

@@ -19,6 +19,7 @@ __all__ = [
     "EVENTS_RECEIVED",
     "EVENT_LATENCY",
     "FILE_BYTES",
+    "FILE_DATA_LOST",
     "FILE_ERRORS",
     "FILE_INVALID_UTF8",
     "FILE_LINES",
@@ -30,6 +31,7 @@ __all__ = [
     "QUEUE_DEPTH",
     "RULES_LOADED",
     "RULE_ERRORS",
+    "RULE_FAILURES",
     "RULE_MATCHES",
     "STORE_COMMITS",
     "STORE_COMMIT_SECONDS",
@@ -57,6 +59,12 @@ FILE_ERRORS = Counter(
     "Problems with a tailed file (missing, unreadable); the tailer retries.",
     ["path", "reason"],
 )
+FILE_DATA_LOST = Counter(
+    "tocsin_file_data_lost_total",
+    "Times data could not be read: a partial last line of a rotated-away file, or a file "
+    "rotated while tocsin was down that was not found next to the path.",
+    ["path", "reason"],
+)
 FILE_ROTATIONS = Counter(
     "tocsin_file_rotations_total",
     "Rotations seen on a tailed file (rename = rename+create, truncate = copytruncate).",
@@ -68,6 +76,12 @@ PARSE_ERRORS = Counter(
     ["parser"],
 )
 RULE_MATCHES = Counter("tocsin_rule_matches_total", "Events matched per rule.", ["rule"])
+RULE_FAILURES = Counter(
+    "tocsin_rule_failures_total",
+    "Events a rule could not evaluate (its match, when or key raised on their data); the "
+    "rule counted as not matching.",
+    ["rule", "stage"],
+)
 ACTIONS = Counter("tocsin_actions_total", "Actions run, per kind.", ["kind"])
 ACTIONS_FAILED = Counter(
     "tocsin_actions_failed_total", "Actions that raised an error, per kind.", ["kind"]

@@ -165,7 +165,7 @@ def test_failing_action_is_isolated(engine_for: Build) -> None:
             make_event("Interface B, changed state to down", host="h"),
         ]
     )
-    assert [(f.rule, f.kind) for f in result.failures] == [
+    assert [(f.rule, f.stage) for f in result.failures] == [
         ("link-down", "boom"),
         ("link-down", "boom"),
     ]
@@ -223,3 +223,31 @@ rules:
         return [(o.rule, o.title) for o in result.outputs or []]
 
     assert run(True) == run(False)
+
+
+def test_rule_errors_on_bad_data_are_failures_not_crashes(engine_for: Build) -> None:
+    """Test that a rule raising on one event's data is recorded and the batch goes on."""
+    engine = engine_for(
+        """
+rules:
+  - id: big
+    match: {fields.n: {gt: 5}}
+    actions: [{incident: {title: "big"}}]
+  - id: keyed
+    match: {program: app}
+    key: "{{ fields.port + 1 }}"
+    actions: [{incident: {title: "port"}}]
+  - id: text
+    match: {message: {regex: 'cut'}}
+    actions: [{incident: {title: "cut"}}]
+"""
+    )
+    events = [
+        make_event("x", fields={"n": 10**400}),
+        make_event("y", program="app", fields={"port": "22"}),
+        make_event("cut \ud83d here"),
+        make_event("z", fields={"n": 6}),
+    ]
+    result = engine.process(events)
+    assert [(f.rule, f.stage) for f in result.failures] == [("keyed", "key")]
+    assert [(o.rule, o.op) for o in result.outputs or []] == [("text", "open"), ("big", "open")]

@@ -9,7 +9,12 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from testkit import make_event
-from tocsin.rules.templates import TemplateCompileError, compile_expression, compile_template
+from tocsin.rules.templates import (
+    TemplateCompileError,
+    TemplateRenderError,
+    compile_expression,
+    compile_template,
+)
 
 VARS: dict[str, Any] = {
     "ip": "10.0.0.1",
@@ -53,9 +58,30 @@ def test_fast_path_matches_jinja() -> None:
 
 
 def test_sandbox_blocks_unsafe_attributes() -> None:
-    """Test that the sandbox refuses attribute access that could escape it (renders empty)."""
-    template = compile_template("{{ event.__class__.__mro__ }}{{ ''.__class__.__subclasses__() }}")
-    assert template.render(VARS) == ""
+    """Test that attribute access that could escape the sandbox is refused and reported."""
+    with pytest.raises(TemplateRenderError, match="is unsafe"):
+        compile_template("{{ ''.__class__.__subclasses__() }}").render(VARS)
+    assert compile_template("{{ event.__init__.__globals__ }}").render(VARS) == ""
+
+
+def test_render_errors_are_raised_not_hidden() -> None:
+    """Test that a template failing on the event's data raises instead of rendering ''."""
+    with pytest.raises(TemplateRenderError, match="can only concatenate"):
+        compile_template("{{ ip + 1 }}").render(VARS)
+    with pytest.raises(TemplateRenderError):
+        compile_expression("ip + 1 > 2")(VARS)
+
+
+def test_mapping_items_win_over_dict_methods() -> None:
+    """Test that `fields.items` is the field named items in both render paths."""
+    variables = {"fields": {"items": "3 apples", "keys": "k"}}
+    assert compile_template("{{ fields.items }}").render(variables) == "3 apples"
+    assert (
+        compile_template("{{ fields.items }}{% if true %}/{{ fields.keys }}{% endif %}").render(
+            variables
+        )
+        == "3 apples/k"
+    )
 
 
 def test_syntax_error_is_reported_at_compile_time() -> None:

@@ -39,12 +39,17 @@ def source(patterns: list[str], **kwargs: Any) -> LogFileSource:
 
 
 async def take(batches: AsyncIterator[LineBatch], count: int) -> list[LineBatch]:
-    """Collect batches until `count` lines arrived, failing after 5 seconds."""
+    """Collect batches with lines until `count` lines arrived, failing after 5 seconds.
+
+    Line-less batches (the start position of a newly opened file) are left out.
+    """
     got: list[LineBatch] = []
 
     async def collect() -> None:
         while sum(len(batch.lines) for batch in got) < count:
-            got.append(await anext(batches))
+            batch = await anext(batches)
+            if batch.lines:
+                got.append(batch)
 
     await asyncio.wait_for(collect(), 5)
     return got
@@ -124,6 +129,43 @@ async def test_start_at_end_reads_only_lines_completed_later(tmp_path: Path) -> 
         append(log, " done\nnew 1\n")
         assert await take_lines(batches, 2) == ["half done", "new 1"]
         await assert_quiet(batches)
+
+
+async def test_new_file_start_is_committed_before_any_line(tmp_path: Path) -> None:
+    """Test that opening a new file first hands over its start position with no lines."""
+    log = tmp_path / "app.log"
+    log.write_text(numbered("old", 1, 3))
+    async with source([str(log)]) as tail:
+        first = await asyncio.wait_for(anext(aiter(tail)), 5)
+    assert first.lines == []
+    assert first.checkpoint.offset == log.stat().st_size
+    assert first.checkpoint.identity.ino == log.stat().st_ino
+
+
+async def test_lines_written_while_down_after_an_idle_run_are_read(tmp_path: Path) -> None:
+    """Test that a file read from its end, with no line read before a restart, loses nothing."""
+    log = tmp_path / "app.log"
+    log.write_text(numbered("old", 1, 3))
+    async with source([str(log)]) as tail:
+        start = (await asyncio.wait_for(anext(aiter(tail)), 5)).checkpoint
+    append(log, numbered("while-down", 1, 2))
+    async with source([str(log)], saved={str(log): start}) as tail:
+        assert await take_lines(aiter(tail), 2) == names("while-down", 1, 2)
+
+
+async def test_a_path_matched_by_two_sources_is_read_once(tmp_path: Path) -> None:
+    """Test that sources sharing a claimed set never tail the same file twice."""
+    log = tmp_path / "app.log"
+    log.write_text("")
+    claimed: set[str] = set()
+    async with (
+        source([str(tmp_path / "*.log")], claimed=claimed, start_at="beginning") as first,
+        source([str(log)], claimed=claimed, start_at="beginning") as second,
+    ):
+        append(log, numbered("line", 1, 2))
+        assert await take_lines(aiter(first), 2) == names("line", 1, 2)
+        await assert_quiet(aiter(second))
+    assert claimed == set()
 
 
 async def test_start_at_beginning_reads_everything(tmp_path: Path) -> None:

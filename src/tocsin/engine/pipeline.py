@@ -19,15 +19,20 @@ from tocsin.records.incidents import IncidentBook
 from tocsin.rules.matchers import RE2_OPTIONS
 from tocsin.rules.types import ActionOutput, Hit, LogRequest, Rule
 
-__all__ = ["ActionFailure", "BatchResult", "Engine"]
+__all__ = ["RULE_STAGES", "BatchResult", "Engine", "Failure"]
+
+RULE_STAGES = ("match", "when", "key")
 
 
 @dataclass(frozen=True, slots=True)
-class ActionFailure:
-    """An action that raised: reported and counted, the rest of the batch goes on."""
+class Failure:
+    """A rule or action that raised on one event: reported and counted, the batch goes on.
+
+    `stage` is "match", "when" or "key" for the rule itself, else the action kind.
+    """
 
     rule: str
-    kind: str
+    stage: str
     error: str
     event: Event
 
@@ -43,7 +48,7 @@ class BatchResult:
     outputs: list[ActionOutput] | None = None
     matches: Counter[str] = field(default_factory=Counter)
     actions: Counter[str] = field(default_factory=Counter)
-    failures: list[ActionFailure] = field(default_factory=list)
+    failures: list[Failure] = field(default_factory=list)
     now: float = 0.0
 
 
@@ -118,34 +123,41 @@ class Engine:
             for index in candidates:
                 rule = rules[index]
                 captures: dict[str, Any] = {}
-                if not rule.matcher(event, captures):
-                    continue
-                fields = event.fields
-                variables: dict[str, Any] | None = None
-                if rule.when is not None:
-                    # Captures join the fields only if `when` agrees; until then, a view.
-                    variables = {
-                        **captures,
-                        "event": event,
-                        "fields": {**fields, **captures} if captures else fields,
-                        "lists": lists,
-                    }
-                    if not rule.when(variables):
+                stage = "match"
+                try:
+                    if not rule.matcher(event, captures):
                         continue
-                    variables["fields"] = fields
+                    fields = event.fields
+                    variables: dict[str, Any] | None = None
+                    if rule.when is not None:
+                        # Captures join the fields only if `when` agrees; until then, a view.
+                        stage = "when"
+                        variables = {
+                            **captures,
+                            "event": event,
+                            "fields": {**fields, **captures} if captures else fields,
+                            "lists": lists,
+                        }
+                        if not rule.when(variables):
+                            continue
+                        variables["fields"] = fields
+                    hit = Hit(event, rule, captures, lists, variables)
+                    if rule.key is not None:
+                        stage = "key"
+                        hit.key = rule.key.render(hit.variables)
+                except Exception as exc:  # noqa: BLE001 - bad event data must not stop the engine
+                    # The rule counts as not matching: a key that cannot be rendered would
+                    # merge unrelated events into one incident.
+                    result.failures.append(Failure(rule.id, stage, repr(exc), event))
+                    continue
                 if captures:
                     fields.update(captures)
                 matches[rule.id] += 1
-                hit = Hit(event, rule, captures, lists, variables)
-                if rule.key is not None:
-                    hit.key = rule.key.render(hit.variables)
                 for action in rule.actions:
                     try:
                         action.run(hit, env)
                     except Exception as exc:  # noqa: BLE001 - one bad action must not stop the batch
-                        result.failures.append(
-                            ActionFailure(rule.id, action.kind, repr(exc), event)
-                        )
+                        result.failures.append(Failure(rule.id, action.kind, repr(exc), event))
                 if hit.dropped:
                     result.dropped += 1
                     break

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 from datetime import tzinfo
 from typing import Any
 
@@ -63,6 +64,20 @@ def _first(record: dict[str, Any], keys: tuple[str, ...]) -> Any:
     return None
 
 
+_SURROGATE = re.compile("[\ud800-\udfff]")
+
+
+def _without_surrogates(value: Any) -> Any:
+    """Replace lone surrogates (from escapes like \\ud83d) with U+FFFD, at any depth."""
+    if isinstance(value, str):
+        return _SURROGATE.sub("\ufffd", value)
+    if isinstance(value, dict):
+        return {_without_surrogates(k): _without_surrogates(v) for k, v in value.items()}
+    if isinstance(value, list):
+        return [_without_surrogates(v) for v in value]
+    return value
+
+
 def _text(value: object) -> str:
     """Return a string value as is and anything else as the empty string."""
     return value if isinstance(value, str) else ""
@@ -85,6 +100,8 @@ class JsonParser(LineParser):
             return None
         if not isinstance(record, dict):
             return None
+        if "\\u" in line:  # only escapes can make lone surrogates, which UTF-8 cannot encode
+            record = _without_surrogates(record)
         message = _first(record, _MESSAGE_KEYS)
         return Event(
             time=self._time(_first(record, _TIME_KEYS), received),

@@ -136,16 +136,13 @@ def _text_of(value: Any) -> str | None:
 
 
 def _number(value: Any) -> float | None:
-    if isinstance(value, bool):
+    """Return a value as a number for gt/ge/lt/le, None when it is not one (or too large)."""
+    if isinstance(value, bool) or not isinstance(value, int | float | str):
         return None
-    if isinstance(value, int | float):
+    try:
         return float(value)
-    if isinstance(value, str):
-        try:
-            return float(value)
-        except ValueError:
-            return None
-    return None
+    except (ValueError, OverflowError):
+        return None
 
 
 def _one_of(items: list[Any], *, negate: bool = False) -> Predicate:
@@ -188,6 +185,8 @@ def _compare(op: str, bound: Any) -> Predicate:
 
 def _regex(rx: Regex) -> Predicate:
     search = rx.search
+    if rx.spans is not None:  # RE2: spans on bytes, which also copes with lone surrogates
+        return _re2_capturing(rx.spans, rx.group_slots, _identity)
     if not rx.groups:
 
         def plain(value: Any, _caps: dict[str, Any]) -> bool:
@@ -195,8 +194,6 @@ def _regex(rx: Regex) -> Predicate:
             return text is not None and search(text) is not None
 
         return plain
-    if rx.spans is not None:
-        return _re2_capturing(rx.spans, rx.group_slots, _identity)
 
     def capturing(value: Any, caps: dict[str, Any]) -> bool:
         text = _text_of(value)
@@ -442,7 +439,7 @@ class MatchCompiler:
             raise self._errors(where, f"condition for '{attr}' is an empty mapping")
         preds: list[Predicate] = []
         costly = False
-        capturing_rx: Regex | None = None
+        fused_rx: Regex | None = None
         for op, arg in cond.items():
             omark = key_mark(cond, op, where)
             amark = value_mark(cond, op, where)
@@ -460,7 +457,7 @@ class MatchCompiler:
                 )
                 preds.append(_regex(rx))
                 costly = True
-                capturing_rx = rx if rx.groups else None
+                fused_rx = rx
             elif op in ("contains", "startswith", "endswith"):
                 preds.append(_string_op(op, self._text_args(op, arg, amark)))
             elif op in ("in", "not_in"):
@@ -477,8 +474,8 @@ class MatchCompiler:
                 pattern = _prefilter_of(op, arg, rx)
                 if pattern is not None:
                     prefilters.append(pattern)
-        if len(preds) == 1 and capturing_rx is not None and capturing_rx.spans is not None:
-            return _re2_capturing(capturing_rx.spans, capturing_rx.group_slots, getter), costly
+        if len(preds) == 1 and fused_rx is not None and fused_rx.spans is not None:
+            return _re2_capturing(fused_rx.spans, fused_rx.group_slots, getter), costly
         return _on(getter, _all(preds)), costly
 
     def _text_args(self, op: str, arg: Any, where: Mark) -> str | tuple[str, ...]:

@@ -22,6 +22,7 @@ import structlog
 from tocsin.model import FileIdentity, FileOffset
 from tocsin.obs import (
     FILE_BYTES,
+    FILE_DATA_LOST,
     FILE_ERRORS,
     FILE_INVALID_UTF8,
     FILE_LINES,
@@ -106,6 +107,7 @@ class _Tail:
     pending: _Reader | None = None  # the file now at the path, read once `reader` is drained
     problem: str | None = None
     reported_at: float = -math.inf
+    announce: FileOffset | None = None  # a start position to commit before any line is read
 
 
 class LogFileSource:
@@ -122,6 +124,7 @@ class LogFileSource:
         poll_interval: float = 0.25,
         rescan_interval: float = 2.0,
         clock: Callable[[], float] = time.time,
+        claimed: set[str] | None = None,
     ) -> None:
         if isinstance(patterns, str):
             raise TypeError("patterns must be a sequence of paths or globs, not one string")
@@ -138,6 +141,8 @@ class LogFileSource:
         self._rescan_interval = rescan_interval
         self._clock = clock
         self._tails: dict[str, _Tail] = {}
+        # Paths tailed by any source of this daemon: a file matched twice is read once.
+        self._claimed = claimed if claimed is not None else set()
         self._entered = False
         self._closed = False
         self._iterator: AsyncGenerator[LineBatch, None] | None = None
@@ -153,6 +158,7 @@ class LogFileSource:
         self._closed = True
         for tail in self._tails.values():
             self._close(tail)
+            self._claimed.discard(tail.path)
         self._tails.clear()
 
     def __aiter__(self) -> AsyncIterator[LineBatch]:
@@ -172,6 +178,11 @@ class LogFileSource:
                 next_scan = time.monotonic() + self._rescan_interval
             busy = False
             for tail in list(self._tails.values()):
+                if tail.announce is not None:
+                    # Commit where a new file starts, so lines written while we are down
+                    # are read at the next start instead of being skipped by start_at: end.
+                    announce, tail.announce = tail.announce, None
+                    yield LineBatch(tail.path, [], announce, self._clock())
                 batches, progressed = self._step(tail)
                 busy = busy or progressed
                 for batch in batches:
@@ -187,11 +198,15 @@ class LogFileSource:
         found = self._expand()
         for path, literal in found.items():
             if path not in self._tails:
+                if path in self._claimed:
+                    continue  # another source of this daemon already tails it
+                self._claimed.add(path)
                 resume = self._saved.pop(path, None)
                 self._tails[path] = _Tail(path, literal, resume, use_start_at=initial)
         for path, tail in list(self._tails.items()):
             if tail.reader is None and not tail.literal and path not in found:
                 del self._tails[path]  # a glob-matched file that went away and was reported
+                self._claimed.discard(path)
                 continue
             try:
                 self._check(tail)
@@ -273,6 +288,7 @@ class LogFileSource:
                     fresh.offset, fresh.skip = _end_position(fd, self._limit)
                     fresh.pos = fresh.offset
                 tail.reader = fresh
+                tail.announce = FileOffset(tail.path, fresh.identity, fresh.offset)
                 log.info("file_opened", path=tail.path, offset=fresh.offset)
         except OSError:
             os.close(fd)
@@ -292,6 +308,7 @@ class LogFileSource:
         )
         self._rotated(tail, "truncate" if same_inode else "rename")
         if not self._continue_rotated(tail, saved, pending=fresh):
+            FILE_DATA_LOST.labels(path=tail.path, reason="rotated_file_not_found").inc()
             log.warning(
                 "lines_may_be_missed",
                 path=tail.path,
@@ -385,6 +402,7 @@ class LogFileSource:
         if time.monotonic() < reader.switch_at:
             return False
         if reader.pos > reader.offset:
+            FILE_DATA_LOST.labels(path=tail.path, reason="partial_line_dropped").inc()
             log.warning("partial_line_dropped", path=tail.path, bytes=reader.pos - reader.offset)
         os.close(reader.fd)
         tail.reader, tail.pending = tail.pending, None
