@@ -97,11 +97,12 @@ class Daemon:
             maxsize=max(1, config.queue_events // config.batch_lines)
         )
         self._queued_events = 0
+        self._writer: StoreWriter | None = None
         self._claimed: set[str] = set()  # every tailed path, so overlapping globs read a file once
         self.ready = asyncio.Event()
 
-    async def run(self, stop: asyncio.Event) -> None:
-        """Run until `stop` is set, then shut down within the configured deadline."""
+    async def run(self, stop: asyncio.Event) -> bool:
+        """Run until `stop` is set, then shut down within the deadline; False if that failed."""
         config = self.config
         try:
             config.state_dir.mkdir(parents=True, exist_ok=True)
@@ -114,6 +115,7 @@ class Daemon:
         ruleset = load_ruleset(config.rule_paths)
         store: Store = SqliteStore(path=config.store_path)
         async with StoreWriter(store=store) as writer:
+            self._writer = writer
             saved = await writer.call(lambda s: s.load_offsets())
             open_incidents = await writer.call(lambda s: s.load_open_incidents())
             next_id = await writer.call(lambda s: s.next_incident_id())
@@ -154,38 +156,44 @@ class Daemon:
                 waiter = asyncio.create_task(stop.wait())
                 await asyncio.wait({waiter, processor}, return_when=asyncio.FIRST_COMPLETED)
                 waiter.cancel()
-                await self._shutdown(sources, processor, writer)
+                clean = await self._shutdown(sources, processor, writer)
             finally:
                 for task in (*sources, processor):
                     task.cancel()
                 await api.stop()
+        return clean
 
     async def _shutdown(
         self, sources: list[asyncio.Task[None]], processor: asyncio.Task[None], writer: StoreWriter
-    ) -> None:
-        """Stop reading, drain the queue, commit, all within shutdown_timeout."""
+    ) -> bool:
+        """Stop reading, drain the queue, commit, all within shutdown_timeout; False on trouble."""
         deadline = time.monotonic() + self.config.shutdown_timeout
         log.info("tocsin_stopping", queued_events=self._queued_events)
         for task in sources:
             task.cancel()
         await asyncio.gather(*sources, return_exceptions=True)
+        if processor.done():
+            # The engine only ends early by crashing; its batches were never committed.
+            error = None if processor.cancelled() else processor.exception()
+            log.error("engine_crashed", error=repr(error))
+            await writer.abandon()
+            return False
         try:
-            if not processor.done():
-                await asyncio.wait_for(self._queue.put(None), max(0.0, deadline - time.monotonic()))
+            await asyncio.wait_for(self._queue.put(None), max(0.0, deadline - time.monotonic()))
             await asyncio.wait_for(asyncio.shield(processor), max(0.0, deadline - time.monotonic()))
             await asyncio.wait_for(writer.flush(), max(0.1, deadline - time.monotonic()))
         except TimeoutError:
+            processor.cancel()
+            given_up = await writer.abandon()
             log.error(
                 "shutdown_deadline_exceeded",
                 unprocessed_events=self._queued_events,
-                pending_commits=writer.pending,
-                note="uncommitted lines are read again at the next start",
+                uncommitted_batches=given_up,
+                note="their lines were not committed and are read again at the next start",
             )
-            processor.cancel()
-            return
-        if processor.exception() is not None:
-            log.error("engine_crashed", error=repr(processor.exception()))
+            return False
         log.info("tocsin_stopped")
+        return True
 
     async def _supervise(self, spec: FileSourceConfig, saved: dict[str, FileOffset]) -> None:
         """Keep a file source running: a crash is logged and it restarts after what it queued."""
@@ -262,10 +270,15 @@ class Daemon:
             obs.INCIDENTS_OPEN.labels(priority).set(counts.get(priority, 0))
 
     def _health(self) -> dict[str, object]:
-        return {
+        health: dict[str, object] = {
             "status": "ok" if self.ready.is_set() else "starting",
             "queued_events": self._queued_events,
         }
+        failing_since = self._writer.failing_since if self._writer is not None else None
+        if failing_since is not None:
+            health["status"] = "degraded"
+            health["store_failing_for_seconds"] = round(time.monotonic() - failing_since, 1)
+        return health
 
 
 def _latency_observer(

@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import gc
+import os
 import signal
 import sys
 import zoneinfo
@@ -81,16 +82,27 @@ async def _serve(config: Config) -> int:
     from tocsin.app import Daemon, StartupError  # noqa: PLC0415 - keep `check`/`replay` light
     from tocsin.store.base import StoreError  # noqa: PLC0415
 
+    log = structlog.get_logger("tocsin")
     stop = asyncio.Event()
+    daemon = Daemon(config)
+
+    def on_signal(name: str) -> None:
+        if stop.is_set():  # a second signal: the operator does not want to wait
+            log.error("tocsin_exit_now", signal=name, note="uncommitted lines are read again")
+            os._exit(EXIT_INVALID)
+        stop.set()
+
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGTERM, signal.SIGINT):
-        loop.add_signal_handler(sig, stop.set)
+        loop.add_signal_handler(sig, on_signal, sig.name)
     try:
-        await Daemon(config).run(stop)
+        clean = await daemon.run(stop)
     except (StartupError, StoreError) as exc:
-        structlog.get_logger("tocsin").error("tocsin_cannot_start", reason=str(exc))
+        if daemon.ready.is_set():
+            raise
+        log.error("tocsin_cannot_start", reason=str(exc))
         return EXIT_INVALID
-    return EXIT_OK
+    return EXIT_OK if clean else EXIT_INVALID
 
 
 def _check(config_path: Path | None, rule_paths: Sequence[Path]) -> int:

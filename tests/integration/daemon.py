@@ -68,6 +68,7 @@ class Daemon:
     files: list[str] = field(default_factory=lambda: ["logs/*.log"])
     start_at: str = "beginning"
     port: int = field(default_factory=free_port)
+    extra: str = ""  # more top-level config YAML
     proc: subprocess.Popen[bytes] | None = None
     runs: int = 0
 
@@ -81,7 +82,7 @@ class Daemon:
             f"pipeline: {{batch_lines: 256}}\n"
             f"logging: {{format: json, level: debug}}\n"
             f"sources:\n  files:\n    - path: [{patterns}]\n      start_at: {self.start_at}\n"
-            f"      poll_interval: 20ms\n      rescan_interval: 100ms\n"
+            f"      poll_interval: 20ms\n      rescan_interval: 100ms\n{self.extra}"
         )
 
     @property

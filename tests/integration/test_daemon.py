@@ -227,3 +227,31 @@ def test_port_in_use_is_a_clear_startup_error(tmp_path: Path) -> None:
     assert proc.returncode == 1
     assert f"cannot listen on 127.0.0.1:{daemon.port}" in proc.stdout
     assert "Traceback" not in proc.stdout + proc.stderr
+
+
+def test_shutdown_is_bounded_when_the_store_is_stuck(tmp_path: Path) -> None:
+    """Test that SIGTERM exits within the deadline while another process holds the DB lock."""
+    import sqlite3
+    import time
+
+    daemon = Daemon(tmp_path, extra="shutdown_timeout: 1s\n")
+    log = daemon.root / "logs" / "app.log"
+    log.write_text("")
+    daemon.start()
+    append(log, ssh_line(1, "10.7.0.1"))
+    wait_until(lambda: daemon.total_count() == 1, what="the first line")
+    blocker = sqlite3.connect(daemon.db, isolation_level=None, timeout=10)
+    blocker.execute("BEGIN IMMEDIATE")  # the daemon's next commit waits for this lock
+    try:
+        append(log, [ssh_line(n, "10.7.0.1") for n in range(2, 12)])
+        wait_until(lambda: "tocsin_store_commit_seconds_count" in daemon.metrics(), what="metrics")
+        time.sleep(0.3)  # let the tailer hand the lines to the (blocked) store
+        started = time.monotonic()
+        assert daemon.stop(timeout=30) == 1
+        assert time.monotonic() - started < 10
+        assert '"shutdown_deadline_exceeded"' in daemon.output()
+    finally:
+        blocker.execute("ROLLBACK")
+        blocker.close()
+    daemon.start()
+    wait_until(lambda: daemon.total_count() == 11, what="the lines the stuck shutdown gave up")

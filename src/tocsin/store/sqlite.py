@@ -109,14 +109,21 @@ def _from_i64(value: int) -> int:
     return value + _U64 if value < 0 else value
 
 
+def _text(value: str) -> str:
+    """Return text SQLite can store: a lone surrogate (invalid in UTF-8) becomes U+FFFD."""
+    if value.isascii():
+        return value
+    return value.encode("utf-8", "surrogatepass").decode("utf-8", "replace")
+
+
 def _incident_row(incident: Incident) -> tuple[object, ...]:
     """Flatten an incident into the column order of `_UPSERT_INCIDENT`."""
     return (
         incident.id,
-        incident.fingerprint,
+        _text(incident.fingerprint),
         incident.rule,
-        incident.key,
-        incident.title,
+        _text(incident.key),
+        _text(incident.title),
         str(incident.state),
         incident.priority,
         incident.impact,
@@ -124,10 +131,10 @@ def _incident_row(incident: Incident) -> tuple[object, ...]:
         incident.first_seen,
         incident.last_seen,
         incident.count,
-        incident.service,
-        incident.category,
-        incident.description,
-        json.dumps(incident.labels, ensure_ascii=False),
+        _text(incident.service),
+        _text(incident.category),
+        _text(incident.description),
+        json.dumps(incident.labels),  # ASCII escapes round-trip any text, surrogates too
         incident.resolved_at,
     )
 
@@ -323,7 +330,9 @@ class SqliteStore:
                         for h in batch.history
                     ),
                 )
-        except sqlite3.Error as exc:
+        except (sqlite3.Error, ValueError, OverflowError) as exc:
+            # ValueError covers text SQLite cannot encode (a path with undecodable bytes);
+            # as a StoreError it is retried and reported instead of stopping the writer.
             raise StoreError(
                 f"could not commit {len(incidents)} incidents, {len(batch.history)} history "
                 f"entries and {len(offsets)} offsets to {self._path}: {exc}"

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import time
 from collections import deque
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
@@ -36,6 +37,7 @@ class StoreWriter:
         self._submitted = 0
         self._committed = 0
         self._failure: BaseException | None = None
+        self._failing_since: float | None = None
         # One condition for every state change: queue grew, queue drained, batches committed.
         self._changed = asyncio.Condition()
         self._executor: ThreadPoolExecutor | None = None
@@ -65,10 +67,35 @@ class StoreWriter:
 
     async def __aexit__(self, *exc: object) -> None:
         """Commit everything submitted, then close the store and stop the thread."""
+        if self._task is None:
+            return  # abandoned: nothing more is committed
         try:
             await self.flush()
         finally:
             await self._stop()
+
+    async def abandon(self) -> int:
+        """Stop without committing what is pending (a shutdown deadline passed).
+
+        Returns how many batches were given up. A commit already running in the thread ends
+        on its own (within SQLite's busy timeout); nothing else is started.
+        """
+        given_up = self.pending
+        self._queue.clear()
+        task, executor = self._task, self._executor
+        self._task = self._executor = None
+        if task is not None:
+            task.cancel()
+            await asyncio.gather(task, return_exceptions=True)
+        if executor is not None:
+            executor.submit(self._store.close)
+            executor.shutdown(wait=False)
+        return given_up
+
+    @property
+    def failing_since(self) -> float | None:
+        """Monotonic time of the first of the current run of failed commits, if any."""
+        return self._failing_since
 
     async def _stop(self) -> None:
         """Stop the commit task and close the store behind anything still in the thread."""
@@ -173,6 +200,8 @@ class StoreWriter:
             try:
                 await loop.run_in_executor(executor, self._store.commit, batch)
             except StoreError as exc:
+                if self._failing_since is None:
+                    self._failing_since = time.monotonic()
                 STORE_FAILURES.inc()
                 _log.error(
                     "store_commit_failed", reason=exc.reason, batches=batches, retry_in=delay
@@ -180,4 +209,5 @@ class StoreWriter:
                 await asyncio.sleep(delay)
                 delay = min(delay * 2, _MAX_RETRY_DELAY)
             else:
+                self._failing_since = None
                 return
