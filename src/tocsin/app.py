@@ -94,7 +94,7 @@ class Daemon:
         self.config = config
         self.clock = clock or SystemClock()
         self._queue: asyncio.Queue[EventBatch | None] = asyncio.Queue(
-            maxsize=max(1, config.queue_events // config.batch_lines)
+            maxsize=max(1, config.queue_events // config.batch_lines)  # >= one batch
         )
         self._queued_events = 0
         self._writer: StoreWriter | None = None
@@ -199,12 +199,15 @@ class Daemon:
         """Keep a file source running: a crash is logged and it restarts after what it queued."""
         delay = 1.0
         while True:
+            started = time.monotonic()
             try:
                 await self._read_files(spec, saved)
                 return
             except asyncio.CancelledError:
                 raise
             except Exception:
+                if time.monotonic() - started > 60:
+                    delay = 1.0  # it ran fine for a while: this is a new problem
                 log.exception("source_crashed", patterns=list(spec.patterns), restart_in=delay)
                 await asyncio.sleep(delay)
                 delay = min(delay * 2, 30.0)

@@ -48,7 +48,7 @@ def _parser() -> argparse.ArgumentParser:
     source.add_argument("--config", type=Path, help="take rules and priorities from this config")
     source.add_argument("--rules", type=Path, action="append", help="a rule file or folder")
     replay.add_argument("--parser", choices=PARSER_KINDS, default="auto")
-    replay.add_argument("--year", type=int, help="year of the first line (BSD syslog has none)")
+    replay.add_argument("--year", type=_year, help="year of the first line (BSD syslog has none)")
     replay.add_argument("--timezone", help="time zone of local timestamps (default: this host's)")
     replay.add_argument("--format", choices=("table", "jsonl"), default="table")
     replay.add_argument("files", nargs="+", type=Path)
@@ -65,6 +65,17 @@ def _tune_gc() -> None:
     """
     gc.freeze()
     gc.set_threshold(50_000, 20, 100)
+
+
+def _year(text: str) -> int:
+    """Parse --year: a calendar year the timestamp code can represent."""
+    try:
+        year = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"not a year: {text!r}") from None
+    if not 1970 <= year <= 9999:
+        raise argparse.ArgumentTypeError(f"year {year} is outside 1970..9999")
+    return year
 
 
 def _run(config_path: Path) -> int:

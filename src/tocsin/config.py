@@ -10,7 +10,7 @@ from pathlib import Path
 from typing import Any
 
 from tocsin.parsers import PARSER_KINDS
-from tocsin.records.priority import DEFAULT_MATRIX, LEVELS, PRIORITIES, PriorityMatrix
+from tocsin.records.priority import DEFAULT_MATRIX, PRIORITIES, RATINGS, PriorityMatrix
 from tocsin.rules.schema import (
     check_keys,
     expect_int,
@@ -158,11 +158,11 @@ def _interval(data: MarkedMap, key: str, default: float, where: Mark) -> float:
 
 def _matrix(spec: Any, where: Mark) -> PriorityMatrix:
     data = expect_map(spec, where, "'priority_matrix'")
-    check_keys(data, LEVELS, "impact level")
+    check_keys(data, RATINGS, "impact level")
     table: dict[str, dict[str, str]] = {i: dict(row) for i, row in DEFAULT_MATRIX.items()}
     for impact, row_spec in data.items():
         row = expect_map(row_spec, value_mark(data, impact, where), f"priority_matrix.{impact}")
-        check_keys(row, LEVELS, "urgency level")
+        check_keys(row, RATINGS, "urgency level")
         for urgency, priority in row.items():
             if priority not in PRIORITIES:
                 raise SourceError(

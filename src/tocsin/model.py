@@ -153,6 +153,7 @@ class IncidentChange:
     time: float
     count: int
     actor: str
+    previous: str | None = None  # the state before a state change
 
 
 @dataclass(frozen=True, slots=True)

@@ -73,17 +73,25 @@ def _construct_map(loader: Any, node: yaml.MappingNode) -> Iterator[MarkedMap]:
     data.key_marks = {}
     data.value_marks = {}
     yield data
+    explicit = sum(1 for k, _ in node.value if k.tag != "tag:yaml.org,2002:merge")
     loader.flatten_mapping(node)
-    for key_node, value_node in node.value:
+    merged = len(node.value) - explicit  # `<<: *anchor` entries come first; keys may override
+    written: set[Any] = set()
+    for index, (key_node, value_node) in enumerate(node.value):
         key = loader.construct_object(key_node, deep=True)
         where = _mark(loader, key_node)
         try:
             hash(key)
         except TypeError:
             raise SourceError(where, "a mapping key must be a plain value") from None
-        if key in data:
+        if index < merged:
+            if key in data:
+                continue  # the first merged mapping that has the key wins
+        elif key in written:
             first = data.key_marks[key]
             raise SourceError(where, f"duplicate key '{key}' (first given at line {first.line})")
+        else:
+            written.add(key)
         data[key] = loader.construct_object(value_node, deep=True)
         data.key_marks[key] = where
         data.value_marks[key] = _mark(loader, value_node)

@@ -52,6 +52,7 @@ def test_feb_29_in_a_fixed_common_year_is_an_error(received: float) -> None:
         ((2026, 1, 10), "Mar  1 00:00:00", (2025, 3, 1)),  # two months ahead: last year
         ((2026, 1, 10), "Feb  1 00:00:00", (2026, 2, 1)),  # one month ahead: skew, this year
         ((2025, 12, 31, 23, 59, 58), "Jan  1 00:00:01", (2026, 1, 1, 0, 0, 1)),  # sender ahead
+        ((2026, 12, 10), "Jan  3 00:00:00", (2026, 1, 3)),  # an old file read in December
         ((2024, 3, 1), "Feb 29 23:00:00", (2024, 2, 29, 23)),  # leap day read the day after
     ],
 )

@@ -121,3 +121,42 @@ def test_yaml_words_stay_words(tmp_path: Path) -> None:
     path.write_text("rules:\n  - id: off\n    match: {fields.answer: no}\n    actions: [drop]\n")
     ruleset = load_rules([path], kinds=ACTION_KINDS)
     assert [r.id for r in ruleset.rules] == ["off"]
+
+
+def test_yaml_merge_keys_can_be_overridden(tmp_path: Path) -> None:
+    """Test that a key written next to `<<: *anchor` overrides the merged one, not a duplicate."""
+    path = tmp_path / "merge.yaml"
+    path.write_text(
+        "macros:\n  base: &base {program: sshd, host: a}\n"
+        "rules:\n  - id: m\n    match:\n      <<: *base\n      host: b\n    actions: [drop]\n"
+    )
+    ruleset = load_rules([path], kinds=ACTION_KINDS)
+    assert [str(e) for e in ruleset.errors] == []
+    from testkit import make_event
+
+    assert ruleset.rules[0].matcher(make_event(program="sshd", host="b"), {})
+    assert not ruleset.rules[0].matcher(make_event(program="sshd", host="a"), {})
+
+
+def test_reference_to_an_invalid_rule_says_so(tmp_path: Path) -> None:
+    """Test that a resolve naming a rule that failed validation points at that rule's error."""
+    path = tmp_path / "ref.yaml"
+    path.write_text(
+        "rules:\n  - id: down\n    match: {program: {regexp: x}}\n    actions: [{incident: {title: t}}]\n"
+        "  - id: up\n    match: {program: b}\n    actions: [{resolve: {rule: down}}]\n"
+    )
+    ruleset = load_rules([path], kinds=ACTION_KINDS)
+    assert [e.message for e in ruleset.errors] == [
+        "rule 'down': unknown matcher operator 'regexp' (did you mean 'regex'?)",
+        f"rule 'up': 'resolve' refers to rule 'down', which is invalid (defined at {path}:2:9)",
+    ]
+
+
+def test_macro_error_points_at_the_list_item(tmp_path: Path) -> None:
+    """Test that an unknown macro inside a list is reported at that item."""
+    path = tmp_path / "mac.yaml"
+    path.write_text(
+        "macros:\n  a: {program: x}\nrules:\n  - id: m\n    match: {macro: [a, nope]}\n    actions: [drop]\n"
+    )
+    [error] = load_rules([path], kinds=ACTION_KINDS).errors
+    assert (error.mark.line, error.mark.col) == (5, 24)

@@ -6,7 +6,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from tocsin.records.incidents import fingerprint
-from tocsin.records.priority import LEVELS
+from tocsin.records.priority import RATINGS
 from tocsin.rules.schema import check_keys, expect_map, expect_str
 from tocsin.rules.templates import Template
 from tocsin.rules.types import ActionEnv, ActionOutput, CompileContext, Hit
@@ -87,7 +87,7 @@ class IncidentKind:
         def level(name: str) -> str:
             value = data.get(name, "medium")
             where = value_mark(data, name, mark)
-            if value not in LEVELS:
+            if value not in RATINGS:
                 raise ctx.error(where, f"{name} must be one of high, medium, low, not {value!r}")
             return str(value)
 

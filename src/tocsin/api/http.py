@@ -22,6 +22,7 @@ T = TypeVar("T")
 
 _OPEN_STATES = tuple(s.value for s in IncidentState if s is not IncidentState.RESOLVED)
 _MAX_LIMIT = 1000
+_MAX_ID = 2**63  # SQLite integers are signed 64-bit
 
 
 def _iso(when: float | None) -> str | None:
@@ -156,7 +157,7 @@ class ApiServer:
             offset = int(request.query.get("offset", "0"))
         except ValueError:
             return _error(400, "limit and offset must be whole numbers")
-        if limit < 1 or offset < 0:
+        if limit < 1 or not 0 <= offset < _MAX_ID:
             return _error(400, "limit must be >= 1 and offset >= 0")
         states: tuple[str, ...] | None
         states = None if state == "all" else _OPEN_STATES if state == "open" else (state,)
@@ -173,6 +174,8 @@ class ApiServer:
             incident_id = int(request.match_info["id"])
         except ValueError:
             return _error(400, "incident id must be a whole number")
+        if not 0 < incident_id < _MAX_ID:
+            return _error(404, f"no incident {incident_id}")
         try:
             incident = await self._reader.run(lambda s: s.get_incident(incident_id))
             history = await self._reader.run(lambda s: s.incident_history(incident_id))

@@ -167,6 +167,8 @@ class YearTracker:
         ahead = month - today.month
         if ahead > 1:  # more than a month in the future: it is from last year
             return today.year - 1
-        if ahead < -10:  # a January line read in December: the sender is already in the new year
+        if ahead < -10 and today.day == 31:
+            # A January line read on New Year's Eve: the sender's clock is already past midnight.
+            # (Any other December day, a January line is from the start of this year.)
             return today.year + 1
         return today.year

@@ -84,9 +84,10 @@ class IncidentBook:
         incident = self._open.pop(fp, None)
         if incident is None:
             return None
+        previous = str(incident.state)
         incident.state = IncidentState.RESOLVED
         incident.resolved_at = time
-        return IncidentChange("resolve", incident, time, incident.count, actor)
+        return IncidentChange("resolve", incident, time, incident.count, actor, previous)
 
     def open_by_priority(self) -> Counter[str]:
         """Count open incidents per priority (for the gauge)."""

@@ -4,9 +4,9 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 
-__all__ = ["DEFAULT_MATRIX", "LEVELS", "PRIORITIES", "PriorityMatrix"]
+__all__ = ["DEFAULT_MATRIX", "PRIORITIES", "RATINGS", "PriorityMatrix"]
 
-LEVELS: tuple[str, ...] = ("high", "medium", "low")
+RATINGS: tuple[str, ...] = ("high", "medium", "low")  # for impact and urgency alike
 PRIORITIES: tuple[str, ...] = ("P1", "P2", "P3", "P4", "P5")
 
 # impact -> urgency -> priority: the common ITIL 3x3 table.
@@ -23,7 +23,7 @@ class PriorityMatrix:
     __slots__ = ("_table",)
 
     def __init__(self, table: Mapping[str, Mapping[str, str]] = DEFAULT_MATRIX) -> None:
-        missing = [f"{i}/{u}" for i in LEVELS for u in LEVELS if u not in table.get(i, {})]
+        missing = [f"{i}/{u}" for i in RATINGS for u in RATINGS if u not in table.get(i, {})]
         if missing:
             raise ValueError(
                 f"priority matrix has no entry for impact/urgency {', '.join(missing)}"
@@ -33,7 +33,7 @@ class PriorityMatrix:
             raise ValueError(
                 f"priority matrix uses unknown priorities {', '.join(bad)} (use P1..P5)"
             )
-        self._table = {i: dict(table[i]) for i in LEVELS}
+        self._table = {i: dict(table[i]) for i in RATINGS}
 
     def __call__(self, impact: str, urgency: str) -> str:
         """Return the priority for an impact and urgency (both high | medium | low)."""

@@ -27,7 +27,7 @@ __all__ = ["RuleSet", "display_path", "find_rule_files", "load_rules"]
 
 _FILE_KEYS = ("lists", "macros", "rules")
 _RULE_KEYS = ("id", "description", "tags", "enabled", "match", "when", "key", "continue", "actions")
-_ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]*$")
+_ID = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]*")
 
 
 @dataclass(slots=True)
@@ -156,13 +156,13 @@ class _Loader:
             raise SourceError(where, "rule has no 'id'")
         rule_id = data["id"]
         id_mark = value_mark(data, "id", where)
-        if not isinstance(rule_id, str) or not _ID.match(rule_id):
+        if not isinstance(rule_id, str) or not _ID.fullmatch(rule_id):
             raise SourceError(
                 id_mark,
                 f"rule id {rule_id!r} must start with a letter or digit and hold only "
                 "letters, digits, '_', '.' and '-'",
             )
-        ctx = CompileContext(rule_id=rule_id, mark=where, lists=self.out.lists)
+        ctx = CompileContext(rule_id=rule_id)
         if rule_id in seen:
             raise ctx.error(id_mark, f"duplicate rule id (first defined at {seen[rule_id]})")
         seen[rule_id] = id_mark
@@ -246,7 +246,7 @@ class _Loader:
             actions.append(kind.compile(spec, smark, ctx))
         return actions
 
-    def check_references(self) -> None:
+    def check_references(self, seen: dict[str, Mark]) -> None:
         """Drop rules whose actions refer to rules that do not exist or raise no incidents."""
         raising = {r.id for r in self.out.rules if any(a.kind == "incident" for a in r.actions)}
         known = {r.id for r in self.out.rules}
@@ -255,7 +255,12 @@ class _Loader:
             problem = None
             for action in rule.actions:
                 for target in action.referenced_rules():
-                    if target not in known:
+                    if target in seen and target not in known:
+                        problem = (
+                            f"'{action.kind}' refers to rule '{target}', which is invalid "
+                            f"(defined at {seen[target]})"
+                        )
+                    elif target not in known:
                         hint = did_you_mean(target, known)
                         problem = f"'{action.kind}' refers to unknown rule '{target}'{hint}"
                     elif target not in raising:
@@ -285,5 +290,5 @@ def load_rules(paths: Sequence[Path], *, kinds: Mapping[str, ActionKind]) -> Rul
     seen: dict[str, Mark] = {}
     for raw in raws:
         loader.compile_rules(raw, seen)
-    loader.check_references()
+    loader.check_references(seen)
     return loader.out

@@ -392,22 +392,19 @@ class MatchCompiler:
     def _macro(
         self, cond: Any, where: Mark, prefilters: list[str] | None, expanding: tuple[str, ...]
     ) -> Matcher:
-        names = [cond] if isinstance(cond, str) else cond
-        names = (
-            expect_list(names, where, "'macro'", self._errors)
-            if not isinstance(names, list)
-            else names
-        )
+        if isinstance(cond, str):
+            named: list[tuple[Any, Mark]] = [(cond, where)]
+        else:
+            items = expect_list(cond, where, "'macro'", self._errors)
+            named = [(item, value_mark(items, i, where)) for i, item in enumerate(items)]
         parts: list[Matcher] = []
-        for item in names:
-            name = expect_str(item, where, "a macro name", self._errors)
+        for item, at in named:
+            name = expect_str(item, at, "a macro name", self._errors)
             if name not in self._macros:
-                raise self._errors(
-                    where, f"unknown macro '{name}'{did_you_mean(name, self._macros)}"
-                )
+                raise self._errors(at, f"unknown macro '{name}'{did_you_mean(name, self._macros)}")
             if name in expanding:
                 chain = " -> ".join((*expanding, name))
-                raise self._errors(where, f"macro '{name}' refers to itself ({chain})")
+                raise self._errors(at, f"macro '{name}' refers to itself ({chain})")
             spec, mark = self._macros[name]
             parts.append(self._mapping(spec, mark, prefilters, expanding=(*expanding, name)))
         return _and(parts)

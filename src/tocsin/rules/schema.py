@@ -15,7 +15,6 @@ __all__ = [
     "expect_int",
     "expect_list",
     "expect_map",
-    "expect_number",
     "expect_str",
     "parse_duration",
     "plain_errors",
@@ -83,13 +82,6 @@ def expect_int(
     if isinstance(value, int) and not isinstance(value, bool) and value >= minimum:
         return value
     raise errors(where, f"{what} must be a whole number >= {minimum}")
-
-
-def expect_number(value: Any, where: Mark, what: str, errors: Errors = plain_errors) -> float:
-    """Return `value` if it is a number, else raise."""
-    if isinstance(value, int | float) and not isinstance(value, bool):
-        return float(value)
-    raise errors(where, f"{what} must be a number, not {_kind(value)}")
 
 
 def check_keys(

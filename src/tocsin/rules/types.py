@@ -116,8 +116,6 @@ class CompileContext:
     """What an action compiler needs to turn its YAML into a CompiledAction."""
 
     rule_id: str
-    mark: Mark
-    lists: Mapping[str, list[Any]]
 
     def error(self, where: Mark, message: str) -> SourceError:
         """Build the error to raise, prefixed with the rule it belongs to."""

@@ -52,7 +52,9 @@ class CommitBatch:
                 history.append(HistoryEntry(incident.id, change.time, None, "new", change.actor))
             elif change.op == "resolve":
                 history.append(
-                    HistoryEntry(incident.id, change.time, "new", "resolved", change.actor)
+                    HistoryEntry(
+                        incident.id, change.time, change.previous, "resolved", change.actor
+                    )
                 )
         return cls(
             incidents=[copy.copy(i) for i in touched.values()], history=history, offsets=offsets
