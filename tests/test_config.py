@@ -98,6 +98,14 @@ def test_priority_matrix_override(tmp_path: Path) -> None:
         ("logging: {level: loud}\n", "1:18: logging.level must be debug, info, warning or error"),
         ("http: {port: 1}\nhttp: {port: 2}\n", "2:1: duplicate key 'http' (first given at line 1)"),
         ("rules: [\n", "2:1: invalid YAML: did not find expected node content"),
+        (
+            "sources:\n  files:\n    - path: /var/log/a.log\n    - path: /var/log/a.log\n",
+            "4:7: path /var/log/a.log is already tailed by sources.files entry 1",
+        ),
+        (
+            "sources:\n  files:\n    - {path: x.log, poll_interval: 0}\n",
+            "3:36: 'poll_interval' must be at least 10ms",
+        ),
     ],
 )
 def test_config_errors(tmp_path: Path, text: str, message: str) -> None:
