@@ -251,3 +251,47 @@ rules:
     result = engine.process(events)
     assert [(f.rule, f.stage) for f in result.failures] == [("keyed", "key")]
     assert [(o.rule, o.op) for o in result.outputs or []] == [("text", "open"), ("big", "open")]
+
+
+JSONISH = st.recursive(
+    st.one_of(st.none(), st.booleans(), st.integers(), st.floats(), st.text(max_size=12)),
+    lambda inner: st.one_of(
+        st.lists(inner, max_size=3), st.dictionaries(st.text(max_size=5), inner, max_size=3)
+    ),
+    max_leaves=10,
+)
+
+
+@settings(max_examples=300, deadline=None)
+@given(
+    st.lists(
+        st.tuples(
+            st.text(max_size=120),  # may hold lone surrogates and anything else
+            st.sampled_from(["sshd", "kernel", "CRON", "", "app"]),
+            st.dictionaries(st.sampled_from(["port", "n", "user", "ip"]), JSONISH, max_size=3),
+        ),
+        max_size=20,
+    )
+)
+def test_bundled_rules_never_raise_on_any_event(
+    items: list[tuple[str, str, dict[str, object]]],
+) -> None:
+    """Test that the shipped rules process arbitrary events without raising."""
+    from pathlib import Path
+
+    from tocsin.actions.registry import ACTION_KINDS
+    from tocsin.records.incidents import IncidentBook
+    from tocsin.records.priority import PriorityMatrix
+    from tocsin.rules.loader import load_rules
+
+    ruleset = load_rules([Path(__file__).parents[2] / "rules"], kinds=ACTION_KINDS)
+    engine = Engine(
+        rules=ruleset.rules,
+        lists=ruleset.lists,
+        book=IncidentBook(priorities=PriorityMatrix()),
+        clock=ManualClock(),
+        record_outputs=True,
+    )
+    events = [make_event(m, program=p, fields=dict(f)) for m, p, f in items]
+    result = engine.process(events)
+    assert result.events == len(events)
