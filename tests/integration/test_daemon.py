@@ -244,8 +244,10 @@ def test_shutdown_is_bounded_when_the_store_is_stuck(tmp_path: Path) -> None:
     blocker.execute("BEGIN IMMEDIATE")  # the daemon's next commit waits for this lock
     try:
         append(log, [ssh_line(n, "10.7.0.1") for n in range(2, 12)])
-        wait_until(lambda: "tocsin_store_commit_seconds_count" in daemon.metrics(), what="metrics")
-        time.sleep(0.3)  # let the tailer hand the lines to the (blocked) store
+        wait_until(
+            lambda: 'tocsin_events_received_total{source="log"} 11.0' in daemon.metrics(),
+            what="the lines to be read (their commit now waits for the lock)",
+        )
         started = time.monotonic()
         assert daemon.stop(timeout=30) == 1
         assert time.monotonic() - started < 10
