@@ -67,34 +67,47 @@ def _mark(loader: Any, node: yaml.Node) -> Mark:
     return Mark(loader.tocsin_file, start.line + 1, start.column + 1)
 
 
+_MERGE = "tag:yaml.org,2002:merge"
+
+
 def _construct_map(loader: Any, node: yaml.MappingNode) -> Iterator[MarkedMap]:
     data = MarkedMap()
     data.mark = _mark(loader, node)
     data.key_marks = {}
     data.value_marks = {}
     yield data
-    explicit = sum(1 for k, _ in node.value if k.tag != "tag:yaml.org,2002:merge")
-    loader.flatten_mapping(node)
-    merged = len(node.value) - explicit  # `<<: *anchor` entries come first; keys may override
-    written: set[Any] = set()
-    for index, (key_node, value_node) in enumerate(node.value):
+    # `<<: *anchor` (or a list of them) is merged by hand, in the order YAML specifies: keys
+    # written here win over merged ones, and an earlier merged mapping wins over a later one.
+    explicit: set[Any] = set()
+    for key_node, value_node in node.value:
+        if key_node.tag == _MERGE:
+            continue
         key = loader.construct_object(key_node, deep=True)
         where = _mark(loader, key_node)
         try:
             hash(key)
         except TypeError:
             raise SourceError(where, "a mapping key must be a plain value") from None
-        if index < merged:
-            if key in data:
-                continue  # the first merged mapping that has the key wins
-        elif key in written:
+        if key in explicit:
             first = data.key_marks[key]
             raise SourceError(where, f"duplicate key '{key}' (first given at line {first.line})")
-        else:
-            written.add(key)
+        explicit.add(key)
         data[key] = loader.construct_object(value_node, deep=True)
         data.key_marks[key] = where
         data.value_marks[key] = _mark(loader, value_node)
+    for key_node, value_node in node.value:
+        if key_node.tag != _MERGE:
+            continue
+        merged = loader.construct_object(value_node, deep=True)
+        for source in merged if isinstance(merged, list) else [merged]:
+            if not isinstance(source, MarkedMap):
+                where = _mark(loader, value_node)
+                raise SourceError(where, "'<<' merges a mapping or a list of mappings")
+            for key, value in source.items():
+                if key not in data:
+                    data[key] = value
+                    data.key_marks[key] = source.key_marks[key]
+                    data.value_marks[key] = source.value_marks[key]
 
 
 def _construct_seq(loader: Any, node: yaml.SequenceNode) -> Iterator[MarkedList]:

@@ -295,3 +295,18 @@ def test_bundled_rules_never_raise_on_any_event(
     events = [make_event(m, program=p, fields=dict(f)) for m, p, f in items]
     result = engine.process(events)
     assert result.events == len(events)
+
+
+def test_key_sees_captures_as_fields(engine_for: Build) -> None:
+    """Test that `{{ fields.NAME }}` in a key reads the rule's own capture, over the event's field."""
+    engine = engine_for(
+        """
+rules:
+  - id: k
+    match: {message: {regex: 'user (?P<user>\\w+)'}}
+    key: "{{ fields.user }}"
+    actions: [{incident: {title: "{{ user }}"}}]
+"""
+    )
+    result = engine.process([make_event("user bob", fields={"user": "json-user"}), make_event("user eve")])
+    assert [o.key for o in result.outputs or []] == ["bob", "eve"]

@@ -141,6 +141,8 @@ class Engine:
                         if not rule.when(variables):
                             continue
                         variables["fields"] = fields
+                    if captures:
+                        fields.update(captures)  # matched: the key and actions see them as fields
                     hit = Hit(event, rule, captures, lists, variables)
                     if rule.key is not None:
                         stage = "key"
@@ -150,8 +152,6 @@ class Engine:
                     # merge unrelated events into one incident.
                     result.failures.append(Failure(rule.id, stage, repr(exc), event))
                     continue
-                if captures:
-                    fields.update(captures)
                 matches[rule.id] += 1
                 for action in rule.actions:
                     try:
