@@ -153,3 +153,18 @@ def test_replay_without_year_uses_the_current_year(
     )
     [row] = [json.loads(line) for line in capsys.readouterr().out.splitlines()]
     assert row["time"].startswith(f"{today.year}-")
+
+
+def test_replay_reports_rule_failures(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    """Test that a rule failing on the data shows up in the replay summary, not as zero matches."""
+    rules = tmp_path / "r.yaml"
+    rules.write_text(
+        "rules:\n  - id: bad-key\n    match: {program: sshd}\n    key: '{{ event.program + 1 }}'\n"
+        "    actions: [{incident: {title: x}}]\n"
+    )
+    log = tmp_path / "syslog"
+    log.write_text(LOG)
+    assert main(["replay", "--rules", str(rules), "--year", "2025", str(log)]) == 0
+    err = capsys.readouterr().err
+    assert "  bad-key [key]: 2" in err
+    assert "can only concatenate" in err

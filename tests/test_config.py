@@ -106,6 +106,7 @@ def test_priority_matrix_override(tmp_path: Path) -> None:
             "sources:\n  files:\n    - {path: x.log, poll_interval: 0}\n",
             "3:36: 'poll_interval' must be at least 10ms",
         ),
+        ("shutdown_timeout: 0\n", "1:19: 'shutdown_timeout' must be at least 100ms"),
     ],
 )
 def test_config_errors(tmp_path: Path, text: str, message: str) -> None:

@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import asyncio
+import math
 import time
+from collections import Counter
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -26,7 +28,7 @@ from tocsin.store.base import CommitBatch, Store
 from tocsin.store.sqlite import SqliteStore
 from tocsin.store.writer import StoreWriter
 
-__all__ = ["Daemon", "StartupError", "load_ruleset", "log_action_results"]
+__all__ = ["Daemon", "ResultReporter", "StartupError", "load_ruleset"]
 
 log = structlog.get_logger("tocsin")
 
@@ -56,35 +58,55 @@ def load_ruleset(paths: tuple[Path, ...]) -> RuleSet:
     return ruleset
 
 
-def log_action_results(result: BatchResult) -> None:
-    """Write what `log` actions asked for and report failed actions; count both."""
-    for request in result.logs:
-        getattr(log, request.level)(
-            request.message,
-            rule=request.rule,
-            source=request.event.source,
-            origin=request.event.origin,
-            host=request.event.host,
-            program=request.event.program,
-        )
-    for kind, count in result.actions.items():
-        obs.ACTIONS.labels(kind).inc(count)
-    for failure in result.failures:
-        if failure.stage in RULE_STAGES:
-            obs.RULE_FAILURES.labels(failure.rule, failure.stage).inc()
-            log.warning(
-                "rule_failed",
+class ResultReporter:
+    """Counts a batch's matches, actions and failures, and logs them without flooding.
+
+    A rule that fails on every event would otherwise log thousands of lines a second: each
+    (rule, stage) is logged at most once per `every` seconds, with how many were not logged.
+    """
+
+    def __init__(self, *, every: float = 60.0, clock: Callable[[], float] = time.monotonic) -> None:
+        self._every = every
+        self._clock = clock
+        self._last: dict[tuple[str, str], float] = {}
+        self._quiet: Counter[tuple[str, str]] = Counter()
+
+    def report(self, result: BatchResult) -> None:
+        """Write what `log` actions asked for; count everything; log failures, rate-limited."""
+        for request in result.logs:
+            getattr(log, request.level)(
+                request.message,
+                rule=request.rule,
+                source=request.event.source,
+                origin=request.event.origin,
+                host=request.event.host,
+                program=request.event.program,
+            )
+        for kind, count in result.actions.items():
+            obs.ACTIONS.labels(kind).inc(count)
+        for rule, count in result.matches.items():
+            obs.RULE_MATCHES.labels(rule).inc(count)
+        for failure in result.failures:
+            is_rule = failure.stage in RULE_STAGES
+            if is_rule:
+                obs.RULE_FAILURES.labels(failure.rule, failure.stage).inc()
+            else:
+                obs.ACTIONS_FAILED.labels(failure.stage).inc()
+            key = (failure.rule, failure.stage)
+            now = self._clock()
+            if now - self._last.get(key, -math.inf) < self._every:
+                self._quiet[key] += 1
+                continue
+            self._last[key] = now
+            (log.warning if is_rule else log.error)(
+                "rule_failed" if is_rule else "action_failed",
                 rule=failure.rule,
                 stage=failure.stage,
                 error=failure.error,
                 origin=failure.event.origin,
                 message=failure.event.message[:200],
+                not_logged_since_last=self._quiet.pop(key, 0),
             )
-        else:
-            obs.ACTIONS_FAILED.labels(failure.stage).inc()
-            log.error("action_failed", rule=failure.rule, kind=failure.stage, error=failure.error)
-    for rule, count in result.matches.items():
-        obs.RULE_MATCHES.labels(rule).inc(count)
 
 
 class Daemon:
@@ -98,7 +120,7 @@ class Daemon:
         )
         self._queued_events = 0
         self._writer: StoreWriter | None = None
-        self._claimed: set[str] = set()  # every tailed path, so overlapping globs read a file once
+        self._reporter = ResultReporter()
         self.ready = asyncio.Event()
 
     async def run(self, stop: asyncio.Event) -> bool:
@@ -136,8 +158,15 @@ class Daemon:
                 raise StartupError(
                     f"cannot listen on {config.http.host}:{config.http.port}: {exc.strerror}"
                 ) from None
+            # A file that several entries match belongs to the first of them, in config order.
+            earlier = [
+                [p for spec in config.files[:i] for p in spec.patterns]
+                for i in range(len(config.files))
+            ]
             sources = [
-                asyncio.create_task(self._supervise(spec, saved), name=f"tocsin.source.files[{i}]")
+                asyncio.create_task(
+                    self._supervise(spec, saved, earlier[i]), name=f"tocsin.source.files[{i}]"
+                )
                 for i, spec in enumerate(config.files)
             ]
             processor = asyncio.create_task(self._process(engine, writer), name="tocsin.engine")
@@ -166,42 +195,58 @@ class Daemon:
     async def _shutdown(
         self, sources: list[asyncio.Task[None]], processor: asyncio.Task[None], writer: StoreWriter
     ) -> bool:
-        """Stop reading, drain the queue, commit, all within shutdown_timeout; False on trouble."""
+        """Stop reading, drain the queue, commit, all within shutdown_timeout; False on trouble.
+
+        Whatever is left uncommitted at the deadline is given up: those lines' offsets were
+        never committed, so they are read again at the next start.
+        """
         deadline = time.monotonic() + self.config.shutdown_timeout
+
+        def left() -> float:
+            return max(0.0, deadline - time.monotonic())
+
         log.info("tocsin_stopping", queued_events=self._queued_events)
         for task in sources:
             task.cancel()
         await asyncio.gather(*sources, return_exceptions=True)
-        if processor.done():
-            # The engine only ends early by crashing; its batches were never committed.
-            error = None if processor.cancelled() else processor.exception()
-            log.error("engine_crashed", error=repr(error))
-            await writer.abandon()
-            return False
+        reason = ""
         try:
-            await asyncio.wait_for(self._queue.put(None), max(0.0, deadline - time.monotonic()))
-            await asyncio.wait_for(asyncio.shield(processor), max(0.0, deadline - time.monotonic()))
-            await asyncio.wait_for(writer.flush(), max(0.1, deadline - time.monotonic()))
+            if not processor.done():
+                await asyncio.wait_for(self._queue.put(None), left())
+            await asyncio.wait_for(asyncio.shield(processor), left())
         except TimeoutError:
             processor.cancel()
+            reason = "shutdown_timeout passed"
+        except Exception as error:  # the engine crashed: report it, keep what it finished
+            log.error("engine_crashed", exc_info=error)
+            reason = "the engine crashed"
+        try:
+            # Batches the engine finished are committed even after a crash, if time allows.
+            await asyncio.wait_for(writer.flush(), max(0.1, left()))
+        except TimeoutError:
+            reason = reason or "shutdown_timeout passed"
+        if reason:
             given_up = await writer.abandon()
             log.error(
-                "shutdown_deadline_exceeded",
+                "shutdown_incomplete",
+                reason=reason,
                 unprocessed_events=self._queued_events,
                 uncommitted_batches=given_up,
-                note="their lines were not committed and are read again at the next start",
+                note="lines not committed are read again at the next start",
             )
             return False
         log.info("tocsin_stopped")
         return True
 
-    async def _supervise(self, spec: FileSourceConfig, saved: dict[str, FileOffset]) -> None:
+    async def _supervise(
+        self, spec: FileSourceConfig, saved: dict[str, FileOffset], exclude: list[str]
+    ) -> None:
         """Keep a file source running: a crash is logged and it restarts after what it queued."""
         delay = 1.0
         while True:
             started = time.monotonic()
             try:
-                await self._read_files(spec, saved)
+                await self._read_files(spec, saved, exclude)
                 return
             except asyncio.CancelledError:
                 raise
@@ -212,7 +257,9 @@ class Daemon:
                 await asyncio.sleep(delay)
                 delay = min(delay * 2, 30.0)
 
-    async def _read_files(self, spec: FileSourceConfig, saved: dict[str, FileOffset]) -> None:
+    async def _read_files(
+        self, spec: FileSourceConfig, saved: dict[str, FileOffset], exclude: list[str]
+    ) -> None:
         """Tail one `sources.files` entry into the queue, parsing each read into events."""
         parsers: dict[str, Parser] = {}
 
@@ -234,7 +281,7 @@ class Daemon:
             poll_interval=spec.poll_interval,
             rescan_interval=spec.rescan_interval,
             clock=self.clock.now,
-            claimed=self._claimed,
+            exclude=exclude,
         ) as source:
             async for lines in source:
                 parser = parser_for(lines.path)
@@ -262,7 +309,7 @@ class Daemon:
             offsets = [batch.checkpoint] if batch.checkpoint is not None else []
             committed = await writer.submit(CommitBatch.of(result.changes, offsets))
             committed.add_done_callback(_latency_observer(batch.read_at, self.clock.now))
-            log_action_results(result)
+            self._reporter.report(result)
             if result.changes:
                 self._set_open_gauge(engine.book)
 

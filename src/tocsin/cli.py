@@ -113,7 +113,12 @@ async def _serve(config: Config) -> int:
             raise
         log.error("tocsin_cannot_start", reason=str(exc))
         return EXIT_INVALID
-    return EXIT_OK if clean else EXIT_INVALID
+    if not clean:
+        # A store call may still be blocked in its thread (a lock, a stalled disk); the
+        # interpreter would wait for it at exit, so leave now: nothing uncommitted is lost.
+        sys.stdout.flush()
+        os._exit(EXIT_INVALID)
+    return EXIT_OK
 
 
 def _check(config_path: Path | None, rule_paths: Sequence[Path]) -> int:

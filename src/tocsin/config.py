@@ -148,6 +148,14 @@ def _file_source(base: Path, spec: Any, where: Mark) -> FileSourceConfig:
     )
 
 
+def _shutdown_timeout(value: Any, where: Mark) -> float:
+    """Parse shutdown_timeout; zero would give up every batch at every stop."""
+    seconds = parse_duration(value, where, "'shutdown_timeout'")
+    if seconds < 0.1:
+        raise SourceError(where, "'shutdown_timeout' must be at least 100ms")
+    return seconds
+
+
 def _interval(data: MarkedMap, key: str, default: float, where: Mark) -> float:
     """Parse a polling interval; zero would make the tailer spin, so 10ms is the least."""
     seconds = parse_duration(data.get(key, default), where, f"'{key}'")
@@ -261,8 +269,8 @@ def load_config(path: Path) -> Config:
             "pipeline.batch_lines",
             minimum=1,
         ),
-        shutdown_timeout=parse_duration(
-            root.get("shutdown_timeout", 10), at("shutdown_timeout"), "'shutdown_timeout'"
+        shutdown_timeout=_shutdown_timeout(
+            root.get("shutdown_timeout", 10), at("shutdown_timeout")
         ),
         log_level=str(level),
         log_format=str(fmt),

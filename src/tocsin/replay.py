@@ -38,6 +38,8 @@ class ReplaySummary:
     lines: int = 0
     events: int = 0
     parse_errors: int = 0
+    failures: Counter[tuple[str, str]] = field(default_factory=Counter)  # (rule, stage)
+    first_failures: list[str] = field(default_factory=list)
     outputs: int = 0
     elapsed: float = 0.0
     matches: Counter[str] = field(default_factory=Counter)
@@ -54,6 +56,10 @@ class ReplaySummary:
             "matches per rule:",
         ]
         lines.extend(f"  {rule}: {n}" for rule, n in self.matches.most_common())
+        if self.failures:
+            lines.append("failures (rule raised on the data, counted as not matching/not done):")
+            lines.extend(f"  {r} [{stage}]: {n}" for (r, stage), n in self.failures.most_common())
+            lines.extend(f"  e.g. {text}" for text in self.first_failures)
         return "\n".join(lines)
 
 
@@ -157,6 +163,12 @@ def replay(
                     summary.lines += len(events)
                     summary.events += len(events)
                     summary.matches.update(result.matches)
+                    for failure in result.failures:
+                        summary.failures[failure.rule, failure.stage] += 1
+                        if len(summary.first_failures) < 5:
+                            summary.first_failures.append(
+                                f"{failure.rule} [{failure.stage}]: {failure.error}"
+                            )
                     outputs = result.outputs or []
                     summary.outputs += len(outputs)
                     summary.ops.update(o.op for o in outputs)

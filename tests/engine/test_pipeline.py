@@ -308,5 +308,7 @@ rules:
     actions: [{incident: {title: "{{ user }}"}}]
 """
     )
-    result = engine.process([make_event("user bob", fields={"user": "json-user"}), make_event("user eve")])
+    result = engine.process(
+        [make_event("user bob", fields={"user": "json-user"}), make_event("user eve")]
+    )
     assert [o.key for o in result.outputs or []] == ["bob", "eve"]

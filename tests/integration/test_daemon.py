@@ -251,7 +251,8 @@ def test_shutdown_is_bounded_when_the_store_is_stuck(tmp_path: Path) -> None:
         started = time.monotonic()
         assert daemon.stop(timeout=30) == 1
         assert time.monotonic() - started < 10
-        assert '"shutdown_deadline_exceeded"' in daemon.output()
+        assert '"shutdown_incomplete"' in daemon.output()
+        assert "shutdown_timeout passed" in daemon.output()
     finally:
         blocker.execute("ROLLBACK")
         blocker.close()

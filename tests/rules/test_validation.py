@@ -160,3 +160,16 @@ def test_macro_error_points_at_the_list_item(tmp_path: Path) -> None:
     )
     [error] = load_rules([path], kinds=ACTION_KINDS).errors
     assert (error.mark.line, error.mark.col) == (5, 24)
+
+
+def test_reference_to_a_disabled_rule_says_so(tmp_path: Path) -> None:
+    """Test that a resolve naming a disabled rule says it is disabled."""
+    path = tmp_path / "off.yaml"
+    path.write_text(
+        "rules:\n  - id: down\n    enabled: false\n    match: {program: a}\n"
+        "    actions: [{incident: {title: t}}]\n"
+        "  - id: up\n    match: {program: b}\n    actions: [{resolve: {rule: down}}]\n"
+    )
+    assert [e.message for e in load_rules([path], kinds=ACTION_KINDS).errors] == [
+        "rule 'up': 'resolve' refers to rule 'down', which is disabled"
+    ]

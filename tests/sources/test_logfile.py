@@ -153,19 +153,16 @@ async def test_lines_written_while_down_after_an_idle_run_are_read(tmp_path: Pat
         assert await take_lines(aiter(tail), 2) == names("while-down", 1, 2)
 
 
-async def test_a_path_matched_by_two_sources_is_read_once(tmp_path: Path) -> None:
-    """Test that sources sharing a claimed set never tail the same file twice."""
+async def test_a_path_an_earlier_source_matches_is_left_to_it(tmp_path: Path) -> None:
+    """Test that a source skips files that an earlier source's patterns name, even later ones."""
     log = tmp_path / "app.log"
     log.write_text("")
-    claimed: set[str] = set()
-    async with (
-        source([str(tmp_path / "*.log")], claimed=claimed, start_at="beginning") as first,
-        source([str(log)], claimed=claimed, start_at="beginning") as second,
-    ):
+    earlier = [str(tmp_path / "*.log")]
+    async with source([str(log), str(tmp_path / "other.txt")], exclude=earlier) as second:
+        (tmp_path / "other.txt").write_text(numbered("other", 1, 1))
         append(log, numbered("line", 1, 2))
-        assert await take_lines(aiter(first), 2) == names("line", 1, 2)
+        assert await take_lines(aiter(second), 1) == ["other 1"]
         await assert_quiet(aiter(second))
-    assert claimed == set()
 
 
 async def test_start_at_beginning_reads_everything(tmp_path: Path) -> None:

@@ -65,6 +65,7 @@ def _first(record: dict[str, Any], keys: tuple[str, ...]) -> Any:
 
 
 _SURROGATE = re.compile("[\ud800-\udfff]")
+_SURROGATE_ESCAPE = re.compile(r"\\u[dD][89a-fA-F]")
 
 
 def _without_surrogates(value: Any) -> Any:
@@ -100,7 +101,7 @@ class JsonParser(LineParser):
             return None
         if not isinstance(record, dict):
             return None
-        if "\\u" in line:  # only escapes can make lone surrogates, which UTF-8 cannot encode
+        if _SURROGATE_ESCAPE.search(line):  # only \uD800-\uDFFF escapes make lone surrogates
             record = _without_surrogates(record)
         message = _first(record, _MESSAGE_KEYS)
         return Event(

@@ -78,6 +78,7 @@ class _Loader:
         self.out = RuleSet()
         self.macros: dict[str, tuple[Any, Mark]] = {}
         self._defined_at: dict[tuple[str, str], Mark] = {}
+        self._disabled: set[str] = set()
 
     def read(self, path: Path) -> _RawFile | None:
         name = display_path(path)
@@ -171,6 +172,7 @@ class _Loader:
             data.get("enabled", True), value_mark(data, "enabled", where), "'enabled'", ctx.error
         ):
             self.out.disabled += 1
+            self._disabled.add(rule_id)
             return None
         compiler = MatchCompiler(
             lists=self.out.lists,
@@ -255,7 +257,9 @@ class _Loader:
             problem = None
             for action in rule.actions:
                 for target in action.referenced_rules():
-                    if target in seen and target not in known:
+                    if target in self._disabled:
+                        problem = f"'{action.kind}' refers to rule '{target}', which is disabled"
+                    elif target in seen and target not in known:
                         problem = (
                             f"'{action.kind}' refers to rule '{target}', which is invalid "
                             f"(defined at {seen[target]})"

@@ -57,6 +57,9 @@ class TemplateRenderError(ValueError):
 
 _MISSING = object()
 
+# Names Jinja2 gives a meaning of its own (literals and globals): leave those to Jinja2.
+_JINJA_NAMES = frozenset({"true", "false", "none", "True", "False", "None", *_ENV.globals})
+
 
 def _lookup(value: Any, name: str) -> Any:
     """Resolve one dotted step the way Jinja2 does for plain data: item first for mappings."""
@@ -75,7 +78,7 @@ def _text(value: Any) -> str:
 
 
 class Template:
-    """A compiled template; `render(vars)` never raises for event data."""
+    """A compiled template; `render(vars)` raises TemplateRenderError when the data breaks it."""
 
     __slots__ = ("_jinja", "_parts", "_single", "source")
 
@@ -92,7 +95,7 @@ class Template:
                 raise TemplateCompileError(str(exc)) from None
 
     def render(self, variables: Vars) -> str:
-        """Render with `variables`; a runtime error yields '' rather than stopping the rule."""
+        """Render with `variables`; a failure on the data raises TemplateRenderError."""
         parts = self._parts
         if self._single is not None:  # "{{ name }}": the most common key template
             single = variables.get(self._single, _MISSING)
@@ -123,7 +126,7 @@ def _fast_parts(source: str) -> list[str | tuple[str, ...]] | None:
     for m in _PLACEHOLDER.finditer(source):
         parts.append(source[pos : m.start()])
         path = tuple(m.group(1).split("."))
-        if any(p.startswith("_") for p in path) or path[0] in {"true", "false", "none"}:
+        if any(p.startswith("_") for p in path) or path[0] in _JINJA_NAMES:
             return None
         parts.append(path)
         pos = m.end()

@@ -124,7 +124,7 @@ class LogFileSource:
         poll_interval: float = 0.25,
         rescan_interval: float = 2.0,
         clock: Callable[[], float] = time.time,
-        claimed: set[str] | None = None,
+        exclude: Sequence[str] = (),
     ) -> None:
         if isinstance(patterns, str):
             raise TypeError("patterns must be a sequence of paths or globs, not one string")
@@ -133,7 +133,9 @@ class LogFileSource:
         if max_line_bytes < 1 or batch_lines < 1:
             raise ValueError("max_line_bytes and batch_lines must be at least 1")
         self._patterns = list(patterns)
-        self._saved = dict(saved)
+        # Live, not copied: the daemon updates it as batches are queued, so a path that leaves
+        # and comes back (or a restarted source) resumes after what was already handed over.
+        self._saved = saved
         self._start_at = start_at
         self._limit = max_line_bytes
         self._batch_lines = batch_lines
@@ -141,8 +143,8 @@ class LogFileSource:
         self._rescan_interval = rescan_interval
         self._clock = clock
         self._tails: dict[str, _Tail] = {}
-        # Paths tailed by any source of this daemon: a file matched twice is read once.
-        self._claimed = claimed if claimed is not None else set()
+        # Paths or globs of earlier sources: a file they match is theirs, so it is read once.
+        self._exclude = list(exclude)
         self._entered = False
         self._closed = False
         self._iterator: AsyncGenerator[LineBatch, None] | None = None
@@ -158,7 +160,6 @@ class LogFileSource:
         self._closed = True
         for tail in self._tails.values():
             self._close(tail)
-            self._claimed.discard(tail.path)
         self._tails.clear()
 
     def __aiter__(self) -> AsyncIterator[LineBatch]:
@@ -198,15 +199,11 @@ class LogFileSource:
         found = self._expand()
         for path, literal in found.items():
             if path not in self._tails:
-                if path in self._claimed:
-                    continue  # another source of this daemon already tails it
-                self._claimed.add(path)
-                resume = self._saved.pop(path, None)
+                resume = self._saved.get(path)
                 self._tails[path] = _Tail(path, literal, resume, use_start_at=initial)
         for path, tail in list(self._tails.items()):
             if tail.reader is None and not tail.literal and path not in found:
                 del self._tails[path]  # a glob-matched file that went away and was reported
-                self._claimed.discard(path)
                 continue
             try:
                 self._check(tail)
@@ -216,12 +213,14 @@ class LogFileSource:
     def _expand(self) -> dict[str, bool]:
         """Map every path the patterns name now to whether it was named literally."""
         found: dict[str, bool] = {}
+        taken = {p for pattern in self._exclude for p in _matches(pattern)}
         for pattern in self._patterns:
             if _GLOB_CHARS.isdisjoint(pattern):
-                found[pattern] = True
+                if pattern not in taken:
+                    found[pattern] = True
                 continue
             for path in sorted(glob.glob(pattern)):
-                if os.path.isfile(path):
+                if path not in taken and os.path.isfile(path):
                     found.setdefault(path, False)
         return found
 
@@ -288,7 +287,8 @@ class LogFileSource:
                     fresh.offset, fresh.skip = _end_position(fd, self._limit)
                     fresh.pos = fresh.offset
                 tail.reader = fresh
-                tail.announce = FileOffset(tail.path, fresh.identity, fresh.offset)
+                if not fresh.skip:  # inside an overlong line there is no line boundary to commit
+                    tail.announce = FileOffset(tail.path, fresh.identity, fresh.offset)
                 log.info("file_opened", path=tail.path, offset=fresh.offset)
         except OSError:
             os.close(fd)
@@ -450,6 +450,11 @@ class LogFileSource:
             if reader is not None:
                 os.close(reader.fd)
         tail.reader = tail.pending = None
+
+
+def _matches(pattern: str) -> list[str]:
+    """Return the paths a pattern names now: itself when literal, else what its glob finds."""
+    return [pattern] if _GLOB_CHARS.isdisjoint(pattern) else glob.glob(pattern)
 
 
 def _recovered(tail: _Tail) -> None:
