@@ -1,1 +1,1 @@
-"""api."""
+"""The HTTP API: /metrics, /healthz and the incident endpoints."""

@@ -1,1 +1,1 @@
-"""records."""
+"""ITIL record bookkeeping and the priority matrix; pure, no I/O."""

@@ -1,1 +1,1 @@
-"""store."""
+"""Persistence behind one interface (SQLite now), and the asyncio writer in front of it."""
