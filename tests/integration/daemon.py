@@ -60,6 +60,9 @@ def ssh_line(n: int, ip: str) -> str:
     return f"Nov 25 10:{n // 60 % 60:02d}:{n % 60:02d} web1 sshd[{n}]: Failed password for u{n} from {ip} port 22 ssh2\n"
 
 
+RUNNING: list[Daemon] = []  # every Daemon made, so a fixture can stop what a test left running
+
+
 @dataclass
 class Daemon:
     """One tocsin process on a temp state dir, with helpers to query it."""
@@ -73,6 +76,7 @@ class Daemon:
     runs: int = 0
 
     def __post_init__(self) -> None:
+        RUNNING.append(self)
         (self.root / "logs").mkdir(parents=True, exist_ok=True)
         (self.root / "rules").mkdir(exist_ok=True)
         (self.root / "rules" / "test.yaml").write_text(RULES)

@@ -33,11 +33,8 @@ def logrotate(root: Path, log: Path, directive: str) -> None:
 
 @pytest.fixture
 def daemon(tmp_path: Path) -> Daemon:
-    """Return a daemon (not yet started) whose process is always stopped at the end."""
-    d = Daemon(tmp_path)
-    yield d  # type: ignore[misc]
-    if d.proc is not None and d.proc.poll() is None:
-        d.kill9()
+    """Return a daemon, not yet started (conftest stops it if the test does not)."""
+    return Daemon(tmp_path)
 
 
 def test_lines_become_incidents_visible_in_api_and_metrics(daemon: Daemon) -> None:
@@ -257,4 +254,7 @@ def test_shutdown_is_bounded_when_the_store_is_stuck(tmp_path: Path) -> None:
         blocker.execute("ROLLBACK")
         blocker.close()
     daemon.start()
-    wait_until(lambda: daemon.total_count() == 11, what="the lines the stuck shutdown gave up")
+    try:
+        wait_until(lambda: daemon.total_count() == 11, what="the lines the stuck shutdown gave up")
+    finally:
+        assert daemon.stop() == 0
