@@ -68,7 +68,7 @@ class Daemon:
     """One tocsin process on a temp state dir, with helpers to query it."""
 
     root: Path
-    files: list[str] = field(default_factory=lambda: ["logs/*.log"])
+    entries: list[list[str]] = field(default_factory=lambda: [["logs/*.log"]])  # sources.files
     start_at: str = "beginning"
     port: int = field(default_factory=free_port)
     extra: str = ""  # more top-level config YAML
@@ -80,13 +80,17 @@ class Daemon:
         (self.root / "logs").mkdir(parents=True, exist_ok=True)
         (self.root / "rules").mkdir(exist_ok=True)
         (self.root / "rules" / "test.yaml").write_text(RULES)
-        patterns = ", ".join(json.dumps(p) for p in self.files)
         (self.root / "tocsin.yaml").write_text(
             f"state_dir: state\nrules: [rules]\nhttp: {{host: 127.0.0.1, port: {self.port}}}\n"
             f"pipeline: {{batch_lines: 256}}\n"
             f"logging: {{format: json, level: debug}}\n"
-            f"sources:\n  files:\n    - path: [{patterns}]\n      start_at: {self.start_at}\n"
-            f"      poll_interval: 20ms\n      rescan_interval: 100ms\n{self.extra}"
+            "sources:\n  files:\n"
+            + "".join(
+                f"    - path: {json.dumps(paths)}\n      start_at: {self.start_at}\n"
+                "      poll_interval: 20ms\n      rescan_interval: 100ms\n"
+                for paths in self.entries
+            )
+            + self.extra
         )
 
     @property

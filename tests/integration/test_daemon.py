@@ -258,3 +258,30 @@ def test_shutdown_is_bounded_when_the_store_is_stuck(tmp_path: Path) -> None:
         wait_until(lambda: daemon.total_count() == 11, what="the lines the stuck shutdown gave up")
     finally:
         assert daemon.stop() == 0
+
+
+def test_lines_written_while_down_after_an_idle_run_are_read(tmp_path: Path) -> None:
+    """Test that with start_at: end, a restart reads what was written while down, even unseen files."""
+    daemon = Daemon(tmp_path, start_at="end")
+    log = daemon.root / "logs" / "auth.log"
+    append(log, [ssh_line(i, "10.8.0.1") for i in range(3)])  # before the first start: skipped
+    daemon.start()
+    wait_until(lambda: '"file_opened"' in daemon.output(), what="the file to be opened")
+    assert daemon.stop() == 0
+    append(log, [ssh_line(i, "10.8.0.2") for i in range(4)])
+    daemon.start()
+    wait_until(lambda: daemon.total_count() == 4, what="the 4 lines written while down")
+    assert {i["key"] for i in daemon.incidents()} == {"10.8.0.2"}
+
+
+def test_overlapping_sources_read_a_file_once(tmp_path: Path) -> None:
+    """Test that a file named by two sources.files entries counts each line once."""
+    daemon = Daemon(tmp_path, entries=[["logs/*.log"], ["logs/a.log"]])
+    log = daemon.root / "logs" / "a.log"
+    log.write_text("")
+    daemon.start()
+    append(log, [ssh_line(i, "10.9.9.9") for i in range(5)])
+    wait_until(lambda: daemon.total_count() >= 5, what="5 lines")
+    append(log, ssh_line(5, "10.9.9.9"))  # a second read of the first 5 would land by now
+    wait_until(lambda: daemon.total_count() >= 6, what="the 6th line")
+    assert daemon.total_count() == 6
