@@ -36,7 +36,7 @@ def test_defaults_and_relative_paths(tmp_path: Path) -> None:
     assert config.store_path == tmp_path / "state" / "tocsin.db"
     assert config.rule_paths == (tmp_path / "rules",)
     assert (config.http.host, config.http.port) == ("127.0.0.1", 8465)
-    assert (config.queue_events, config.batch_lines, config.shutdown_timeout) == (65536, 2048, 10.0)
+    assert (config.queue_events, config.batch_lines, config.shutdown_timeout) == (16384, 2048, 10.0)
     assert config.files == ()
 
 

@@ -78,7 +78,7 @@ class Config:
     store_path: Path
     http: HttpConfig = HttpConfig()
     files: tuple[FileSourceConfig, ...] = ()
-    queue_events: int = 65536
+    queue_events: int = 16384
     batch_lines: int = 2048
     shutdown_timeout: float = 10.0
     log_level: str = "info"
@@ -258,7 +258,7 @@ def load_config(path: Path) -> Config:
         http=http,
         files=files,
         queue_events=expect_int(
-            pipeline.get("queue_events", 65536),
+            pipeline.get("queue_events", 16384),
             value_mark(pipeline, "queue_events", at("pipeline")),
             "pipeline.queue_events",
             minimum=1,

@@ -27,7 +27,7 @@ _MAX_RETRY_DELAY = 5.0
 class StoreWriter:
     """Commit batches in order, merging whatever queued up while the last commit ran."""
 
-    def __init__(self, *, store: Store, max_pending: int = 64) -> None:
+    def __init__(self, *, store: Store, max_pending: int = 8) -> None:
         if max_pending < 1:
             raise ValueError("max_pending must be at least 1")
         self._store = store
