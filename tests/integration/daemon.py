@@ -28,7 +28,9 @@ rules:
   - id: link-down
     match: {message: {regex: 'Interface (?P<ifname>\S+), changed state to down'}}
     key: "{{ event.host }}:{{ ifname }}"
-    actions: [{incident: {title: "{{ ifname }} down", impact: high, urgency: high}}]
+    actions:
+      - incident: {title: "{{ ifname }} down", impact: high, urgency: high}
+      - log: {message: "link {{ ifname }} down on {{ event.host }}", level: warning}
   - id: link-up
     match: {message: {regex: 'Interface (?P<ifname>\S+), changed state to up'}}
     key: "{{ event.host }}:{{ ifname }}"

@@ -64,6 +64,8 @@ def test_lines_become_incidents_visible_in_api_and_metrics(daemon: Daemon) -> No
     assert 'tocsin_events_received_total{source="log"} 6.0' in metrics
     assert 'tocsin_incidents_open{priority="P4"} 2.0' in metrics
     assert "tocsin_event_processing_seconds_count" in metrics
+    assert 'tocsin_actions_total{kind="log"} 1.0' in metrics
+    assert '"event": "link Gi0/1 down on r1"' in daemon.output()
     assert daemon.stop() == 0
     assert '"tocsin_stopped"' in daemon.output()
 
