@@ -151,18 +151,6 @@ def incident_work(db: Path) -> Counter[str]:
     return work
 
 
-def expected_work(expected: Counter[str], kinds: dict[str, str]) -> Counter[str]:
-    """Return the generator's counts as incident occurrences per rule and resolves."""
-    want: Counter[str] = Counter()
-    for rule, count in expected.items():
-        kind = kinds.get(rule)
-        if kind == "incident":
-            want[rule] += count
-        elif kind == "resolve":  # every generated 'up' follows a 'down', so each one resolves
-            want["resolve"] += count
-    return want
-
-
 def measure(binary: str, config: Path, log_file: Path, lines: int, timeout: float) -> Outcome:
     """Start the daemon, wait until every line is durably processed, stop it."""
     db = config.parent / "state" / "tocsin.db"
@@ -314,7 +302,7 @@ def main() -> int:
         outcome = measure(binary, config, log_file, lines, args.timeout)
         db = tmp / "state" / "tocsin.db"
         verdict = (
-            run._verdict(incident_work(db), expected_work(expected, kinds))
+            run._verdict(incident_work(db), run.expected_work(expected, kinds))
             if outcome.done and db.exists()
             else "not run"
         )
