@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import argparse
-import json
 import os
 import shutil
 import signal
@@ -19,7 +18,6 @@ from collections import Counter
 from dataclasses import dataclass, field
 from pathlib import Path
 
-import gen_syslog
 import run
 import translate
 import yaml
@@ -280,13 +278,7 @@ def main() -> int:
     if binary is None:
         print("tocsin is not installed in this venv", file=sys.stderr)
         return 1
-    run.OUT.mkdir(exist_ok=True)
-    log_file = gen_syslog.default_path(args.lines, args.seed)
-    counts_file = gen_syslog.counts_path(log_file)
-    if not (log_file.exists() and counts_file.exists()):
-        print(f"generating {log_file.relative_to(run.REPO)} ...", flush=True)
-        gen_syslog.write(log_file, args.lines, seed=args.seed)
-    expected: Counter[str] = Counter(json.loads(counts_file.read_text()))
+    log_file, expected = run.ensure_data(args.lines, args.seed)
     lines = sum(expected.values())
     kinds = {rule.id: rule.kind for rule in translate.load_rules()}
 

@@ -159,6 +159,17 @@ def run_baseline(mode: str, label: str, path: Path, lines: int) -> tuple[Result,
     return result, matches
 
 
+def ensure_data(lines: int, seed: int) -> tuple[Path, Counter[str]]:
+    """Generate the syslog file unless it exists; return it and its expected matches per rule."""
+    OUT.mkdir(exist_ok=True)
+    path = gen_syslog.default_path(lines, seed)
+    counts_file = gen_syslog.counts_path(path)
+    if not (path.exists() and counts_file.exists()):
+        print(f"generating {path.relative_to(REPO)} ...", flush=True)
+        gen_syslog.write(path, lines, seed=seed)
+    return path, Counter(json.loads(counts_file.read_text()))
+
+
 def check_actions(result: Result, expected: Counter[str], kinds: dict[str, str]) -> str:
     """Compare a tool's actions with the generator's expected matches; return a verdict."""
     if not result.ok:
@@ -217,13 +228,7 @@ def main() -> int:
     parser.add_argument("--no-baselines", action="store_true", help="skip the bare-Python floors")
     args = parser.parse_args()
 
-    OUT.mkdir(exist_ok=True)
-    path = gen_syslog.default_path(args.lines, args.seed)
-    counts_file = gen_syslog.counts_path(path)
-    if not (path.exists() and counts_file.exists()):
-        print(f"generating {path.relative_to(REPO)} ...", flush=True)
-        gen_syslog.write(path, args.lines, seed=args.seed)
-    expected: Counter[str] = Counter(json.loads(counts_file.read_text()))
+    path, expected = ensure_data(args.lines, args.seed)
     lines = sum(expected.values())
     rules = translate.load_rules()
     kinds = {rule.id: rule.kind for rule in rules}

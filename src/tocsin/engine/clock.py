@@ -33,10 +33,6 @@ class ManualClock:
         """Return the time last set."""
         return self._now
 
-    def advance(self, seconds: float) -> None:
-        """Move time forward."""
-        self._now += seconds
-
     def advance_to(self, when: float) -> None:
         """Move time forward to `when`; never backwards (late events do not rewind it)."""
         self._now = max(self._now, when)
