@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -34,10 +35,10 @@ def load_text(tmp_path: Path) -> Callable[..., RuleSet]:
 
 
 @pytest.fixture
-def engine_for(load_text: Callable[..., RuleSet], clock: ManualClock) -> Callable[[str], Engine]:
+def engine_for(load_text: Callable[..., RuleSet], clock: ManualClock) -> Callable[..., Engine]:
     """Return a function that builds a recording engine from rule YAML (which must be valid)."""
 
-    def build(text: str) -> Engine:
+    def build(text: str, **options: Any) -> Engine:
         ruleset = load_text(text)
         assert not ruleset.errors, [str(e) for e in ruleset.errors]
         return Engine(
@@ -46,6 +47,7 @@ def engine_for(load_text: Callable[..., RuleSet], clock: ManualClock) -> Callabl
             book=IncidentBook(priorities=PriorityMatrix()),
             clock=clock,
             record_outputs=True,
+            **options,
         )
 
     return build

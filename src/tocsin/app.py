@@ -86,6 +86,16 @@ class ResultReporter:
             obs.ACTIONS.labels(kind).inc(count)
         for rule, count in result.matches.items():
             obs.RULE_MATCHES.labels(rule).inc(count)
+        if result.late:
+            obs.EVENTS_LATE.inc(result.late)
+        if result.future:
+            obs.EVENTS_FUTURE.inc(result.future)
+        if result.timers:
+            obs.TIMERS_FIRED.inc(result.timers)
+        if result.expired:
+            obs.CORRELATION_EXPIRED.inc(result.expired)
+        for rule, count in result.evicted.items():
+            obs.CORRELATION_EVICTED.labels(rule).inc(count)
         for failure in result.failures:
             is_rule = failure.stage in RULE_STAGES
             if is_rule:
@@ -144,7 +154,18 @@ class Daemon:
             book = IncidentBook(
                 priorities=config.priorities, next_id=next_id, open_incidents=open_incidents
             )
-            engine = Engine(rules=ruleset.rules, lists=ruleset.lists, book=book, clock=self.clock)
+            correlation = config.correlation
+            engine = Engine(
+                rules=ruleset.rules,
+                lists=ruleset.lists,
+                book=book,
+                clock=self.clock,
+                lateness=correlation.lateness,
+                skew=correlation.clock_skew,
+                max_keys=correlation.max_keys,
+                track_state=True,
+            )
+            await self._restore(engine, writer)
             self._set_open_gauge(book)
             api = ApiServer(
                 host=config.http.host,
@@ -191,6 +212,26 @@ class Daemon:
                     task.cancel()
                 await api.stop()
         return clean
+
+    async def _restore(self, engine: Engine, writer: StoreWriter) -> None:
+        """Resume correlation state saved under the same rule definitions; forget the rest."""
+        snapshot = await writer.call(lambda s: s.load_correlation())
+        forget = engine.restore(
+            digests=snapshot.digests,
+            rows=snapshot.rows,
+            watermark=snapshot.watermark if snapshot.watermark is not None else -math.inf,
+            wall=self.clock.now(),
+        )
+        await writer.submit(CommitBatch(digests=engine.digests(), forget=forget))
+        keys = engine.live_keys()
+        if snapshot.rows or forget:
+            log.info(
+                "correlation_restored",
+                keys=sum(keys.values()),
+                rules=len(keys),
+                changed_rules_started_fresh=forget,
+            )
+        self._set_key_gauges(engine)
 
     async def _shutdown(
         self, sources: list[asyncio.Task[None]], processor: asyncio.Task[None], writer: StoreWriter
@@ -298,20 +339,65 @@ class Daemon:
                 saved[lines.path] = lines.checkpoint
 
     async def _process(self, engine: Engine, writer: StoreWriter) -> None:
-        """Take batches off the queue, run the engine, hand the effects to the store."""
-        while True:
-            batch = await self._queue.get()
-            if batch is None:
-                return
-            self._queued_events -= len(batch.events)
-            obs.QUEUE_DEPTH.set(self._queued_events)
-            result = engine.process(batch.events)
-            offsets = [batch.checkpoint] if batch.checkpoint is not None else []
-            committed = await writer.submit(CommitBatch.of(result.changes, offsets))
-            committed.add_done_callback(_latency_observer(batch.read_at, self.clock.now))
-            self._reporter.report(result)
-            if result.changes:
-                self._set_open_gauge(engine.book)
+        """Take batches off the queue, run the engine, hand the effects to the store.
+
+        Every `tick` seconds, busy or idle, event time may follow the wall clock, so timers
+        (absence, expect, clear checks) fire without waiting for new events.
+        """
+        tick = self.config.correlation.tick
+        next_tick = time.monotonic() + tick
+        # One pending get survives timeouts: cancelling a get could lose the batch it took.
+        getter: asyncio.Future[EventBatch | None] | None = None
+        try:
+            while True:
+                if getter is None:
+                    getter = asyncio.ensure_future(self._queue.get())
+                await asyncio.wait({getter}, timeout=max(0.0, next_tick - time.monotonic()))
+                if getter.done():
+                    batch = getter.result()
+                    getter = None
+                    if batch is None:
+                        return
+                    await self._step(engine, writer, batch)
+                if time.monotonic() >= next_tick:
+                    next_tick = time.monotonic() + tick
+                    await self._tick(engine, writer)
+        finally:
+            if getter is not None:
+                getter.cancel()
+
+    async def _step(self, engine: Engine, writer: StoreWriter, batch: EventBatch) -> None:
+        """Run one batch through the engine and hand its effects to the store."""
+        self._queued_events -= len(batch.events)
+        obs.QUEUE_DEPTH.set(self._queued_events)
+        result = engine.process(batch.events)
+        offsets = [batch.checkpoint] if batch.checkpoint is not None else []
+        committed = await writer.submit(
+            CommitBatch.of(result.changes, offsets, state=result.state, watermark=result.watermark)
+        )
+        committed.add_done_callback(_latency_observer(batch.read_at, self.clock.now))
+        self._report(engine, result)
+
+    async def _tick(self, engine: Engine, writer: StoreWriter) -> None:
+        """Let event time follow the wall clock: fire due timers, drop idle keys."""
+        result = engine.tick()
+        if result.changes or result.state:
+            await writer.submit(
+                CommitBatch.of(result.changes, [], state=result.state, watermark=result.watermark)
+            )
+        self._report(engine, result)
+        self._set_key_gauges(engine)
+
+    def _report(self, engine: Engine, result: BatchResult) -> None:
+        self._reporter.report(result)
+        obs.WATERMARK.set(max(result.watermark, 0.0))
+        if result.changes:
+            self._set_open_gauge(engine.book)
+
+    @staticmethod
+    def _set_key_gauges(engine: Engine) -> None:
+        for rule, keys in engine.live_keys().items():
+            obs.CORRELATION_KEYS.labels(rule).set(keys)
 
     @staticmethod
     def _set_open_gauge(book: IncidentBook) -> None:

@@ -16,7 +16,7 @@ import structlog
 
 from tocsin import __version__
 from tocsin.actions.registry import ACTION_KINDS
-from tocsin.config import Config, load_config
+from tocsin.config import Config, CorrelationConfig, load_config
 from tocsin.obs import configure_logging
 from tocsin.parsers import PARSER_KINDS
 from tocsin.records.priority import PriorityMatrix
@@ -153,6 +153,7 @@ def _replay(args: argparse.Namespace) -> int:
     from tocsin.replay import replay  # noqa: PLC0415 - keep `check` light to start
 
     priorities = PriorityMatrix()
+    correlation = CorrelationConfig()
     if args.config is not None:
         try:
             config = load_config(args.config)
@@ -160,6 +161,7 @@ def _replay(args: argparse.Namespace) -> int:
             print(exc, file=sys.stderr)
             return EXIT_INVALID
         rule_paths, priorities = list(config.rule_paths), config.priorities
+        correlation = config.correlation
     else:
         rule_paths = list(args.rules)
     tz = None
@@ -181,6 +183,7 @@ def _replay(args: argparse.Namespace) -> int:
         args.files,
         ruleset=ruleset,
         priorities=priorities,
+        correlation=correlation,
         parser=args.parser,
         year=args.year,
         tz=tz,

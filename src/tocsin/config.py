@@ -21,7 +21,7 @@ from tocsin.rules.schema import (
 )
 from tocsin.yamlsrc import Mark, MarkedMap, SourceError, load_yaml_file, value_mark
 
-__all__ = ["Config", "FileSourceConfig", "HttpConfig", "load_config"]
+__all__ = ["Config", "CorrelationConfig", "FileSourceConfig", "HttpConfig", "load_config"]
 
 _TOP = (
     "state_dir",
@@ -33,6 +33,7 @@ _TOP = (
     "priority_matrix",
     "shutdown_timeout",
     "sources",
+    "correlation",
 )
 _FILE_KEYS = (
     "path",
@@ -52,6 +53,16 @@ class HttpConfig:
 
     host: str = "127.0.0.1"
     port: int = 8465
+
+
+@dataclass(frozen=True, slots=True)
+class CorrelationConfig:
+    """Event time and the bounds on correlation state."""
+
+    lateness: float = 10.0  # how late an event may be and still land in its windows
+    clock_skew: float = 300.0  # how far ahead of the wall clock an event's stamp may be
+    max_keys: int = 100_000  # live keys per rule unless the rule says otherwise
+    tick: float = 1.0  # with no input, how often timers are checked against the wall clock
 
 
 @dataclass(frozen=True, slots=True)
@@ -84,6 +95,7 @@ class Config:
     log_level: str = "info"
     log_format: str = "auto"
     priorities: PriorityMatrix = field(default_factory=PriorityMatrix)
+    correlation: CorrelationConfig = CorrelationConfig()
 
 
 def _section(data: MarkedMap, key: str, allowed: tuple[str, ...]) -> MarkedMap:
@@ -164,6 +176,15 @@ def _interval(data: MarkedMap, key: str, default: float, where: Mark) -> float:
     return seconds
 
 
+def _duration(data: MarkedMap, key: str, default: float, section: Mark, least: float) -> float:
+    """Parse a duration option of a section, at least `least` seconds."""
+    where = value_mark(data, key, section)
+    seconds = parse_duration(data.get(key, default), where, f"'{key}'")
+    if seconds < least:
+        raise SourceError(where, f"'{key}' must be at least {least:g}s")
+    return seconds
+
+
 def _matrix(spec: Any, where: Mark) -> PriorityMatrix:
     data = expect_map(spec, where, "'priority_matrix'")
     check_keys(data, RATINGS, "impact level")
@@ -233,6 +254,19 @@ def load_config(path: Path) -> Config:
             "logging.format must be auto, json or console",
         )
 
+    corr = _section(root, "correlation", ("lateness", "clock_skew", "max_keys", "tick"))
+    defaults = CorrelationConfig()
+    correlation = CorrelationConfig(
+        lateness=_duration(corr, "lateness", defaults.lateness, at("correlation"), 0.0),
+        clock_skew=_duration(corr, "clock_skew", defaults.clock_skew, at("correlation"), 1.0),
+        max_keys=expect_int(
+            corr.get("max_keys", defaults.max_keys),
+            value_mark(corr, "max_keys", at("correlation")),
+            "correlation.max_keys",
+            minimum=1,
+        ),
+        tick=_duration(corr, "tick", defaults.tick, at("correlation"), 0.01),
+    )
     sources = _section(root, "sources", ("files",))
     files_spec = sources.get("files", [])
     files_where = value_mark(sources, "files", at("sources"))
@@ -277,6 +311,7 @@ def load_config(path: Path) -> Config:
         priorities=_matrix(root["priority_matrix"], at("priority_matrix"))
         if "priority_matrix" in root
         else PriorityMatrix(),
+        correlation=correlation,
     )
 
 

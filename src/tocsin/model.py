@@ -19,6 +19,7 @@ __all__ = [
     "IncidentChange",
     "IncidentState",
     "Severity",
+    "StateRow",
     "level_from_number",
 ]
 
@@ -50,6 +51,9 @@ def level_from_number(number: int) -> str:
     """Return the syslog keyword of a numeric level, clamping out-of-range values."""
     return LEVELS[min(max(number, 0), 7)]
 
+
+# A correlation key's saved state: (rule id, key, JSON, or None once the state is gone).
+StateRow = tuple[str, str, str | None]
 
 _BOOT = f"{os.getpid():x}{int(time.time()):x}"
 _SEQUENCE = itertools.count(1)
@@ -106,6 +110,37 @@ class Event:
         if self._id is None:
             self._id = f"{_BOOT}-{next(_SEQUENCE):x}"
         return self._id
+
+    def to_dict(self) -> dict[str, Any]:
+        """Return the event as JSON-able data (correlation state keeps events across restarts)."""
+        return {
+            "time": self.time,
+            "received": self.received,
+            "source": self.source,
+            "origin": self.origin,
+            "host": self.host,
+            "program": self.program,
+            "level": self.level,
+            "severity": self.severity,
+            "message": self.message,
+            "fields": self.fields,
+        }
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> Event:
+        """Rebuild an event from `to_dict` data."""
+        return cls(
+            time=float(data["time"]),
+            received=float(data["received"]),
+            source=str(data["source"]),
+            origin=str(data["origin"]),
+            message=str(data["message"]),
+            host=str(data["host"]),
+            program=str(data["program"]),
+            level=str(data["level"]),
+            severity=str(data["severity"]),
+            fields=dict(data["fields"]),
+        )
 
     def __repr__(self) -> str:
         return (

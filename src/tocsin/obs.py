@@ -105,6 +105,29 @@ STORE_COMMITS = Counter("tocsin_store_commits_total", "Store transactions commit
 STORE_FAILURES = Counter(
     "tocsin_store_failures_total", "Store transactions that failed and were retried."
 )
+EVENTS_LATE = Counter(
+    "tocsin_events_late_total",
+    "Events older than the allowed lateness, processed at the current event time.",
+)
+EVENTS_FUTURE = Counter(
+    "tocsin_events_future_total",
+    "Events stamped further ahead of the wall clock than clock_skew, processed as now.",
+)
+WATERMARK = Gauge(
+    "tocsin_event_time_watermark_seconds", "Event time the engine has reached (epoch seconds)."
+)
+TIMERS_FIRED = Counter("tocsin_timers_fired_total", "Correlation timers that fired.")
+CORRELATION_KEYS = Gauge(
+    "tocsin_correlation_keys", "Keys with live correlation state, per rule.", ["rule"]
+)
+CORRELATION_EVICTED = Counter(
+    "tocsin_correlation_evicted_total",
+    "Keys dropped because a rule reached its max_keys (oldest idle first).",
+    ["rule"],
+)
+CORRELATION_EXPIRED = Counter(
+    "tocsin_correlation_expired_total", "Idle correlation keys dropped once their windows passed."
+)
 RULES_LOADED = Gauge("tocsin_rules_loaded", "Rules compiled and active.")
 RULE_ERRORS = Gauge("tocsin_rule_errors", "Rules rejected by validation at the last load.")
 

@@ -22,7 +22,7 @@ class DropAction:
         """Mark the hit dropped; the engine stops there."""
         hit.dropped = True
         if env.outputs is not None:
-            env.outputs.append(ActionOutput(hit.event.time, self.rule, "drop", "drop", hit.key))
+            env.outputs.append(ActionOutput(hit.time, self.rule, "drop", "drop", hit.key))
 
     def referenced_rules(self) -> tuple[str, ...]:
         """Refer to no other rule."""

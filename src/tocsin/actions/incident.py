@@ -34,10 +34,10 @@ class IncidentAction:
     def run(self, hit: Hit, env: ActionEnv) -> None:
         """Open or update; only an open renders the title, description and labels."""
         fp = fingerprint(self.rule, hit.key)
-        time = hit.event.time
+        time = hit.time
         open_one = env.book.get(fp)
         if open_one is not None:
-            change = env.book.recur(open_one, time=time, actor=f"rule:{self.rule}")
+            change = env.book.recur(open_one, time=time, count=hit.count, actor=f"rule:{self.rule}")
         else:
             variables = hit.variables
             change = env.book.open(
@@ -51,6 +51,8 @@ class IncidentAction:
                 urgency=self.urgency,
                 labels={name: t.render(variables) for name, t in self.labels},
                 time=time,
+                count=hit.count,
+                since=hit.since,
                 actor=f"rule:{self.rule}",
             )
         env.changes.append(change)

@@ -30,7 +30,7 @@ class LogAction:
         env.logs.append(LogRequest(self.level, text, self.rule, hit.event))
         if env.outputs is not None:
             env.outputs.append(
-                ActionOutput(hit.event.time, self.rule, "log", self.level, hit.key, title=text)
+                ActionOutput(hit.time, self.rule, "log", self.level, hit.key, title=text)
             )
 
     def referenced_rules(self) -> tuple[str, ...]:

@@ -27,14 +27,14 @@ class ResolveAction:
         """Resolve when open; a clear with nothing open does nothing."""
         key = self.key.render(hit.variables) if self.key is not None else hit.key
         fp = fingerprint(self.target, key)
-        change = env.book.resolve(fp, time=hit.event.time, actor=f"rule:{self.rule}")
+        change = env.book.resolve(fp, time=hit.time, actor=f"rule:{self.rule}")
         if change is None:
             return
         env.changes.append(change)
         if env.outputs is not None:
             env.outputs.append(
                 ActionOutput(
-                    hit.event.time,
+                    hit.time,
                     self.rule,
                     "resolve",
                     "resolve",

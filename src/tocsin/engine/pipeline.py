@@ -1,23 +1,32 @@
 """The pure engine: a batch of events in, the batch's effects out. No I/O, no asyncio.
 
 An RE2 Set over every rule's message pattern runs once per event, so an event meets only
-the rules that can match it; rules without a message pattern are always tried.
+the rules that can match it; rules without a message pattern are always tried. Rules with a
+correlation mode hand their hits to a correlator, which decides whether the actions run;
+timers fire from one heap as event time passes them.
 """
 
 from __future__ import annotations
 
+import heapq
+import itertools
+import json
+import math
 from collections import Counter
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
 import re2
 
 from tocsin.engine.clock import Clock
-from tocsin.model import Event, IncidentChange
-from tocsin.records.incidents import IncidentBook
+from tocsin.engine.correlators import Correlator, Expect, Group, build_correlator
+from tocsin.engine.eventtime import EventTime
+from tocsin.model import Event, IncidentChange, StateRow
+from tocsin.records.incidents import IncidentBook, fingerprint
+from tocsin.rules.correlation import ExpectSpec, Follower, GroupSpec
 from tocsin.rules.matchers import RE2_OPTIONS
-from tocsin.rules.types import ActionOutput, Hit, LogRequest, Rule
+from tocsin.rules.types import ActionEnv, ActionOutput, CompiledAction, Hit, LogRequest, Rule
 
 __all__ = ["RULE_STAGES", "BatchResult", "Engine", "Failure"]
 
@@ -39,7 +48,7 @@ class Failure:
 
 @dataclass(slots=True)
 class BatchResult:
-    """What one batch did; the I/O edge persists `changes` and writes `logs`."""
+    """What one batch did; the I/O edge persists `changes` and `state`, and writes `logs`."""
 
     events: int = 0
     dropped: int = 0
@@ -50,16 +59,134 @@ class BatchResult:
     actions: Counter[str] = field(default_factory=Counter)
     failures: list[Failure] = field(default_factory=list)
     now: float = 0.0
+    watermark: float = -math.inf
+    late: int = 0  # events older than the lateness allows, processed as now
+    future: int = 0  # events stamped too far ahead of the wall clock, processed as now
+    timers: int = 0  # timers that fired
+    evicted: Counter[str] = field(default_factory=Counter)  # keys pushed out per rule
+    expired: int = 0  # idle keys dropped
+    state: list[StateRow] = field(default_factory=list)
 
 
-@dataclass(slots=True)
+class _Clear:
+    """The hidden action of a `clear` follower: resolve the rule's incident for the key."""
+
+    kind = "clear"
+
+    def __init__(self, rule: Rule) -> None:
+        self.rule = rule
+
+    def run(self, hit: Hit, env: ActionEnv) -> None:
+        """Resolve, when open."""
+        assert isinstance(env, _Env)
+        env.resolve(self.rule, hit.key, hit.time)
+
+    def referenced_rules(self) -> tuple[str, ...]:
+        """Refer to no rule the loader must check."""
+        return ()
+
+
+class _Arrive:
+    """The hidden action of an `expect` follower: the awaited event is here."""
+
+    kind = "expect"
+
+    def __init__(self, correlator: Expect) -> None:
+        self.correlator = correlator
+
+    def run(self, hit: Hit, env: ActionEnv) -> None:
+        """Tell the expect rule's state."""
+        assert isinstance(env, _Env)
+        self.correlator.arrive(hit, env)
+
+    def referenced_rules(self) -> tuple[str, ...]:
+        """Refer to no rule the loader must check."""
+        return ()
+
+
 class _Env:
-    """The ActionEnv one batch runs in."""
+    """The ActionEnv one batch runs in, and the correlators' Effects."""
 
-    book: IncidentBook
-    changes: list[IncidentChange]
-    logs: list[LogRequest]
-    outputs: list[ActionOutput] | None
+    __slots__ = ("book", "changes", "failures", "heap", "lists", "logs", "outputs", "result", "seq")
+
+    def __init__(
+        self,
+        result: BatchResult,
+        book: IncidentBook,
+        lists: Mapping[str, list[Any]],
+        heap: list[tuple[float, int, Correlator, str]],
+        seq: Iterable[int],
+    ) -> None:
+        self.result = result
+        self.book = book
+        self.changes = result.changes
+        self.logs = result.logs
+        self.outputs = result.outputs
+        self.failures = result.failures
+        self.lists = lists
+        self.heap = heap
+        self.seq = iter(seq)
+
+    def act(self, rule: Rule, actions: Sequence[CompiledAction], hit: Hit) -> None:
+        """Run actions a correlator or timer decided on; one that raises is a failure."""
+        ran = self.result.actions
+        for action in actions:
+            ran[action.kind] += 1
+            try:
+                action.run(hit, self)
+            except Exception as exc:  # noqa: BLE001 - one bad action must not stop the batch
+                self.failures.append(Failure(rule.id, action.kind, repr(exc), hit.event))
+
+    def absorb(self, hit: Hit) -> None:
+        """Count a repeat into the open incident of its rule and key."""
+        fp = fingerprint(hit.rule.id, hit.key)
+        incident = self.book.get(fp)
+        if incident is None:
+            return
+        change = self.book.recur(incident, time=hit.time, actor=f"rule:{hit.rule.id}")
+        self.changes.append(change)
+        if self.outputs is not None:
+            self.outputs.append(
+                ActionOutput(
+                    hit.time,
+                    hit.rule.id,
+                    "incident",
+                    "update",
+                    hit.key,
+                    fp,
+                    incident.title,
+                    change.count,
+                )
+            )
+
+    def resolve(self, rule: Rule, key: str, time: float) -> None:
+        """Resolve the rule's open incident for the key."""
+        fp = fingerprint(rule.id, key)
+        change = self.book.resolve(fp, time=time, actor=f"rule:{rule.id}")
+        if change is None:
+            return
+        self.changes.append(change)
+        if self.outputs is not None:
+            self.outputs.append(
+                ActionOutput(
+                    time,
+                    rule.id,
+                    "resolve",
+                    "resolve",
+                    key,
+                    fp,
+                    change.incident.title,
+                    change.count,
+                )
+            )
+
+    def schedule(self, due: float, correlator: Correlator, key: str) -> None:
+        """Queue a timer on the engine's heap."""
+        heapq.heappush(self.heap, (due, next(self.seq), correlator, key))
+
+    def evicted(self, rule: Rule) -> None:
+        """Count an evicted key."""
+        self.result.evicted[rule.id] += 1
 
 
 class Engine:
@@ -73,12 +200,60 @@ class Engine:
         book: IncidentBook,
         clock: Clock,
         record_outputs: bool = False,
+        lateness: float = 0.0,
+        skew: float = math.inf,
+        max_keys: int = 100_000,
+        track_state: bool = False,
     ) -> None:
-        self.rules = list(rules)
-        self.lists = lists
         self.book = book
         self.clock = clock
         self.record_outputs = record_outputs
+        self.time = EventTime(lateness=lateness, skew=skew)
+        self.max_keys = max_keys
+        self.track_state = track_state
+        self._heap: list[tuple[float, int, Correlator, str]] = []
+        self._seq = itertools.count()
+        self.correlators: dict[str, Correlator] = {}
+        self._install(rules, lists)
+
+    def _install(self, rules: Sequence[Rule], lists: Mapping[str, list[Any]]) -> None:
+        """Build the match order, correlators, followers and the prefilter for a rule set."""
+        self.lists = lists
+        self.all_rules = list(rules)
+        correlators: dict[str, Correlator] = {}
+        followers: list[Rule] = []
+        for rule in rules:
+            correlation = rule.correlation
+            if correlation is None:
+                continue
+            if correlation.mode is not None:
+                correlator = build_correlator(
+                    rule,
+                    correlation.mode,
+                    max_keys=rule.max_keys or self.max_keys,
+                    track=self.track_state,
+                )
+                correlators[rule.id] = correlator
+                if isinstance(correlation.mode, ExpectSpec) and isinstance(correlator, Expect):
+                    followers.append(
+                        _follower(rule, "expect", correlation.mode.follower, _Arrive(correlator))
+                    )
+            if correlation.clear is not None:
+                followers.append(_follower(rule, "clear", correlation.clear.follower, _Clear(rule)))
+        self.correlators = correlators
+        # Followers see every event, before and whatever the rules after them do.
+        self.rules = [*followers, *(r for r in rules if r.matcher is not None)]
+        self._correlator_at: list[Correlator | None] = [
+            correlators.get(r.id) if r.matcher is not None else None for r in self.rules
+        ]
+        index_of = {r.id: i for i, r in enumerate(self.rules) if r.matcher is not None}
+        self._groups_at: dict[int, list[tuple[str, Group]]] = {}
+        for rule in rules:
+            mode = rule.correlation.mode if rule.correlation else None
+            group = correlators.get(rule.id)
+            if isinstance(mode, GroupSpec) and isinstance(group, Group):
+                for member in mode.members:
+                    self._groups_at.setdefault(index_of[member], []).append((member, group))
         self._by_id = {rule.id: rule for rule in self.rules}
         self._always: list[int] = []
         self._rule_of_pattern: list[int] = []
@@ -99,19 +274,33 @@ class Engine:
             low_level = getattr(prefilter, "_set", None)
             self._set_match = getattr(low_level, "Match", prefilter.Match)
 
-    def process(self, events: Sequence[Event]) -> BatchResult:
-        """Run one batch; actions that raise are recorded as failures, never propagated."""
-        result = BatchResult(events=len(events), now=self.clock.now())
+    def _new_result(self) -> tuple[BatchResult, _Env]:
+        result = BatchResult(now=self.clock.now())
         if self.record_outputs:
             result.outputs = []
-        env = _Env(self.book, result.changes, result.logs, result.outputs)
+        return result, _Env(result, self.book, self.lists, self._heap, self._seq)
+
+    def process(self, events: Sequence[Event]) -> BatchResult:
+        """Run one batch; actions that raise are recorded as failures, never propagated."""
+        result, env = self._new_result()
+        result.events = len(events)
+        wall = result.now
+        clock = self.time
+        place = clock.place
+        heap = self._heap
         rules = self.rules
         lists = self.lists
         matches = result.matches
         always = self._always
         rule_of_pattern = self._rule_of_pattern
         set_match = self._set_match
+        correlator_at = self._correlator_at
+        groups_at = self._groups_at
+        late, future = clock.late, clock.future
         for event in events:
+            t = place(event.time, wall)
+            if heap and heap[0][0] < clock.watermark:
+                self._fire(clock.watermark, env)
             candidates: Sequence[int] = always
             if set_match is not None:
                 hits = set_match(event.message.encode("utf-8", "surrogatepass"))
@@ -125,7 +314,7 @@ class Engine:
                 captures: dict[str, Any] = {}
                 stage = "match"
                 try:
-                    if not rule.matcher(event, captures):
+                    if not rule.matcher(event, captures):  # type: ignore[misc]
                         continue
                     fields = event.fields
                     variables: dict[str, Any] | None = None
@@ -143,7 +332,7 @@ class Engine:
                         variables["fields"] = fields
                     if captures:
                         fields.update(captures)  # matched: the key and actions see them as fields
-                    hit = Hit(event, rule, captures, lists, variables)
+                    hit = Hit(event, rule, captures, lists, variables, time=t)
                     if rule.key is not None:
                         stage = "key"
                         hit.key = rule.key.render(hit.variables)
@@ -153,19 +342,141 @@ class Engine:
                     result.failures.append(Failure(rule.id, stage, repr(exc), event))
                     continue
                 matches[rule.id] += 1
-                for action in rule.actions:
-                    try:
-                        action.run(hit, env)
-                    except Exception as exc:  # noqa: BLE001 - one bad action must not stop the batch
-                        result.failures.append(Failure(rule.id, action.kind, repr(exc), event))
+                correlator = correlator_at[index]
+                if correlator is None:
+                    for action in rule.actions:
+                        try:
+                            action.run(hit, env)
+                        except Exception as exc:  # noqa: BLE001 - one bad action must not stop the batch
+                            result.failures.append(Failure(rule.id, action.kind, repr(exc), event))
+                else:
+                    correlator.hit(hit, env)
+                groups = groups_at.get(index)
+                if groups is not None:
+                    for member, group in groups:
+                        group.member(member, hit, env)
                 if hit.dropped:
                     result.dropped += 1
                     break
                 if not rule.continue_:
                     break
-        # Every action of a matched rule runs once per match: count them per batch, not per run.
+        result.late = clock.late - late
+        result.future = clock.future - future
+        return self._finish(result)
+
+    def tick(self) -> BatchResult:
+        """With no input, let event time follow the wall clock: fire due timers, drop idle keys."""
+        result, env = self._new_result()
+        self._fire(self.time.idle(result.now), env)
+        return self._finish(result)
+
+    def _fire(self, until: float, env: _Env) -> None:
+        """Fire every timer due before `until`, in time order."""
+        heap = self._heap
+        live = self.correlators
+        while heap and heap[0][0] < until:
+            due, _, correlator, key = heapq.heappop(heap)
+            if live.get(correlator.rule.id) is correlator:
+                env.result.timers += 1
+                correlator.timer(key, due, env)
+
+    def _finish(self, result: BatchResult) -> BatchResult:
+        """Count actions, drop idle keys, and collect changed state for the store."""
+        watermark = self.time.watermark
+        result.watermark = watermark
+        for correlator in self.correlators.values():
+            result.expired += correlator.sweep(watermark)
+            if correlator.dirty:
+                rule_id = correlator.rule.id
+                states = correlator.states
+                for key in correlator.dirty:
+                    state = states.get(key)
+                    result.state.append(
+                        (
+                            rule_id,
+                            key,
+                            None if state is None else json.dumps(correlator.dump(state)),
+                        )
+                    )
+                correlator.dirty.clear()
+        # Every action of a plain rule runs once per match: count them per batch, not per run.
         by_id = self._by_id
-        for rule_id, count in matches.items():
-            for action in by_id[rule_id].actions:
-                result.actions[action.kind] += count
+        correlated = self.correlators
+        for rule_id, count in result.matches.items():
+            if rule_id not in correlated:
+                for action in by_id[rule_id].actions:
+                    result.actions[action.kind] += count
         return result
+
+    def digests(self) -> dict[str, str]:
+        """The definitions behind the correlation state, to store with it."""
+        return {rule_id: c.rule.digest for rule_id, c in self.correlators.items()}
+
+    def restore(
+        self,
+        *,
+        digests: Mapping[str, str],
+        rows: Mapping[str, Sequence[tuple[str, str]]],
+        watermark: float,
+        wall: float,
+    ) -> list[str]:
+        """Load saved correlation state for unchanged rules; return the rules whose state went."""
+        self.time.restore(watermark, wall)
+        for rule_id, correlator in self.correlators.items():
+            if digests.get(rule_id) != correlator.rule.digest:
+                continue
+            for key, blob in rows.get(rule_id, ()):
+                state = correlator.load(json.loads(blob))
+                correlator.states[key] = state
+                due = correlator.due(state)
+                if due is not None:
+                    heapq.heappush(self._heap, (due, next(self._seq), correlator, key))
+        return sorted(
+            rule_id
+            for rule_id, digest in digests.items()
+            if (c := self.correlators.get(rule_id)) is None or c.rule.digest != digest
+        )
+
+    def reload(self, rules: Sequence[Rule], lists: Mapping[str, list[Any]]) -> list[str]:
+        """Swap in new rules; unchanged rules keep their state. Return rules whose state went."""
+        old = self.correlators
+        self._install(rules, lists)
+        for rule_id, correlator in self.correlators.items():
+            before = old.get(rule_id)
+            if before is not None and before.rule.digest == correlator.rule.digest:
+                correlator.states = before.states
+                correlator.dirty = before.dirty
+        # Timers point at correlator objects: re-arm them on the new ones.
+        self._heap.clear()
+        for correlator in self.correlators.values():
+            for key, state in correlator.states.items():
+                due = correlator.due(state)
+                if due is not None:
+                    heapq.heappush(self._heap, (due, next(self._seq), correlator, key))
+        return sorted(
+            rule_id
+            for rule_id, before in old.items()
+            if (c := self.correlators.get(rule_id)) is None or c.rule.digest != before.rule.digest
+        )
+
+    def pending_timers(self) -> int:
+        """Timers waiting for event time to pass them (some may be stale)."""
+        live = self.correlators
+        return sum(1 for _, _, c, _ in self._heap if live.get(c.rule.id) is c)
+
+    def live_keys(self) -> dict[str, int]:
+        """Keys held per correlated rule (for the gauge)."""
+        return {rule_id: len(c.states) for rule_id, c in self.correlators.items()}
+
+
+def _follower(rule: Rule, role: str, follower: Follower, action: CompiledAction) -> Rule:
+    """A hidden rule that runs `action` for events matching a clear or expect follow-up."""
+    return Rule(
+        id=f"{rule.id}#{role}",
+        mark=rule.mark,
+        matcher=follower.matcher,
+        prefilter=follower.prefilter,
+        key=follower.key if follower.key is not None else rule.key,
+        actions=[action],
+        continue_=True,
+    )

@@ -49,9 +49,14 @@ class IncidentBook:
         category: str = "",
         description: str = "",
         labels: dict[str, str] | None = None,
+        count: int = 1,
+        since: float | None = None,
         actor: str,
     ) -> IncidentChange:
-        """Open a new incident (the caller checked that none is open for the fingerprint)."""
+        """Open a new incident (the caller checked that none is open for the fingerprint).
+
+        `count` events since `since` stand behind it when a threshold opens it.
+        """
         incident = Incident(
             id=self._next_id,
             fingerprint=fingerprint(rule, key),
@@ -62,8 +67,9 @@ class IncidentBook:
             priority=self.priorities(impact, urgency),
             impact=impact,
             urgency=urgency,
-            first_seen=time,
+            first_seen=time if since is None else since,
             last_seen=time,
+            count=count,
             service=service,
             category=category,
             description=description,
@@ -71,11 +77,13 @@ class IncidentBook:
         )
         self._next_id += 1
         self._open[incident.fingerprint] = incident
-        return IncidentChange("open", incident, time, 1, actor)
+        return IncidentChange("open", incident, time, count, actor)
 
-    def recur(self, incident: Incident, *, time: float, actor: str) -> IncidentChange:
-        """Count one more occurrence on an open incident."""
-        incident.count += 1
+    def recur(
+        self, incident: Incident, *, time: float, actor: str, count: int = 1
+    ) -> IncidentChange:
+        """Count more occurrences (one, or what a threshold gathered) on an open incident."""
+        incident.count += count
         incident.last_seen = max(incident.last_seen, time)
         return IncidentChange("update", incident, time, incident.count, actor)
 

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import hashlib
+import json
 import os
 import re
 from collections.abc import Iterable, Mapping, Sequence
@@ -9,12 +11,21 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from tocsin.rules.correlation import CORRELATION_KEYS, ExpectSpec, GroupSpec, parse_correlation
 from tocsin.rules.matchers import MatchCompiler
-from tocsin.rules.schema import check_keys, expect_bool, expect_list, expect_map, expect_str
+from tocsin.rules.schema import (
+    check_keys,
+    expect_bool,
+    expect_int,
+    expect_list,
+    expect_map,
+    expect_str,
+)
 from tocsin.rules.templates import TemplateCompileError, compile_expression
 from tocsin.rules.types import ActionKind, CompileContext, CompiledAction, Rule
 from tocsin.yamlsrc import (
     Mark,
+    MarkedList,
     MarkedMap,
     SourceError,
     did_you_mean,
@@ -26,7 +37,19 @@ from tocsin.yamlsrc import (
 __all__ = ["RuleSet", "display_path", "find_rule_files", "load_rules"]
 
 _FILE_KEYS = ("lists", "macros", "rules")
-_RULE_KEYS = ("id", "description", "tags", "enabled", "match", "when", "key", "continue", "actions")
+_RULE_KEYS = (
+    "id",
+    "description",
+    "tags",
+    "enabled",
+    "match",
+    "when",
+    "key",
+    "continue",
+    "actions",
+    "max_keys",
+    *CORRELATION_KEYS,
+)
 _ID = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]*")
 
 
@@ -79,6 +102,7 @@ class _Loader:
         self.macros: dict[str, tuple[Any, Mark]] = {}
         self._defined_at: dict[tuple[str, str], Mark] = {}
         self._disabled: set[str] = set()
+        self._silent: dict[str, Mark] = {}  # rules with `actions: []`: fine for group members
 
     def read(self, path: Path) -> _RawFile | None:
         name = display_path(path)
@@ -167,7 +191,18 @@ class _Loader:
         if rule_id in seen:
             raise ctx.error(id_mark, f"duplicate rule id (first defined at {seen[rule_id]})")
         seen[rule_id] = id_mark
-        check_keys(data, _RULE_KEYS, "rule option", ctx.error, required=("match", "actions"))
+        is_group = "group" in data
+        required = (
+            ("actions",) if is_group else ("match",) if "expect" in data else ("match", "actions")
+        )
+        check_keys(data, _RULE_KEYS, "rule option", ctx.error, required=required)
+        if is_group:
+            for option in ("match", "when", "key", "continue"):
+                if option in data:
+                    raise ctx.error(
+                        key_mark(data, option, where),
+                        f"a 'group' rule takes '{option}' from its member rules; remove it",
+                    )
         if not expect_bool(
             data.get("enabled", True), value_mark(data, "enabled", where), "'enabled'", ctx.error
         ):
@@ -180,7 +215,9 @@ class _Loader:
             errors=ctx.error,
             warn=lambda m, text: self.out.warnings.append(ctx.error(m, text)),
         )
-        compiled = compiler.compile(data["match"], value_mark(data, "match", where))
+        compiled = (
+            None if is_group else compiler.compile(data["match"], value_mark(data, "match", where))
+        )
         when = None
         if "when" in data:
             wmark = value_mark(data, "when", where)
@@ -198,12 +235,32 @@ class _Loader:
             if "tags" in data
             else []
         )
+        actions = self._actions(data, where, ctx) if "actions" in data else []
+        correlation = parse_correlation(
+            data, where, ctx, compiler, lambda items, mark: self._action_list(items, mark, ctx)
+        )
+        max_keys = (
+            expect_int(
+                data["max_keys"],
+                value_mark(data, "max_keys", where),
+                "'max_keys'",
+                ctx.error,
+                minimum=1,
+            )
+            if "max_keys" in data
+            else None
+        )
+        if max_keys is not None and correlation.mode is None:
+            raise ctx.error(
+                key_mark(data, "max_keys", where),
+                "'max_keys' bounds correlation state; this rule has no correlation option",
+            )
         return Rule(
             id=rule_id,
             mark=where,
-            matcher=compiled.matcher,
-            prefilter=compiled.prefilter,
-            actions=self._actions(data, where, ctx),
+            matcher=compiled.matcher if compiled else None,
+            prefilter=compiled.prefilter if compiled else None,
+            actions=actions,
             description=expect_str(
                 data.get("description", ""),
                 value_mark(data, "description", where),
@@ -219,11 +276,43 @@ class _Loader:
                 "'continue'",
                 ctx.error,
             ),
+            correlation=correlation if correlation.mode or correlation.clear else None,
+            max_keys=max_keys,
+            digest=self._digest(data),
         )
+
+    def _digest(self, data: MarkedMap) -> str:
+        """Hash a rule's definition with the lists and macros it names, to spot changes."""
+        named: dict[str, Any] = {}
+        pending = [data]
+        while pending:
+            item = pending.pop()
+            if isinstance(item, dict):
+                pending.extend(item.keys())
+                pending.extend(item.values())
+            elif isinstance(item, list):
+                pending.extend(item)
+            elif isinstance(item, str):
+                if item in self.out.lists:
+                    named[f"list:{item}"] = self.out.lists[item]
+                if item in self.macros:
+                    named[f"macro:{item}"] = self.macros[item][0]
+        text = json.dumps([data, named], sort_keys=True, default=str)
+        return hashlib.sha256(text.encode("utf-8", "surrogatepass")).hexdigest()[:16]
 
     def _actions(self, data: MarkedMap, where: Mark, ctx: CompileContext) -> list[CompiledAction]:
         amark = value_mark(data, "actions", where)
         items = expect_list(data["actions"], amark, "'actions'", ctx.error)
+        if not items and "group" not in data:
+            # An expect rule acts through on_timeout; a group member may only feed its group.
+            if "expect" not in data:
+                self._silent[ctx.rule_id] = amark
+            return []
+        return self._action_list(items, amark, ctx)
+
+    def _action_list(
+        self, items: MarkedList, amark: Mark, ctx: CompileContext
+    ) -> list[CompiledAction]:
         if not items:
             raise ctx.error(amark, "'actions' is empty; give at least one action (or 'drop')")
         actions: list[CompiledAction] = []
@@ -249,33 +338,62 @@ class _Loader:
         return actions
 
     def check_references(self, seen: dict[str, Mark]) -> None:
-        """Drop rules whose actions refer to rules that do not exist or raise no incidents."""
+        """Drop rules that refer to rules that do not exist or cannot serve the purpose."""
         raising = {r.id for r in self.out.rules if any(a.kind == "incident" for a in r.actions)}
         known = {r.id for r in self.out.rules}
+        matching = {r.id for r in self.out.rules if r.matcher is not None}
+        members: set[str] = set()
+        for rule in self.out.rules:
+            mode = rule.correlation.mode if rule.correlation else None
+            if isinstance(mode, GroupSpec):
+                members.update(mode.members)
         kept: list[Rule] = []
         for rule in self.out.rules:
             problem = None
-            for action in rule.actions:
-                for target in action.referenced_rules():
-                    if target in self._disabled:
-                        problem = f"'{action.kind}' refers to rule '{target}', which is disabled"
-                    elif target in seen and target not in known:
-                        problem = (
-                            f"'{action.kind}' refers to rule '{target}', which is invalid "
-                            f"(defined at {seen[target]})"
-                        )
-                    elif target not in known:
-                        hint = did_you_mean(target, known)
-                        problem = f"'{action.kind}' refers to unknown rule '{target}'{hint}"
-                    elif target not in raising:
-                        problem = (
-                            f"'{action.kind}' refers to rule '{target}', which raises no incidents"
-                        )
+            for kind, target in self._references(rule):
+                if target in self._disabled:
+                    problem = f"'{kind}' refers to rule '{target}', which is disabled"
+                elif target in seen and target not in known:
+                    problem = (
+                        f"'{kind}' refers to rule '{target}', which is invalid "
+                        f"(defined at {seen[target]})"
+                    )
+                elif target not in known:
+                    hint = did_you_mean(target, known)
+                    problem = f"'{kind}' refers to unknown rule '{target}'{hint}"
+                elif kind == "group" and target not in matching:
+                    problem = f"'group' lists rule '{target}', which is a group itself"
+                elif kind != "group" and target not in raising:
+                    problem = f"'{kind}' refers to rule '{target}', which raises no incidents"
+            if problem is None and rule.id in self._silent and rule.id not in members:
+                self.out.errors.append(
+                    SourceError(
+                        self._silent[rule.id],
+                        f"rule '{rule.id}': 'actions' is empty; give at least one action "
+                        "(or 'drop'), or list the rule in a group",
+                    )
+                )
+                continue
             if problem is None:
                 kept.append(rule)
             else:
                 self.out.errors.append(SourceError(rule.mark, f"rule '{rule.id}': {problem}"))
         self.out.rules = kept
+
+    @staticmethod
+    def _references(rule: Rule) -> list[tuple[str, str]]:
+        """(what refers, rule id) for every rule this one names."""
+        refs = [(a.kind, t) for a in rule.actions for t in a.referenced_rules()]
+        mode = rule.correlation.mode if rule.correlation else None
+        if isinstance(mode, ExpectSpec):
+            refs.extend(
+                (a.kind, t)
+                for a in (*mode.on_timeout, *mode.on_arrival)
+                for t in a.referenced_rules()
+            )
+        if isinstance(mode, GroupSpec):
+            refs.extend(("group", member) for member in mode.members)
+        return refs
 
 
 def load_rules(paths: Sequence[Path], *, kinds: Mapping[str, ActionKind]) -> RuleSet:

@@ -4,12 +4,15 @@ from __future__ import annotations
 
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
-from typing import Any, Protocol
+from typing import TYPE_CHECKING, Any, Protocol
 
 from tocsin.model import Event, IncidentChange
 from tocsin.records.incidents import IncidentBook
 from tocsin.rules.templates import Expression, Template, TemplateCompileError, compile_template
 from tocsin.yamlsrc import Mark, SourceError
+
+if TYPE_CHECKING:
+    from tocsin.rules.correlation import Correlation
 
 __all__ = [
     "ActionEnv",
@@ -30,7 +33,18 @@ Matcher = Callable[[Event, dict[str, Any]], bool]
 class Hit:
     """One rule matching one event: what actions see."""
 
-    __slots__ = ("_variables", "captures", "dropped", "event", "key", "lists", "rule")
+    __slots__ = (
+        "_variables",
+        "captures",
+        "count",
+        "dropped",
+        "event",
+        "key",
+        "lists",
+        "rule",
+        "since",
+        "time",
+    )
 
     def __init__(
         self,
@@ -39,6 +53,8 @@ class Hit:
         captures: dict[str, Any],
         lists: Mapping[str, list[Any]],
         variables: dict[str, Any] | None = None,
+        *,
+        time: float,
     ) -> None:
         self.event = event
         self.rule = rule
@@ -47,6 +63,9 @@ class Hit:
         self._variables = variables
         self.key = ""
         self.dropped = False
+        self.time = time  # event time as the engine placed it (a very late event: "now")
+        self.count = 1  # events this hit stands for (a threshold acts for `count` events)
+        self.since = time  # the first of them
 
     @property
     def variables(self) -> Mapping[str, Any]:
@@ -148,7 +167,7 @@ class Rule:
 
     id: str
     mark: Mark
-    matcher: Matcher
+    matcher: Matcher | None  # None: a group rule, fed by its member rules
     actions: list[CompiledAction]
     description: str = ""
     tags: tuple[str, ...] = ()
@@ -156,3 +175,6 @@ class Rule:
     key: Template | None = None
     continue_: bool = False
     prefilter: str | None = None  # an RE2 pattern the message must match for the rule to match
+    correlation: Correlation | None = None
+    max_keys: int | None = None  # correlation state bound; None: the daemon's default
+    digest: str = ""  # identifies the definition: unchanged on reload means state is kept

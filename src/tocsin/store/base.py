@@ -7,9 +7,9 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Protocol
 
-from tocsin.model import FileOffset, Incident, IncidentChange
+from tocsin.model import FileOffset, Incident, IncidentChange, StateRow
 
-__all__ = ["CommitBatch", "HistoryEntry", "Store", "StoreError"]
+__all__ = ["CommitBatch", "CorrelationSnapshot", "HistoryEntry", "Store", "StoreError"]
 
 
 class StoreError(Exception):
@@ -39,9 +39,20 @@ class CommitBatch:
     incidents: list[Incident] = field(default_factory=list)  # snapshots, upserted by id
     history: list[HistoryEntry] = field(default_factory=list)
     offsets: list[FileOffset] = field(default_factory=list)  # upserted by path
+    state: list[StateRow] = field(default_factory=list)  # upserted or deleted by (rule, key)
+    watermark: float | None = None
+    digests: dict[str, str] | None = None  # replaces every rule's saved digest
+    forget: list[str] = field(default_factory=list)  # rules whose saved state goes first
 
     @classmethod
-    def of(cls, changes: Sequence[IncidentChange], offsets: list[FileOffset]) -> CommitBatch:
+    def of(
+        cls,
+        changes: Sequence[IncidentChange],
+        offsets: list[FileOffset],
+        *,
+        state: list[StateRow] | None = None,
+        watermark: float | None = None,
+    ) -> CommitBatch:
         """Snapshot what changes touched, so later changes cannot alter what gets committed."""
         touched: dict[int, Incident] = {}
         history: list[HistoryEntry] = []
@@ -57,17 +68,47 @@ class CommitBatch:
                     )
                 )
         return cls(
-            incidents=[copy.copy(i) for i in touched.values()], history=history, offsets=offsets
+            incidents=[copy.copy(i) for i in touched.values()],
+            history=history,
+            offsets=offsets,
+            state=state or [],
+            watermark=watermark,
         )
 
     def __bool__(self) -> bool:
-        return bool(self.incidents or self.history or self.offsets)
+        return bool(
+            self.incidents
+            or self.history
+            or self.offsets
+            or self.state
+            or self.digests is not None
+            or self.forget
+            or self.watermark is not None
+        )
 
     def extend(self, other: CommitBatch) -> None:
-        """Fold a later batch into this one (later incident snapshots and offsets win)."""
+        """Fold a later batch into this one (later snapshots, offsets and state win)."""
         self.incidents.extend(other.incidents)
         self.history.extend(other.history)
         self.offsets.extend(other.offsets)
+        if other.forget:
+            gone = set(other.forget)
+            self.state = [row for row in self.state if row[0] not in gone]
+            self.forget.extend(other.forget)
+        if other.digests is not None:
+            self.digests = other.digests
+        self.state.extend(other.state)
+        if other.watermark is not None:
+            self.watermark = other.watermark
+
+
+@dataclass(slots=True)
+class CorrelationSnapshot:
+    """Saved correlation state: which definition each rule had, its keys, and event time."""
+
+    digests: dict[str, str] = field(default_factory=dict)
+    rows: dict[str, list[tuple[str, str]]] = field(default_factory=dict)  # rule -> (key, JSON)
+    watermark: float | None = None
 
 
 class Store(Protocol):
@@ -90,6 +131,9 @@ class Store(Protocol):
 
     def load_offsets(self) -> dict[str, FileOffset]:
         """Return the last committed read position of every tailed path."""
+
+    def load_correlation(self) -> CorrelationSnapshot:
+        """Return the committed correlation state."""
 
     def list_incidents(
         self, *, states: Sequence[str] | None = None, limit: int = 100, offset: int = 0

@@ -5,6 +5,7 @@ from __future__ import annotations
 import functools
 import importlib.resources
 import json
+import math
 import os
 import re
 import sqlite3
@@ -15,7 +16,7 @@ from pathlib import Path
 
 from tocsin.model import FileIdentity, FileOffset, Incident, IncidentState
 from tocsin.obs import STORE_COMMIT_SECONDS, STORE_COMMITS
-from tocsin.store.base import CommitBatch, HistoryEntry, StoreError
+from tocsin.store.base import CommitBatch, CorrelationSnapshot, HistoryEntry, StoreError
 
 __all__ = ["SqliteStore"]
 
@@ -305,6 +306,7 @@ class SqliteStore:
         conn = self._db
         incidents = {incident.id: incident for incident in batch.incidents}
         offsets = {offset.path: offset for offset in batch.offsets}
+        state = {(rule, key): blob for rule, key, blob in batch.state}
         started = time.perf_counter()
         try:
             with _transaction(conn):
@@ -330,6 +332,7 @@ class SqliteStore:
                         for h in batch.history
                     ),
                 )
+                self._commit_correlation(conn, batch, state)
         except (sqlite3.Error, ValueError, OverflowError) as exc:
             # ValueError covers text SQLite cannot encode (a path with undecodable bytes);
             # as a StoreError it is retried and reported instead of stopping the writer.
@@ -339,6 +342,48 @@ class SqliteStore:
             ) from exc
         STORE_COMMIT_SECONDS.observe(time.perf_counter() - started)
         STORE_COMMITS.inc()
+
+    @staticmethod
+    def _commit_correlation(
+        conn: sqlite3.Connection, batch: CommitBatch, state: dict[tuple[str, str], str | None]
+    ) -> None:
+        """Forget stale rules' state, then apply digests, key states and the watermark."""
+        conn.executemany(
+            "DELETE FROM correlation_state WHERE rule = ?", ((r,) for r in batch.forget)
+        )
+        if batch.digests is not None:
+            conn.execute("DELETE FROM correlation_rules")
+            conn.executemany(
+                "INSERT INTO correlation_rules (rule, digest) VALUES (?, ?)",
+                batch.digests.items(),
+            )
+        conn.executemany(
+            "INSERT INTO correlation_state (rule, key, state) VALUES (?, ?, ?) "
+            "ON CONFLICT (rule, key) DO UPDATE SET state = excluded.state",
+            ((r, k, blob) for (r, k), blob in state.items() if blob is not None),
+        )
+        conn.executemany(
+            "DELETE FROM correlation_state WHERE rule = ? AND key = ?",
+            (key for key, blob in state.items() if blob is None),
+        )
+        if batch.watermark is not None and batch.watermark > -math.inf:
+            conn.execute(
+                "INSERT INTO engine_meta (name, value) VALUES ('watermark', ?) "
+                "ON CONFLICT (name) DO UPDATE SET value = excluded.value",
+                (batch.watermark,),
+            )
+
+    def load_correlation(self) -> CorrelationSnapshot:
+        """Return the saved digests, key states by rule, and watermark."""
+        snapshot = CorrelationSnapshot()
+        for row in self._query("SELECT rule, digest FROM correlation_rules"):
+            snapshot.digests[row["rule"]] = row["digest"]
+        for row in self._query("SELECT rule, key, state FROM correlation_state"):
+            snapshot.rows.setdefault(row["rule"], []).append((row["key"], row["state"]))
+        found = self._query("SELECT value FROM engine_meta WHERE name = 'watermark'")
+        if found:
+            snapshot.watermark = float(found[0]["value"])
+        return snapshot
 
     def load_open_incidents(self) -> list[Incident]:
         """Return every unresolved incident, oldest first, for the engine to resume."""

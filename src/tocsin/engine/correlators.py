@@ -1,0 +1,495 @@
+"""Per-rule, per-key correlation state machines; pure, driven by the engine on event time.
+
+Each correlator keeps its keys in a dict in least-recently-used order (a touched key moves to
+the end), so the oldest idle key is evicted first when a rule reaches its key limit, and
+idle keys are swept from the front. Timers live in the engine's one heap; a correlator only
+checks, when one fires, that its key still wants it. A key's state dumps to a JSON-able list
+so the store can persist it with the read offsets and the engine can rebuild it after a crash.
+"""
+
+from __future__ import annotations
+
+import math
+from bisect import bisect_left, bisect_right, insort
+from collections.abc import Mapping, Sequence
+from typing import Any, Protocol
+
+from tocsin.model import Event
+from tocsin.rules.correlation import (
+    AbsenceSpec,
+    CorrelationSpec,
+    ExpectSpec,
+    GroupSpec,
+    HysteresisSpec,
+    SuppressSpec,
+    ThresholdSpec,
+)
+from tocsin.rules.types import CompiledAction, Hit, Rule
+
+__all__ = ["Correlator", "Effects", "build_correlator"]
+
+
+class Effects(Protocol):
+    """What a correlator may do: run actions, count into or resolve incidents, set timers."""
+
+    lists: Mapping[str, list[Any]]
+
+    def act(self, rule: Rule, actions: Sequence[CompiledAction], hit: Hit) -> None:
+        """Run actions for a hit, each failure recorded and the rest still run."""
+
+    def absorb(self, hit: Hit) -> None:
+        """Count the hit into its rule's open incident for the key, running no action."""
+
+    def resolve(self, rule: Rule, key: str, time: float) -> None:
+        """Resolve the rule's open incident for the key, if any."""
+
+    def schedule(self, due: float, correlator: Correlator, key: str) -> None:
+        """Call `correlator.timer(key, due, ...)` once event time passes `due`."""
+
+    def evicted(self, rule: Rule) -> None:
+        """Count a key pushed out by the rule's key limit."""
+
+
+class Correlator:
+    """Base: the key store, its bound, idle sweeping and the change log for persistence."""
+
+    __slots__ = ("dirty", "max_keys", "rule", "states", "track")
+
+    def __init__(self, rule: Rule, *, max_keys: int, track: bool) -> None:
+        self.rule = rule
+        self.max_keys = max_keys
+        self.states: dict[str, Any] = {}
+        self.track = track  # keep `dirty` for the store (the daemon); replay does not
+        self.dirty: set[str] = set()
+
+    def hit(self, hit: Hit, fx: Effects) -> None:
+        """Handle one matching event."""
+        raise NotImplementedError
+
+    def timer(self, key: str, due: float, fx: Effects) -> None:
+        """Handle a timer the key asked for; ignore it if the key no longer wants it."""
+
+    def expires(self, state: Any) -> float:
+        """When the key's state stops mattering and may be dropped (inf: never by itself)."""
+        return math.inf
+
+    def due(self, state: Any) -> float | None:
+        """The timer the state needs, to re-arm after a restore or reload."""
+        return None
+
+    def dump(self, state: Any) -> list[Any]:
+        """The state as JSON-able data."""
+        raise NotImplementedError
+
+    def load(self, data: list[Any]) -> Any:
+        """The state from `dump`'s data."""
+        raise NotImplementedError
+
+    def _get(self, key: str) -> Any:
+        """Return the key's state and mark it most recently used."""
+        states = self.states
+        state = states.pop(key, None)
+        if state is not None:
+            states[key] = state
+        return state
+
+    def _put(self, key: str, state: Any, fx: Effects) -> None:
+        """Store a key's state, evicting the least recently used key at the limit."""
+        states = self.states
+        if key not in states and len(states) >= self.max_keys:
+            oldest = next(iter(states))
+            del states[oldest]
+            fx.evicted(self.rule)
+            if self.track:
+                self.dirty.add(oldest)
+        states[key] = state
+        if self.track:
+            self.dirty.add(key)
+
+    def _drop(self, key: str) -> None:
+        if self.states.pop(key, None) is not None and self.track:
+            self.dirty.add(key)
+
+    def _changed(self, key: str) -> None:
+        if self.track:
+            self.dirty.add(key)
+
+    def sweep(self, now: float, budget: int = 1000) -> int:
+        """Drop idle keys from the least recently used end; stop at the first live one."""
+        states = self.states
+        swept = 0
+        while states and swept < budget:
+            key = next(iter(states))
+            if self.expires(states[key]) >= now:
+                break
+            del states[key]
+            swept += 1
+            if self.track:
+                self.dirty.add(key)
+        return swept
+
+
+class Suppress(Correlator):
+    """SingleWithSuppress; state: the time until which repeats are absorbed."""
+
+    __slots__ = ("within",)
+
+    def __init__(self, rule: Rule, spec: SuppressSpec, *, max_keys: int, track: bool) -> None:
+        super().__init__(rule, max_keys=max_keys, track=track)
+        self.within = spec.within
+
+    def hit(self, hit: Hit, fx: Effects) -> None:
+        """Act on the first event; absorb repeats up to `within` after it."""
+        until = self._get(hit.key)
+        if until is not None and hit.time <= until:
+            fx.absorb(hit)
+            return
+        self._put(hit.key, hit.time + self.within, fx)
+        fx.act(self.rule, self.rule.actions, hit)
+
+    def expires(self, state: Any) -> float:
+        """Idle once the suppression has run out."""
+        return float(state)
+
+    def dump(self, state: Any) -> list[Any]:
+        """[until]."""
+        return [state]
+
+    def load(self, data: list[Any]) -> Any:
+        """From [until]."""
+        return float(data[0])
+
+
+class Threshold(Correlator):
+    """SingleWithThreshold; state: [absorb-until (0: armed), event times in the window...]."""
+
+    __slots__ = ("count", "within")
+
+    def __init__(self, rule: Rule, spec: ThresholdSpec, *, max_keys: int, track: bool) -> None:
+        super().__init__(rule, max_keys=max_keys, track=track)
+        self.count = spec.count
+        self.within = spec.within
+
+    def hit(self, hit: Hit, fx: Effects) -> None:
+        """Count the event into the window; act on the count-th, then absorb until re-armed."""
+        key = hit.key
+        t = hit.time
+        window: list[float] | None = self._get(key)
+        if window is None:
+            window = [0.0]
+            self._put(key, window, fx)
+        else:
+            if window[0] and t <= window[0]:
+                fx.absorb(hit)
+                return
+            if window[0]:  # the window that fired has passed: re-arm
+                del window[:]
+                window.append(0.0)
+            self._changed(key)
+        insort(window, t, 1)
+        # Events more than `within` before the newest fall out: the window slides.
+        start = bisect_left(window, window[-1] - self.within, 1)
+        if start > 1:
+            del window[1:start]
+        if len(window) - 1 < self.count:
+            return
+        hit.count = len(window) - 1
+        hit.since = window[1]
+        window[0] = window[1] + self.within
+        del window[1:]
+        fx.act(self.rule, self.rule.actions, hit)
+
+    def expires(self, state: Any) -> float:
+        """Idle when neither absorbing nor holding events that could still count."""
+        return float(max(state[0], state[-1] + self.within if len(state) > 1 else 0.0))
+
+    def dump(self, state: Any) -> list[Any]:
+        """[until, times...]."""
+        return list(state)
+
+    def load(self, data: list[Any]) -> Any:
+        """From [until, times...]."""
+        return [float(x) for x in data]
+
+
+class _Raised:
+    """Hysteresis state: the raise window's times, or, once raised, the times since."""
+
+    __slots__ = ("due", "raised", "times")
+
+    def __init__(self, times: list[float], *, raised: bool = False, due: float = 0.0) -> None:
+        self.times = times
+        self.raised = raised
+        self.due = due
+
+
+class Hysteresis(Correlator):
+    """SingleWith2Thresholds: raise on N1 in T1; resolve once at most N2 arrive in T2."""
+
+    __slots__ = ("spec",)
+
+    def __init__(self, rule: Rule, spec: HysteresisSpec, *, max_keys: int, track: bool) -> None:
+        super().__init__(rule, max_keys=max_keys, track=track)
+        self.spec = spec
+
+    def hit(self, hit: Hit, fx: Effects) -> None:
+        """Count towards raising, or, once raised, into the incident and the clear window."""
+        spec = self.spec
+        key = hit.key
+        t = hit.time
+        state: _Raised | None = self._get(key)
+        if state is None:
+            state = _Raised([])
+            self._put(key, state, fx)
+        else:
+            self._changed(key)
+        times = state.times
+        insort(times, t)
+        if state.raised:
+            fx.absorb(hit)
+            return
+        start = bisect_left(times, times[-1] - spec.within)
+        del times[:start]
+        if len(times) < spec.count:
+            return
+        hit.count = len(times)
+        hit.since = times[0]
+        state.raised = True
+        state.times = []
+        state.due = t + spec.clear_within
+        fx.schedule(state.due, self, key)
+        fx.act(self.rule, self.rule.actions, hit)
+
+    def timer(self, key: str, due: float, fx: Effects) -> None:
+        """Resolve if the last `clear_within` held few enough events, else check again later."""
+        state: _Raised | None = self.states.get(key)
+        if state is None or not state.raised or state.due != due:
+            return
+        spec = self.spec
+        times = state.times
+        # The window (due - clear_within, due]: an event exactly clear_within old is out.
+        first = bisect_right(times, due - spec.clear_within)
+        inside = bisect_right(times, due) - first
+        if inside <= spec.clear_max:
+            self._drop(key)
+            fx.resolve(self.rule, key, due)
+            return
+        # Too many: look again when the oldest event that keeps it too many leaves the window.
+        del times[:first]
+        state.due = times[inside - spec.clear_max - 1] + spec.clear_within
+        self._changed(key)
+        fx.schedule(state.due, self, key)
+
+    def expires(self, state: Any) -> float:
+        """A raised key waits for its clear; an armed one is idle once its window passed."""
+        if state.raised or not state.times:
+            return math.inf if state.raised else 0.0
+        return float(state.times[-1]) + self.spec.within
+
+    def due(self, state: Any) -> float | None:
+        """A raised key's next clear check."""
+        return float(state.due) if state.raised else None
+
+    def dump(self, state: Any) -> list[Any]:
+        """[raised, due, times...]."""
+        return [state.raised, state.due, *state.times]
+
+    def load(self, data: list[Any]) -> Any:
+        """From [raised, due, times...]."""
+        return _Raised([float(x) for x in data[2:]], raised=bool(data[0]), due=float(data[1]))
+
+
+class _Seen:
+    """The last event of a key (for absence and expect), and whether its timer fired."""
+
+    __slots__ = ("captures", "event", "fired", "last")
+
+    def __init__(
+        self, last: float, event: Event, captures: dict[str, Any], *, fired: bool = False
+    ) -> None:
+        self.last = last
+        self.event = event
+        self.captures = captures  # a timer's actions render from the event that set it
+        self.fired = fired
+
+    def hit(self, rule: Rule, key: str, time: float, fx: Effects) -> Hit:
+        """Rebuild the hit of the remembered event, for actions a timer runs."""
+        hit = Hit(self.event, rule, self.captures, fx.lists, time=time)
+        hit.key = key
+        return hit
+
+    def dump(self) -> list[Any]:
+        """[last, fired, event, captures]."""
+        return [self.last, self.fired, self.event.to_dict(), self.captures]
+
+    @classmethod
+    def load(cls, data: list[Any]) -> _Seen:
+        """From `dump` data."""
+        return cls(float(data[0]), Event.from_dict(data[2]), dict(data[3]), fired=bool(data[1]))
+
+
+class Absence(Correlator):
+    """Heartbeat: act when a key has been silent for `within`; its next event resolves."""
+
+    __slots__ = ("within",)
+
+    def __init__(self, rule: Rule, spec: AbsenceSpec, *, max_keys: int, track: bool) -> None:
+        super().__init__(rule, max_keys=max_keys, track=track)
+        self.within = spec.within
+
+    def hit(self, hit: Hit, fx: Effects) -> None:
+        """Note the arrival (resolving a silence that fired); arm the timer if none is set."""
+        key = hit.key
+        state: _Seen | None = self._get(key)
+        if state is None:
+            self._put(key, _Seen(hit.time, hit.event, hit.captures), fx)
+            fx.schedule(hit.time + self.within, self, key)
+            return
+        self._changed(key)
+        if state.fired:
+            state.fired = False
+            fx.resolve(self.rule, key, hit.time)
+            fx.schedule(hit.time + self.within, self, key)
+        if hit.time >= state.last:
+            state.last = hit.time
+            state.event = hit.event
+            state.captures = hit.captures
+        # Otherwise the pending timer is still the right one, or reschedules itself.
+
+    def timer(self, key: str, due: float, fx: Effects) -> None:
+        """Fire if the key is still silent; if it spoke since, wait from its last event."""
+        state: _Seen | None = self.states.get(key)
+        if state is None or state.fired:
+            return
+        expected = state.last + self.within
+        if expected > due:
+            fx.schedule(expected, self, key)
+            return
+        state.fired = True
+        self._changed(key)
+        fx.act(self.rule, self.rule.actions, state.hit(self.rule, key, expected, fx))
+
+    def due(self, state: Any) -> float | None:
+        """Silent keys wait for their next event, others for `within` after the last one."""
+        return None if state.fired else float(state.last) + self.within
+
+    def dump(self, state: Any) -> list[Any]:
+        """The remembered last event."""
+        return list(state.dump())
+
+    def load(self, data: list[Any]) -> Any:
+        """From `dump` data."""
+        return _Seen.load(data)
+
+
+class Expect(Correlator):
+    """PairWithWindow: after this rule's event the follow-up must match within `within`."""
+
+    __slots__ = ("spec",)
+
+    def __init__(self, rule: Rule, spec: ExpectSpec, *, max_keys: int, track: bool) -> None:
+        super().__init__(rule, max_keys=max_keys, track=track)
+        self.spec = spec
+
+    def hit(self, hit: Hit, fx: Effects) -> None:
+        """Start waiting for the follow-up (the rule's actions run); a repeat is absorbed."""
+        key = hit.key
+        if self._get(key) is not None:
+            fx.absorb(hit)
+            return
+        self._put(key, _Seen(hit.time, hit.event, hit.captures), fx)
+        fx.schedule(hit.time + self.spec.within, self, key)
+        fx.act(self.rule, self.rule.actions, hit)
+
+    def arrive(self, hit: Hit, fx: Effects) -> None:
+        """The follow-up matched: stop waiting and run `on_arrival`."""
+        state: _Seen | None = self.states.get(hit.key)
+        if state is None or hit.time < state.last:
+            return
+        self._drop(hit.key)
+        fx.act(self.rule, self.spec.on_arrival, hit)
+
+    def timer(self, key: str, due: float, fx: Effects) -> None:
+        """No follow-up in time: run `on_timeout` with the event that started the wait."""
+        state: _Seen | None = self.states.get(key)
+        if state is None or state.last + self.spec.within != due:
+            return
+        self._drop(key)
+        fx.act(self.rule, self.spec.on_timeout, state.hit(self.rule, key, due, fx))
+
+    def due(self, state: Any) -> float | None:
+        """Each waiting key times out `within` after its start."""
+        return float(state.last) + self.spec.within
+
+    def dump(self, state: Any) -> list[Any]:
+        """The start event."""
+        return list(state.dump())
+
+    def load(self, data: list[Any]) -> Any:
+        """From `dump` data."""
+        return _Seen.load(data)
+
+
+class Group(Correlator):
+    """EventGroup: act when `count` member rules matched one key within `within`."""
+
+    __slots__ = ("spec",)
+
+    def __init__(self, rule: Rule, spec: GroupSpec, *, max_keys: int, track: bool) -> None:
+        super().__init__(rule, max_keys=max_keys, track=track)
+        self.spec = spec
+
+    def hit(self, hit: Hit, fx: Effects) -> None:
+        """A group rule has no events of its own."""
+        raise AssertionError("group rules are fed through member()")
+
+    def member(self, member: str, hit: Hit, fx: Effects) -> None:
+        """A member rule matched: note when; act once enough members are inside the window."""
+        key = hit.key
+        seen: dict[str, float] | None = self._get(key)
+        if seen is None:
+            seen = {}
+            self._put(key, seen, fx)
+        else:
+            self._changed(key)
+        seen[member] = max(seen.get(member, hit.time), hit.time)
+        newest = max(seen.values())
+        for name in [m for m, when in seen.items() if when < newest - self.spec.within]:
+            del seen[name]
+        if len(seen) < self.spec.count:
+            return
+        self._drop(key)
+        own = Hit(hit.event, self.rule, hit.captures, hit.lists, time=hit.time)
+        own.key = key
+        own.count = len(seen)
+        own.since = min(seen.values())
+        fx.act(self.rule, self.rule.actions, own)
+
+    def expires(self, state: Any) -> float:
+        """Idle once its newest member match is `within` old."""
+        return max(state.values()) + self.spec.within if state else 0.0
+
+    def dump(self, state: Any) -> list[Any]:
+        """[[member, time]...]."""
+        return [[name, when] for name, when in state.items()]
+
+    def load(self, data: list[Any]) -> Any:
+        """From [[member, time]...]."""
+        return {str(name): float(when) for name, when in data}
+
+
+def build_correlator(
+    rule: Rule, spec: CorrelationSpec, *, max_keys: int, track: bool
+) -> Correlator:
+    """Return the state machine for a rule's correlation mode."""
+    if isinstance(spec, SuppressSpec):
+        return Suppress(rule, spec, max_keys=max_keys, track=track)
+    if isinstance(spec, ThresholdSpec):
+        return Threshold(rule, spec, max_keys=max_keys, track=track)
+    if isinstance(spec, HysteresisSpec):
+        return Hysteresis(rule, spec, max_keys=max_keys, track=track)
+    if isinstance(spec, AbsenceSpec):
+        return Absence(rule, spec, max_keys=max_keys, track=track)
+    if isinstance(spec, ExpectSpec):
+        return Expect(rule, spec, max_keys=max_keys, track=track)
+    return Group(rule, spec, max_keys=max_keys, track=track)
