@@ -221,6 +221,7 @@ class Daemon:
             rows=snapshot.rows,
             watermark=snapshot.watermark if snapshot.watermark is not None else -math.inf,
             wall=self.clock.now(),
+            seq=snapshot.seq,
         )
         await writer.submit(CommitBatch(digests=engine.digests(), forget=forget))
         keys = engine.live_keys()

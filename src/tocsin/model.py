@@ -52,8 +52,9 @@ def level_from_number(number: int) -> str:
     return LEVELS[min(max(number, 0), 7)]
 
 
-# A correlation key's saved state: (rule id, key, JSON, or None once the state is gone).
-StateRow = tuple[str, str, str | None]
+# A correlation key's saved state: (rule id, key, JSON or None once the state is gone,
+# a number that orders a rule's keys from least to most recently used).
+StateRow = tuple[str, str, str | None, int]
 
 _BOOT = f"{os.getpid():x}{int(time.time()):x}"
 _SEQUENCE = itertools.count(1)

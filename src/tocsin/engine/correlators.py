@@ -51,12 +51,17 @@ class Effects(Protocol):
 
 
 class Correlator:
-    """Base: the key store, its bound, idle sweeping and the change log for persistence."""
+    """Base: the key store, its bound, idle sweeping and the change log for persistence.
 
-    __slots__ = ("dirty", "max_keys", "rule", "states", "track")
+    Whatever changes a key's state also makes it the most recently used, so the keys changed
+    since the last dump are always the newest ones: their order is cheap to save.
+    """
+
+    __slots__ = ("dirty", "max_keys", "order", "rule", "states", "track")
 
     def __init__(self, rule: Rule, *, max_keys: int, track: bool) -> None:
         self.rule = rule
+        self.order = 0  # the rule's place in the rule set: timers due together fire in it
         self.max_keys = max_keys
         self.states: dict[str, Any] = {}
         self.track = track  # keep `dirty` for the store (the daemon); replay does not
@@ -262,7 +267,7 @@ class Hysteresis(Correlator):
 
     def timer(self, key: str, due: float, fx: Effects) -> None:
         """Resolve if the last `clear_within` held few enough events, else check again later."""
-        state: _Raised | None = self.states.get(key)
+        state: _Raised | None = self._get(key)
         if state is None or not state.raised or state.due != due:
             return
         spec = self.spec
@@ -358,7 +363,7 @@ class Absence(Correlator):
 
     def timer(self, key: str, due: float, fx: Effects) -> None:
         """Fire if the key is still silent; if it spoke since, wait from its last event."""
-        state: _Seen | None = self.states.get(key)
+        state: _Seen | None = self._get(key)
         if state is None or state.fired:
             return
         expected = state.last + self.within

@@ -32,6 +32,11 @@ __all__ = ["RULE_STAGES", "BatchResult", "Engine", "Failure"]
 
 RULE_STAGES = ("match", "when", "key")
 
+# A pending timer: (due, rule order, key, sequence, correlator). Timers due together fire in
+# rule order, then key order, never in the order they were set: so a restart or reload, which
+# sets them again, fires them in the same order as an uninterrupted run.
+Timer = tuple[float, int, str, int, Correlator]
+
 
 @dataclass(frozen=True, slots=True)
 class Failure:
@@ -114,7 +119,7 @@ class _Env:
         result: BatchResult,
         book: IncidentBook,
         lists: Mapping[str, list[Any]],
-        heap: list[tuple[float, int, Correlator, str]],
+        heap: list[Timer],
         seq: Iterable[int],
     ) -> None:
         self.result = result
@@ -182,7 +187,7 @@ class _Env:
 
     def schedule(self, due: float, correlator: Correlator, key: str) -> None:
         """Queue a timer on the engine's heap."""
-        heapq.heappush(self.heap, (due, next(self.seq), correlator, key))
+        heapq.heappush(self.heap, (due, correlator.order, key, next(self.seq), correlator))
 
     def evicted(self, rule: Rule) -> None:
         """Count an evicted key."""
@@ -211,8 +216,9 @@ class Engine:
         self.time = EventTime(lateness=lateness, skew=skew)
         self.max_keys = max_keys
         self.track_state = track_state
-        self._heap: list[tuple[float, int, Correlator, str]] = []
+        self._heap: list[Timer] = []
         self._seq = itertools.count()
+        self._row_seq = itertools.count(1)  # saved rows are numbered in recency order
         self.correlators: dict[str, Correlator] = {}
         self._install(rules, lists)
 
@@ -222,7 +228,7 @@ class Engine:
         self.all_rules = list(rules)
         correlators: dict[str, Correlator] = {}
         followers: list[Rule] = []
-        for rule in rules:
+        for order, rule in enumerate(rules):
             correlation = rule.correlation
             if correlation is None:
                 continue
@@ -233,6 +239,7 @@ class Engine:
                     max_keys=rule.max_keys or self.max_keys,
                     track=self.track_state,
                 )
+                correlator.order = order
                 correlators[rule.id] = correlator
                 if isinstance(correlation.mode, ExpectSpec) and isinstance(correlator, Expect):
                     followers.append(
@@ -375,7 +382,7 @@ class Engine:
         heap = self._heap
         live = self.correlators
         while heap and heap[0][0] < until:
-            due, _, correlator, key = heapq.heappop(heap)
+            due, _, key, _, correlator = heapq.heappop(heap)
             if live.get(correlator.rule.id) is correlator:
                 env.result.timers += 1
                 correlator.timer(key, due, env)
@@ -387,18 +394,7 @@ class Engine:
         for correlator in self.correlators.values():
             result.expired += correlator.sweep(watermark)
             if correlator.dirty:
-                rule_id = correlator.rule.id
-                states = correlator.states
-                for key in correlator.dirty:
-                    state = states.get(key)
-                    result.state.append(
-                        (
-                            rule_id,
-                            key,
-                            None if state is None else json.dumps(correlator.dump(state)),
-                        )
-                    )
-                correlator.dirty.clear()
+                result.state.extend(self._dump(correlator))
         # Every action of a plain rule runs once per match: count them per batch, not per run.
         by_id = self._by_id
         correlated = self.correlators
@@ -407,6 +403,26 @@ class Engine:
                 for action in by_id[rule_id].actions:
                     result.actions[action.kind] += count
         return result
+
+    def _dump(self, correlator: Correlator) -> list[StateRow]:
+        """Rows for the keys changed since the last dump, numbered least recent first."""
+        rule_id = correlator.rule.id
+        states = correlator.states
+        dirty = correlator.dirty
+        rows: list[StateRow] = [(rule_id, key, None, 0) for key in dirty if key not in states]
+        live = len(dirty) - len(rows)
+        # Changed keys are the most recently used: the tail of the dict, in recency order.
+        newest = list(itertools.islice(reversed(states), live))
+        newest.reverse()
+        seq = self._row_seq
+        dumps = json.dumps
+        dump = correlator.dump
+        picked = [key for key in newest if key in dirty]
+        if len(picked) != live:  # only if a change forgot to move its key: never lose one
+            picked = [key for key in states if key in dirty]
+        rows.extend((rule_id, key, dumps(dump(states[key])), next(seq)) for key in picked)
+        dirty.clear()
+        return rows
 
     def digests(self) -> dict[str, str]:
         """The definitions behind the correlation state, to store with it."""
@@ -419,8 +435,12 @@ class Engine:
         rows: Mapping[str, Sequence[tuple[str, str]]],
         watermark: float,
         wall: float,
+        seq: int = 0,
     ) -> list[str]:
-        """Load saved correlation state for unchanged rules; return the rules whose state went."""
+        """Load saved correlation state for unchanged rules; return the rules whose state went.
+
+        Each rule's rows come least recently used first; `seq` is the newest row's number.
+        """
         self.time.restore(watermark, wall)
         for rule_id, correlator in self.correlators.items():
             if digests.get(rule_id) != correlator.rule.digest:
@@ -430,7 +450,9 @@ class Engine:
                 correlator.states[key] = state
                 due = correlator.due(state)
                 if due is not None:
-                    heapq.heappush(self._heap, (due, next(self._seq), correlator, key))
+                    self._heap.append((due, correlator.order, key, next(self._seq), correlator))
+        heapq.heapify(self._heap)
+        self._row_seq = itertools.count(seq + 1)
         return sorted(
             rule_id
             for rule_id, digest in digests.items()
@@ -452,7 +474,8 @@ class Engine:
             for key, state in correlator.states.items():
                 due = correlator.due(state)
                 if due is not None:
-                    heapq.heappush(self._heap, (due, next(self._seq), correlator, key))
+                    self._heap.append((due, correlator.order, key, next(self._seq), correlator))
+        heapq.heapify(self._heap)
         return sorted(
             rule_id
             for rule_id, before in old.items()
@@ -462,7 +485,7 @@ class Engine:
     def pending_timers(self) -> int:
         """Timers waiting for event time to pass them (some may be stale)."""
         live = self.correlators
-        return sum(1 for _, _, c, _ in self._heap if live.get(c.rule.id) is c)
+        return sum(1 for *_, c in self._heap if live.get(c.rule.id) is c)
 
     def live_keys(self) -> dict[str, int]:
         """Keys held per correlated rule (for the gauge)."""

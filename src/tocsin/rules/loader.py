@@ -50,6 +50,7 @@ _RULE_KEYS = (
     "max_keys",
     *CORRELATION_KEYS,
 )
+_LIST_REF = re.compile(r"lists\.([A-Za-z0-9_.-]+)")
 _ID = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]*")
 
 
@@ -293,10 +294,12 @@ class _Loader:
             elif isinstance(item, list):
                 pending.extend(item)
             elif isinstance(item, str):
-                if item in self.out.lists:
-                    named[f"list:{item}"] = self.out.lists[item]
-                if item in self.macros:
+                for name in (item, *_LIST_REF.findall(item)):
+                    if name in self.out.lists:
+                        named[f"list:{name}"] = self.out.lists[name]
+                if item in self.macros and f"macro:{item}" not in named:
                     named[f"macro:{item}"] = self.macros[item][0]
+                    pending.append(self.macros[item][0])  # and what the macro names in turn
         text = json.dumps([data, named], sort_keys=True, default=str)
         return hashlib.sha256(text.encode("utf-8", "surrogatepass")).hexdigest()[:16]
 

@@ -107,8 +107,10 @@ class CorrelationSnapshot:
     """Saved correlation state: which definition each rule had, its keys, and event time."""
 
     digests: dict[str, str] = field(default_factory=dict)
-    rows: dict[str, list[tuple[str, str]]] = field(default_factory=dict)  # rule -> (key, JSON)
+    # rule -> [(key, JSON)], least recently used first
+    rows: dict[str, list[tuple[str, str]]] = field(default_factory=dict)
     watermark: float | None = None
+    seq: int = 0  # the newest row's number
 
 
 class Store(Protocol):

@@ -306,7 +306,7 @@ class SqliteStore:
         conn = self._db
         incidents = {incident.id: incident for incident in batch.incidents}
         offsets = {offset.path: offset for offset in batch.offsets}
-        state = {(rule, key): blob for rule, key, blob in batch.state}
+        state = {(rule, key): (blob, seq) for rule, key, blob, seq in batch.state}
         started = time.perf_counter()
         try:
             with _transaction(conn):
@@ -345,7 +345,9 @@ class SqliteStore:
 
     @staticmethod
     def _commit_correlation(
-        conn: sqlite3.Connection, batch: CommitBatch, state: dict[tuple[str, str], str | None]
+        conn: sqlite3.Connection,
+        batch: CommitBatch,
+        state: dict[tuple[str, str], tuple[str | None, int]],
     ) -> None:
         """Forget stale rules' state, then apply digests, key states and the watermark."""
         conn.executemany(
@@ -358,13 +360,13 @@ class SqliteStore:
                 batch.digests.items(),
             )
         conn.executemany(
-            "INSERT INTO correlation_state (rule, key, state) VALUES (?, ?, ?) "
-            "ON CONFLICT (rule, key) DO UPDATE SET state = excluded.state",
-            ((r, k, blob) for (r, k), blob in state.items() if blob is not None),
+            "INSERT INTO correlation_state (rule, key, state, seq) VALUES (?, ?, ?, ?) "
+            "ON CONFLICT (rule, key) DO UPDATE SET state = excluded.state, seq = excluded.seq",
+            ((r, k, blob, seq) for (r, k), (blob, seq) in state.items() if blob is not None),
         )
         conn.executemany(
             "DELETE FROM correlation_state WHERE rule = ? AND key = ?",
-            (key for key, blob in state.items() if blob is None),
+            (key for key, (blob, _) in state.items() if blob is None),
         )
         if batch.watermark is not None and batch.watermark > -math.inf:
             conn.execute(
@@ -378,8 +380,9 @@ class SqliteStore:
         snapshot = CorrelationSnapshot()
         for row in self._query("SELECT rule, digest FROM correlation_rules"):
             snapshot.digests[row["rule"]] = row["digest"]
-        for row in self._query("SELECT rule, key, state FROM correlation_state"):
+        for row in self._query("SELECT rule, key, state, seq FROM correlation_state ORDER BY seq"):
             snapshot.rows.setdefault(row["rule"], []).append((row["key"], row["state"]))
+            snapshot.seq = row["seq"]
         found = self._query("SELECT value FROM engine_meta WHERE name = 'watermark'")
         if found:
             snapshot.watermark = float(found[0]["value"])

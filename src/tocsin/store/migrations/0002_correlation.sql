@@ -4,7 +4,8 @@
 CREATE TABLE correlation_state (
     rule  TEXT NOT NULL,
     key   TEXT NOT NULL,
-    state TEXT NOT NULL,  -- JSON, as the rule's correlator dumps it
+    state TEXT NOT NULL,     -- JSON, as the rule's correlator dumps it
+    seq   INTEGER NOT NULL,  -- higher: used more recently (max_keys evicts the lowest first)
     PRIMARY KEY (rule, key)
 ) WITHOUT ROWID;
 
