@@ -3,22 +3,28 @@
 from __future__ import annotations
 
 import asyncio
+import json
 import math
 import time
 from collections import Counter
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
+from typing import cast
 
 import structlog
 
 from tocsin import __version__, obs
 from tocsin.actions.registry import ACTION_KINDS
+from tocsin.api.auth import TokenError, load_tokens
 from tocsin.api.http import ApiServer
 from tocsin.config import Config, FileSourceConfig, describe
 from tocsin.engine.clock import Clock, SystemClock
+from tocsin.engine.muting import Muter
 from tocsin.engine.pipeline import RULE_STAGES, BatchResult, Engine
 from tocsin.model import Event, FileOffset
+from tocsin.mute.matchers import Matchers
+from tocsin.mute.silences import Silence, SilenceBook, SilenceError, SilenceState
 from tocsin.parsers import Parser, make_parser
 from tocsin.records.incidents import IncidentBook
 from tocsin.records.priority import PRIORITIES
@@ -96,6 +102,8 @@ class ResultReporter:
             obs.CORRELATION_EXPIRED.inc(result.expired)
         for rule, count in result.evicted.items():
             obs.CORRELATION_EVICTED.labels(rule).inc(count)
+        for (kind, name), count in result.muted.items():
+            obs.MUTED.labels(kind, name).inc(count)
         for failure in result.failures:
             is_rule = failure.stage in RULE_STAGES
             if is_rule:
@@ -117,6 +125,61 @@ class ResultReporter:
                 message=failure.event.message[:200],
                 not_logged_since_last=self._quiet.pop(key, 0),
             )
+
+
+class Silences:
+    """The daemon's SilenceDesk: a change is saved durably before the engine sees it."""
+
+    def __init__(self, *, book: SilenceBook, muter: Muter, writer: StoreWriter) -> None:
+        self.book = book
+        self.muter = muter
+        self.writer = writer
+
+    def list(self, state: str | None) -> list[Silence]:
+        """Return silences, oldest first."""
+        now = time.time()
+        if state is None:
+            return self.book.list(now=now)
+        return self.book.list(state=cast(SilenceState, state), now=now)
+
+    def get(self, silence_id: str) -> Silence | None:
+        """Return one silence."""
+        return self.book.get(silence_id)
+
+    async def add(
+        self, *, matchers: Matchers, starts_at: float, ends_at: float, created_by: str, comment: str
+    ) -> Silence:
+        """Validate, save (one fsync'd transaction), then let the engine use it."""
+        scratch = SilenceBook(silences=self.book.list(now=time.time()))
+        silence = scratch.add(
+            matchers=matchers,
+            starts_at=starts_at,
+            ends_at=ends_at,
+            created_by=created_by,
+            comment=comment,
+            now=time.time(),
+        )
+        await self._save(silence)
+        self.book.restore(silence)
+        self.muter.silences_changed()
+        obs.SILENCES.labels("created").inc()
+        log.info("silence_created", **silence.to_dict())
+        return silence
+
+    async def expire(self, silence_id: str) -> Silence:
+        """End a silence now, saved before it takes effect."""
+        scratch = SilenceBook(silences=self.book.list(now=time.time()))
+        silence = scratch.expire(silence_id, now=time.time())
+        await self._save(silence)
+        self.book.restore(silence)
+        self.muter.silences_changed()
+        obs.SILENCES.labels("expired").inc()
+        log.info("silence_expired", id=silence_id)
+        return silence
+
+    async def _save(self, silence: Silence) -> None:
+        data = json.dumps(silence.to_dict())
+        await self.writer.call(lambda s: s.save_silence(silence.id, silence.ends_at, data))
 
 
 class Daemon:
@@ -145,6 +208,12 @@ class Daemon:
         obs.BUILD.info({"version": __version__})
         obs.QUEUE_CAPACITY.set(self._queue.maxsize * config.batch_lines)
         ruleset = load_ruleset(config.rule_paths)
+        try:
+            tokens = (
+                load_tokens(config.http.tokens_file) if config.http.tokens_file else frozenset()
+            )
+        except TokenError as exc:
+            raise StartupError(str(exc)) from None
         store: Store = SqliteStore(path=config.store_path)
         async with StoreWriter(store=store) as writer:
             self._writer = writer
@@ -153,6 +222,13 @@ class Daemon:
             next_id = await writer.call(lambda s: s.next_incident_id())
             book = IncidentBook(
                 priorities=config.priorities, next_id=next_id, open_incidents=open_incidents
+            )
+            silences = await self._load_silences(writer)
+            muter = Muter(
+                silences=silences,
+                windows=config.maintenance,
+                inhibit=config.inhibit,
+                open_incidents=open_incidents,
             )
             correlation = config.correlation
             engine = Engine(
@@ -164,6 +240,7 @@ class Daemon:
                 skew=correlation.clock_skew,
                 max_keys=correlation.max_keys,
                 track_state=True,
+                muter=muter,
             )
             await self._restore(engine, writer)
             self._set_open_gauge(book)
@@ -172,6 +249,8 @@ class Daemon:
                 port=config.http.port,
                 store_path=config.store_path,
                 health=self._health,
+                silences=Silences(book=silences, muter=muter, writer=writer),
+                tokens=tokens,
             )
             try:
                 await api.start()
@@ -212,6 +291,17 @@ class Daemon:
                     task.cancel()
                 await api.stop()
         return clean
+
+    @staticmethod
+    async def _load_silences(writer: StoreWriter) -> SilenceBook:
+        """Every saved silence; a damaged record is reported and skipped, never fatal."""
+        loaded: list[Silence] = []
+        for data in await writer.call(lambda s: s.load_silences()):
+            try:
+                loaded.append(Silence.from_dict(json.loads(data)))
+            except (SilenceError, ValueError) as exc:
+                log.error("silence_unreadable", problem=str(exc), record=data[:200])
+        return SilenceBook(silences=loaded)
 
     async def _restore(self, engine: Engine, writer: StoreWriter) -> None:
         """Resume correlation state saved under the same rule definitions; forget the rest."""

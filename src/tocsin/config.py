@@ -9,6 +9,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from tocsin.mute.inhibit import InhibitRule, parse_inhibit_rules
+from tocsin.mute.schedule import MaintenanceWindow, parse_windows
 from tocsin.parsers import PARSER_KINDS
 from tocsin.records.priority import DEFAULT_MATRIX, PRIORITIES, RATINGS, PriorityMatrix
 from tocsin.rules.schema import (
@@ -34,6 +36,7 @@ _TOP = (
     "shutdown_timeout",
     "sources",
     "correlation",
+    "muting",
 )
 _FILE_KEYS = (
     "path",
@@ -53,6 +56,7 @@ class HttpConfig:
 
     host: str = "127.0.0.1"
     port: int = 8465
+    tokens_file: Path | None = None  # bearer tokens for changes (silences); none: changes off
 
 
 @dataclass(frozen=True, slots=True)
@@ -96,6 +100,9 @@ class Config:
     log_format: str = "auto"
     priorities: PriorityMatrix = field(default_factory=PriorityMatrix)
     correlation: CorrelationConfig = CorrelationConfig()
+    muting_paths: tuple[Path, ...] = ()
+    maintenance: tuple[MaintenanceWindow, ...] = ()
+    inhibit: tuple[InhibitRule, ...] = ()
 
 
 def _section(data: MarkedMap, key: str, allowed: tuple[str, ...]) -> MarkedMap:
@@ -185,6 +192,32 @@ def _duration(data: MarkedMap, key: str, default: float, section: Mark, least: f
     return seconds
 
 
+def load_muting(paths: tuple[Path, ...]) -> tuple[list[MaintenanceWindow], list[InhibitRule]]:
+    """Read muting files: `maintenance:` windows and `inhibit:` rules, errors at file:line."""
+    windows: list[MaintenanceWindow] = []
+    inhibit: list[InhibitRule] = []
+    for path in paths:
+        data = load_yaml_file(path)
+        if data is None:
+            continue
+        root = expect_map(data, Mark(str(path), 1, 1), "a muting file")
+        check_keys(root, ("maintenance", "inhibit"), "muting key")
+        found = parse_windows(root.get("maintenance"), value_mark(root, "maintenance", root.mark))
+        known = {w.name: w.where for w in windows}
+        for window in found:
+            if window.name in known:
+                raise SourceError(
+                    window.where or root.mark,
+                    f"duplicate maintenance window name '{window.name}' "
+                    f"(first defined at {known[window.name]})",
+                )
+        windows.extend(found)
+        inhibit.extend(
+            parse_inhibit_rules(root.get("inhibit"), value_mark(root, "inhibit", root.mark))
+        )
+    return windows, inhibit
+
+
 def _matrix(spec: Any, where: Mark) -> PriorityMatrix:
     data = expect_map(spec, where, "'priority_matrix'")
     check_keys(data, RATINGS, "impact level")
@@ -221,7 +254,7 @@ def load_config(path: Path) -> Config:
     )
     rule_paths = tuple(_path(base, r, at("rules"), "a rules path") for r in rule_list)
 
-    http_spec = _section(root, "http", ("host", "port"))
+    http_spec = _section(root, "http", ("host", "port", "tokens_file"))
     http = HttpConfig(
         host=expect_str(
             http_spec.get("host", "127.0.0.1"),
@@ -231,6 +264,14 @@ def load_config(path: Path) -> Config:
         port=expect_int(
             http_spec.get("port", 8465), value_mark(http_spec, "port", at("http")), "http.port"
         ),
+        tokens_file=_path(
+            base,
+            http_spec["tokens_file"],
+            value_mark(http_spec, "tokens_file", at("http")),
+            "http.tokens_file",
+        )
+        if "tokens_file" in http_spec
+        else None,
     )
     store_spec = _section(root, "store", ("path",))
     store_path = _path(
@@ -267,6 +308,16 @@ def load_config(path: Path) -> Config:
         ),
         tick=_duration(corr, "tick", defaults.tick, at("correlation"), 0.01),
     )
+    muting_spec = root.get("muting")
+    muting_list = (
+        []
+        if muting_spec is None
+        else [muting_spec]
+        if isinstance(muting_spec, str)
+        else expect_list(muting_spec, at("muting"), "'muting'")
+    )
+    muting_paths = tuple(_path(base, m, at("muting"), "a muting file") for m in muting_list)
+    windows, inhibit = load_muting(muting_paths)
     sources = _section(root, "sources", ("files",))
     files_spec = sources.get("files", [])
     files_where = value_mark(sources, "files", at("sources"))
@@ -312,6 +363,9 @@ def load_config(path: Path) -> Config:
         if "priority_matrix" in root
         else PriorityMatrix(),
         correlation=correlation,
+        muting_paths=muting_paths,
+        maintenance=tuple(windows),
+        inhibit=tuple(inhibit),
     )
 
 

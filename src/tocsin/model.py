@@ -178,18 +178,20 @@ class Incident:
     description: str = ""
     labels: dict[str, str] = field(default_factory=dict)
     resolved_at: float | None = None
+    muted: str = ""  # why its notifications are held right now (silence, maintenance, inhibit)
 
 
 @dataclass(slots=True)
 class IncidentChange:
     """What happened to one incident; `incident` is live, so `count` keeps the value then."""
 
-    op: str  # "open" | "update" | "resolve"
+    op: str  # "open" | "update" | "resolve" | "mute" (its `muted` reason changed)
     incident: Incident
     time: float
     count: int
     actor: str
     previous: str | None = None  # the state before a state change
+    note: str = ""  # for the timeline: what changed, when it is not the state
 
 
 @dataclass(frozen=True, slots=True)

@@ -128,6 +128,13 @@ CORRELATION_EVICTED = Counter(
 CORRELATION_EXPIRED = Counter(
     "tocsin_correlation_expired_total", "Idle correlation keys dropped once their windows passed."
 )
+MUTED = Counter(
+    "tocsin_muted_total",
+    "Hits whose notifications were held, per silence id, maintenance window or inhibiting "
+    "incident.",
+    ["kind", "name"],
+)
+SILENCES = Counter("tocsin_silences_changed_total", "Silences created or expired.", ["change"])
 RULES_LOADED = Gauge("tocsin_rules_loaded", "Rules compiled and active.")
 RULE_ERRORS = Gauge("tocsin_rule_errors", "Rules rejected by validation at the last load.")
 

@@ -85,7 +85,7 @@ rules:
         (
             "    suppress: 1m\n    threshold: {count: 2, within: 1m}\n    actions: [drop]\n",
             "rules.yaml:5:16: rule 'r': 'threshold' cannot be combined with 'suppress'; a rule "
-            "takes one of suppress, threshold, hysteresis, absence, expect, group",
+            "takes one of suppress, threshold, hysteresis, absence, expect, group, spike, new_value",
         ),
         (
             "    absence: {within: 1m}\n    clear: {match: {message: {contains: y}}}\n"
@@ -131,8 +131,7 @@ def test_bad_options_name_file_line_and_problem(load_text: Load, options: str, e
         ),
         (
             "{all_of: [a, b], count_distinct: {rules: [a, b], count: 1}, within: 1m}",
-            "rules.yaml:5:12: rule 'g': 'group' takes exactly one of 'all_of' and "
-            "'count_distinct'",
+            "rules.yaml:5:12: rule 'g': 'group' takes exactly one of 'all_of' and 'count_distinct'",
         ),
         (
             "{count_distinct: {rules: [a, b], count: 3}, within: 1m}",

@@ -17,6 +17,7 @@ class DropAction:
 
     rule: str
     kind: str = "drop"
+    notifies: bool = False
 
     def run(self, hit: Hit, env: ActionEnv) -> None:
         """Mark the hit dropped; the engine stops there."""

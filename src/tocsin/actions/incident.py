@@ -30,6 +30,7 @@ class IncidentAction:
     urgency: str
     labels: tuple[tuple[str, Template], ...]
     kind: str = "incident"
+    notifies: bool = False
 
     def run(self, hit: Hit, env: ActionEnv) -> None:
         """Open or update; only an open renders the title, description and labels."""

@@ -23,6 +23,7 @@ class LogAction:
     level: str
     message: Template
     kind: str = "log"
+    notifies: bool = True  # held while the incident is muted
 
     def run(self, hit: Hit, env: ActionEnv) -> None:
         """Queue the log line; the I/O edge writes it after the batch."""

@@ -22,6 +22,7 @@ class ResolveAction:
     target: str
     key: Template | None
     kind: str = "resolve"
+    notifies: bool = False
 
     def run(self, hit: Hit, env: ActionEnv) -> None:
         """Resolve when open; a clear with nothing open does nothing."""

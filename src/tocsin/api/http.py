@@ -1,4 +1,4 @@
-"""The HTTP API: /metrics, /healthz and the read-only incident endpoints (aiohttp)."""
+"""The HTTP API: /metrics, /healthz, incidents (read-only) and silences (aiohttp)."""
 
 from __future__ import annotations
 
@@ -12,6 +12,7 @@ from typing import Any, TypeVar
 from aiohttp import web
 from prometheus_client import CONTENT_TYPE_LATEST, REGISTRY, generate_latest
 
+from tocsin.api.silences import SilenceDesk, add_silence_routes
 from tocsin.model import Incident, IncidentState
 from tocsin.store.base import HistoryEntry, Store, StoreError
 from tocsin.store.sqlite import SqliteStore
@@ -51,6 +52,7 @@ def incident_json(incident: Incident) -> dict[str, Any]:
         "first_seen": _iso(incident.first_seen),
         "last_seen": _iso(incident.last_seen),
         "resolved_at": _iso(incident.resolved_at),
+        "muted": incident.muted,
     }
 
 
@@ -103,6 +105,8 @@ class ApiServer:
         port: int,
         store_path: Path,
         health: Callable[[], Mapping[str, object]],
+        silences: SilenceDesk | None = None,
+        tokens: frozenset[str] = frozenset(),
     ) -> None:
         self._host = host
         self._port = port
@@ -115,6 +119,8 @@ class ApiServer:
         app.router.add_get("/healthz", self._healthz)
         app.router.add_get("/api/v1/incidents", self._incidents)
         app.router.add_get("/api/v1/incidents/{id}", self._incident)
+        if silences is not None:
+            add_silence_routes(app, silences, tokens)
         self._app = app
 
     async def start(self) -> None:

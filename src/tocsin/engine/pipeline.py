@@ -22,6 +22,7 @@ import re2
 from tocsin.engine.clock import Clock
 from tocsin.engine.correlators import Correlator, Expect, Group, build_correlator
 from tocsin.engine.eventtime import EventTime
+from tocsin.engine.muting import Muter, hit_labels, mute_change
 from tocsin.model import Event, IncidentChange, StateRow
 from tocsin.records.incidents import IncidentBook, fingerprint
 from tocsin.rules.correlation import ExpectSpec, Follower, GroupSpec
@@ -30,7 +31,7 @@ from tocsin.rules.types import ActionEnv, ActionOutput, CompiledAction, Hit, Log
 
 __all__ = ["RULE_STAGES", "BatchResult", "Engine", "Failure"]
 
-RULE_STAGES = ("match", "when", "key")
+RULE_STAGES = ("match", "when", "key", "correlate", "timer")
 
 # A pending timer: (due, rule order, key, sequence, correlator). Timers due together fire in
 # rule order, then key order, never in the order they were set: so a restart or reload, which
@@ -42,7 +43,8 @@ Timer = tuple[float, int, str, int, Correlator]
 class Failure:
     """A rule or action that raised on one event: reported and counted, the batch goes on.
 
-    `stage` is "match", "when" or "key" for the rule itself, else the action kind.
+    `stage` is "match", "when", "key", "correlate" or "timer" for the rule itself, else the
+    action kind.
     """
 
     rule: str
@@ -70,6 +72,7 @@ class BatchResult:
     timers: int = 0  # timers that fired
     evicted: Counter[str] = field(default_factory=Counter)  # keys pushed out per rule
     expired: int = 0  # idle keys dropped
+    muted: Counter[tuple[str, str]] = field(default_factory=Counter)  # (kind, name) -> hits
     state: list[StateRow] = field(default_factory=list)
 
 
@@ -77,6 +80,7 @@ class _Clear:
     """The hidden action of a `clear` follower: resolve the rule's incident for the key."""
 
     kind = "clear"
+    notifies = False
 
     def __init__(self, rule: Rule) -> None:
         self.rule = rule
@@ -95,6 +99,7 @@ class _Arrive:
     """The hidden action of an `expect` follower: the awaited event is here."""
 
     kind = "expect"
+    notifies = False
 
     def __init__(self, correlator: Expect) -> None:
         self.correlator = correlator
@@ -112,7 +117,19 @@ class _Arrive:
 class _Env:
     """The ActionEnv one batch runs in, and the correlators' Effects."""
 
-    __slots__ = ("book", "changes", "failures", "heap", "lists", "logs", "outputs", "result", "seq")
+    __slots__ = (
+        "book",
+        "changes",
+        "failures",
+        "heap",
+        "lists",
+        "logs",
+        "muter",
+        "observed",
+        "outputs",
+        "result",
+        "seq",
+    )
 
     def __init__(
         self,
@@ -121,6 +138,8 @@ class _Env:
         lists: Mapping[str, list[Any]],
         heap: list[Timer],
         seq: Iterable[int],
+        *,
+        muter: Muter | None,
     ) -> None:
         self.result = result
         self.book = book
@@ -131,16 +150,57 @@ class _Env:
         self.lists = lists
         self.heap = heap
         self.seq = iter(seq)
+        self.muter = muter if muter is not None and muter.engaged else None
+        self.observed = 0  # changes the muter has seen
 
-    def act(self, rule: Rule, actions: Sequence[CompiledAction], hit: Hit) -> None:
-        """Run actions a correlator or timer decided on; one that raises is a failure."""
+    def act(
+        self, rule: Rule, actions: Sequence[CompiledAction], hit: Hit, *, count: bool = True
+    ) -> None:
+        """Run actions; notifying ones only if no muting covers the hit. Failures are kept.
+
+        With muting in play, record-keeping actions run first, so the incident exists (with
+        its labels) when the mute decision is made and the reason can be recorded on it.
+        """
+        muter = self.muter
+        if muter is None or not any(a.notifies for a in actions):
+            self._run(rule, actions, hit, count)
+            return
+        self._run(rule, [a for a in actions if not a.notifies], hit, count)
+        self.observe()
+        fp = fingerprint(rule.id, hit.key)
+        incident = self.book.get(fp)
+        decision = muter.decide(hit_labels(hit, incident), fp, hit.time)
+        if incident is not None:
+            change = mute_change(incident, decision, hit.time)
+            if change is not None:
+                self.changes.append(change)
+                if self.outputs is not None:
+                    self.outputs.append(
+                        ActionOutput(
+                            hit.time, rule.id, "mute", change.actor.split(":")[0], hit.key, fp,
+                            change.note, incident.count,
+                        )
+                    )  # fmt: skip
+        if decision is None:
+            self._run(rule, [a for a in actions if a.notifies], hit, count)
+        else:
+            self.result.muted[decision.kind, decision.counted_as] += 1
+
+    def _run(self, rule: Rule, actions: Sequence[CompiledAction], hit: Hit, count: bool) -> None:
         ran = self.result.actions
         for action in actions:
-            ran[action.kind] += 1
+            if count:
+                ran[action.kind] += 1
             try:
                 action.run(hit, self)
             except Exception as exc:  # noqa: BLE001 - one bad action must not stop the batch
                 self.failures.append(Failure(rule.id, action.kind, repr(exc), hit.event))
+
+    def observe(self) -> None:
+        """Let the muter see incidents opened or resolved since it last looked."""
+        if self.muter is not None and self.observed < len(self.changes):
+            self.muter.observe(self.changes[self.observed :])
+            self.observed = len(self.changes)
 
     def absorb(self, hit: Hit) -> None:
         """Count a repeat into the open incident of its rule and key."""
@@ -209,8 +269,10 @@ class Engine:
         skew: float = math.inf,
         max_keys: int = 100_000,
         track_state: bool = False,
+        muter: Muter | None = None,
     ) -> None:
         self.book = book
+        self.muter = muter
         self.clock = clock
         self.record_outputs = record_outputs
         self.time = EventTime(lateness=lateness, skew=skew)
@@ -253,6 +315,7 @@ class Engine:
         self._correlator_at: list[Correlator | None] = [
             correlators.get(r.id) if r.matcher is not None else None for r in self.rules
         ]
+        self._notifies_at = [any(a.notifies for a in r.actions) for r in self.rules]
         index_of = {r.id: i for i, r in enumerate(self.rules) if r.matcher is not None}
         self._groups_at: dict[int, list[tuple[str, Group]]] = {}
         for rule in rules:
@@ -285,7 +348,7 @@ class Engine:
         result = BatchResult(now=self.clock.now())
         if self.record_outputs:
             result.outputs = []
-        return result, _Env(result, self.book, self.lists, self._heap, self._seq)
+        return result, _Env(result, self.book, self.lists, self._heap, self._seq, muter=self.muter)
 
     def process(self, events: Sequence[Event]) -> BatchResult:
         """Run one batch; actions that raise are recorded as failures, never propagated."""
@@ -303,6 +366,8 @@ class Engine:
         set_match = self._set_match
         correlator_at = self._correlator_at
         groups_at = self._groups_at
+        muting = env.muter is not None
+        notifies_at = self._notifies_at
         late, future = clock.late, clock.future
         for event in events:
             t = place(event.time, wall)
@@ -350,18 +415,28 @@ class Engine:
                     continue
                 matches[rule.id] += 1
                 correlator = correlator_at[index]
-                if correlator is None:
+                if correlator is None and muting and notifies_at[index]:
+                    env.act(rule, rule.actions, hit, count=False)
+                elif correlator is None:
                     for action in rule.actions:
                         try:
                             action.run(hit, env)
                         except Exception as exc:  # noqa: BLE001 - one bad action must not stop the batch
                             result.failures.append(Failure(rule.id, action.kind, repr(exc), event))
                 else:
-                    correlator.hit(hit, env)
+                    try:
+                        correlator.hit(hit, env)
+                    except Exception as exc:  # noqa: BLE001 - a bug for one key must not stop all
+                        result.failures.append(Failure(rule.id, "correlate", repr(exc), event))
                 groups = groups_at.get(index)
                 if groups is not None:
                     for member, group in groups:
-                        group.member(member, hit, env)
+                        try:
+                            group.member(member, hit, env)
+                        except Exception as exc:  # noqa: BLE001 - as above
+                            result.failures.append(
+                                Failure(group.rule.id, "correlate", repr(exc), event)
+                            )
                 if hit.dropped:
                     result.dropped += 1
                     break
@@ -369,13 +444,13 @@ class Engine:
                     break
         result.late = clock.late - late
         result.future = clock.future - future
-        return self._finish(result)
+        return self._finish(result, env)
 
     def tick(self) -> BatchResult:
         """With no input, let event time follow the wall clock: fire due timers, drop idle keys."""
         result, env = self._new_result()
         self._fire(self.time.idle(result.now), env)
-        return self._finish(result)
+        return self._finish(result, env)
 
     def _fire(self, until: float, env: _Env) -> None:
         """Fire every timer due before `until`, in time order."""
@@ -385,10 +460,18 @@ class Engine:
             due, _, key, _, correlator = heapq.heappop(heap)
             if live.get(correlator.rule.id) is correlator:
                 env.result.timers += 1
-                correlator.timer(key, due, env)
+                try:
+                    correlator.timer(key, due, env)
+                except Exception as exc:  # noqa: BLE001 - one key's bug must not stop the clock
+                    where = Event(
+                        time=due, received=due, source="timer", origin=correlator.rule.id,
+                        message=f"timer of key {key!r}",
+                    )  # fmt: skip
+                    env.failures.append(Failure(correlator.rule.id, "timer", repr(exc), where))
 
-    def _finish(self, result: BatchResult) -> BatchResult:
+    def _finish(self, result: BatchResult, env: _Env) -> BatchResult:
         """Count actions, drop idle keys, and collect changed state for the store."""
+        env.observe()
         watermark = self.time.watermark
         result.watermark = watermark
         for correlator in self.correlators.values():

@@ -123,6 +123,10 @@ class CompiledAction(Protocol):
     def kind(self) -> str:
         """The action kind's name, for metrics and output."""
 
+    @property
+    def notifies(self) -> bool:
+        """Whether it tells people (held while muted), rather than keeping records."""
+
     def run(self, hit: Hit, env: ActionEnv) -> None:
         """Apply the action for one hit."""
 

@@ -61,6 +61,11 @@ class CommitBatch:
             touched[incident.id] = incident
             if change.op == "open":
                 history.append(HistoryEntry(incident.id, change.time, None, "new", change.actor))
+            elif change.op == "mute":
+                now = str(incident.state)
+                history.append(
+                    HistoryEntry(incident.id, change.time, now, now, change.actor, change.note)
+                )
             elif change.op == "resolve":
                 history.append(
                     HistoryEntry(
@@ -136,6 +141,12 @@ class Store(Protocol):
 
     def load_correlation(self) -> CorrelationSnapshot:
         """Return the committed correlation state."""
+
+    def save_silence(self, silence_id: str, ends_at: float, data: str) -> None:
+        """Insert or replace one silence (JSON) in its own durable transaction."""
+
+    def load_silences(self) -> list[str]:
+        """Return every silence ever saved, as JSON."""
 
     def list_incidents(
         self, *, states: Sequence[str] | None = None, limit: int = 100, offset: int = 0

@@ -29,8 +29,8 @@ _I64_MAX = (1 << 63) - 1
 _UPSERT_INCIDENT = """
 INSERT INTO incidents (
     id, fingerprint, rule, key, title, state, priority, impact, urgency,
-    first_seen, last_seen, count, service, category, description, labels, resolved_at
-) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)
+    first_seen, last_seen, count, service, category, description, labels, resolved_at, muted
+) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)
 ON CONFLICT (id) DO UPDATE SET
     fingerprint = excluded.fingerprint,
     rule = excluded.rule,
@@ -47,7 +47,8 @@ ON CONFLICT (id) DO UPDATE SET
     category = excluded.category,
     description = excluded.description,
     labels = excluded.labels,
-    resolved_at = excluded.resolved_at
+    resolved_at = excluded.resolved_at,
+    muted = excluded.muted
 """
 _UPSERT_OFFSET = """
 INSERT INTO file_offsets (path, dev, ino, fp_len, fp_hash, byte_offset)
@@ -65,7 +66,8 @@ VALUES (?, ?, ?, ?, ?, ?)
 """
 _SELECT_INCIDENTS = """
 SELECT id, fingerprint, rule, key, title, state, priority, impact, urgency,
-       first_seen, last_seen, count, service, category, description, labels, resolved_at
+       first_seen, last_seen, count, service, category, description, labels, resolved_at,
+       muted
 FROM incidents
 """
 _GET_INCIDENT = _SELECT_INCIDENTS + "WHERE id = ?"
@@ -137,6 +139,7 @@ def _incident_row(incident: Incident) -> tuple[object, ...]:
         _text(incident.description),
         json.dumps(incident.labels),  # ASCII escapes round-trip any text, surrogates too
         incident.resolved_at,
+        _text(incident.muted),
     )
 
 
@@ -160,6 +163,7 @@ def _incident(row: sqlite3.Row) -> Incident:
         description=row["description"],
         labels=json.loads(row["labels"]),
         resolved_at=row["resolved_at"],
+        muted=row["muted"],
     )
 
 
@@ -387,6 +391,25 @@ class SqliteStore:
         if found:
             snapshot.watermark = float(found[0]["value"])
         return snapshot
+
+    def save_silence(self, silence_id: str, ends_at: float, data: str) -> None:
+        """Write a silence now, durably: the API acknowledges it only after this returns."""
+        if self._readonly:
+            raise StoreError(f"the store {self._path} was opened read-only")
+        conn = self._db
+        try:
+            with _transaction(conn):
+                conn.execute(
+                    "INSERT INTO silences (id, ends_at, data) VALUES (?, ?, ?) ON CONFLICT (id) "
+                    "DO UPDATE SET ends_at = excluded.ends_at, data = excluded.data",
+                    (silence_id, ends_at, data),
+                )
+        except (sqlite3.Error, ValueError) as exc:
+            raise StoreError(f"could not save silence {silence_id} to {self._path}: {exc}") from exc
+
+    def load_silences(self) -> list[str]:
+        """Return every silence as JSON, the audit trail included."""
+        return [row["data"] for row in self._query("SELECT data FROM silences")]
 
     def load_open_incidents(self) -> list[Incident]:
         """Return every unresolved incident, oldest first, for the engine to resume."""

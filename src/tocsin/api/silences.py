@@ -1,0 +1,156 @@
+"""`/api/v1/silences`: list, create and expire silences; changes need a token."""
+
+from __future__ import annotations
+
+import datetime
+import math
+import time
+from collections.abc import Iterable
+from typing import Any, Protocol
+
+from aiohttp import web
+
+from tocsin.api.auth import require_token
+from tocsin.mute.matchers import Matchers, parse_matchers
+from tocsin.mute.silences import Silence, SilenceError
+from tocsin.rules.schema import parse_duration
+from tocsin.store.base import StoreError
+from tocsin.yamlsrc import Mark, SourceError
+
+__all__ = ["SilenceDesk", "add_silence_routes", "silence_json"]
+
+_STATES = ("pending", "active", "expired")
+_FIELDS = ("matchers", "starts_at", "ends_at", "duration", "created_by", "comment")
+
+
+class SilenceDesk(Protocol):
+    """What the daemon offers the API: the silences, and durable changes to them."""
+
+    def list(self, state: str | None) -> list[Silence]:
+        """Return silences, oldest first, only those in `state` when given."""
+
+    def get(self, silence_id: str) -> Silence | None:
+        """Return one silence."""
+
+    async def add(
+        self, *, matchers: Matchers, starts_at: float, ends_at: float, created_by: str, comment: str
+    ) -> Silence:
+        """Create a silence and persist it before returning; SilenceError/StoreError if not."""
+
+    async def expire(self, silence_id: str) -> Silence:
+        """End a silence now and persist that before returning."""
+
+
+def silence_json(silence: Silence, now: float) -> dict[str, Any]:
+    """The API's view of a silence: its record, times in ISO 8601, and its state now."""
+    body = silence.to_dict()
+    for key in ("starts_at", "ends_at", "created_at", "expired_at"):
+        if body[key] is not None:
+            body[key] = _iso(body[key])
+    body["state"] = silence.state(now)
+    return body
+
+
+def _iso(when: float) -> str:
+    return datetime.datetime.fromtimestamp(when, datetime.UTC).isoformat()
+
+
+def _time(value: Any, what: str) -> float:
+    """Accept epoch seconds or ISO 8601 with an offset."""
+    if isinstance(value, int | float) and not isinstance(value, bool) and math.isfinite(value):
+        return float(value)
+    if isinstance(value, str):
+        try:
+            moment = datetime.datetime.fromisoformat(value)
+        except ValueError:
+            pass
+        else:
+            if moment.tzinfo is not None:
+                return moment.timestamp()
+    raise SilenceError(f"{what} must be epoch seconds or ISO 8601 with a UTC offset")
+
+
+def _parse(body: Any, now: float) -> dict[str, Any]:
+    """Turn a create request into SilenceDesk.add arguments; SilenceError explains problems."""
+    if not isinstance(body, dict):
+        raise SilenceError("send a JSON object")
+    unknown = sorted(str(k) for k in body if k not in _FIELDS)
+    if unknown:
+        raise SilenceError(f"unknown field(s): {', '.join(unknown)}; known: {', '.join(_FIELDS)}")
+    try:
+        matchers = parse_matchers(body.get("matchers"), Mark("request", 1, 1))
+    except SourceError as exc:
+        raise SilenceError(exc.message) from None
+    starts_at = _time(body["starts_at"], "starts_at") if "starts_at" in body else now
+    if ("ends_at" in body) == ("duration" in body):
+        raise SilenceError("give exactly one of ends_at and duration")
+    if "duration" in body:
+        try:
+            ends_at = starts_at + parse_duration(
+                body["duration"], Mark("request", 1, 1), "duration"
+            )
+        except SourceError as exc:
+            raise SilenceError(exc.message) from None
+    else:
+        ends_at = _time(body["ends_at"], "ends_at")
+    for key in ("created_by", "comment"):
+        if not isinstance(body.get(key), str):
+            raise SilenceError(f"{key} must be text")
+    return {
+        "matchers": matchers,
+        "starts_at": starts_at,
+        "ends_at": ends_at,
+        "created_by": body["created_by"],
+        "comment": body["comment"],
+    }
+
+
+def add_silence_routes(app: web.Application, desk: SilenceDesk, tokens: Iterable[str]) -> None:
+    """Register the silence endpoints; POST and DELETE require a token."""
+
+    async def listing(request: web.Request) -> web.Response:
+        state = request.query.get("state")
+        if state is not None and state not in _STATES:
+            return _error(400, f"state must be one of {', '.join(_STATES)}")
+        now = time.time()
+        return web.json_response({"silences": [silence_json(s, now) for s in desk.list(state)]})
+
+    async def one(request: web.Request) -> web.Response:
+        silence = desk.get(request.match_info["id"])
+        if silence is None:
+            return _error(404, f"no silence {request.match_info['id']}")
+        return web.json_response(silence_json(silence, time.time()))
+
+    async def create(request: web.Request) -> web.StreamResponse:
+        try:
+            body = await request.json()
+        except ValueError:
+            return _error(400, "the body must be JSON")
+        try:
+            silence = await desk.add(**_parse(body, time.time()))
+        except SilenceError as exc:
+            return _error(400, str(exc))
+        except StoreError as exc:
+            return _error(503, f"the silence was not saved: {exc.reason}")
+        return web.json_response(silence_json(silence, time.time()), status=201)
+
+    async def expire(request: web.Request) -> web.StreamResponse:
+        silence_id = request.match_info["id"]
+        if desk.get(silence_id) is None:
+            return _error(404, f"no silence {silence_id}")
+        try:
+            silence = await desk.expire(silence_id)
+        except SilenceError as exc:
+            return _error(409, str(exc))
+        except StoreError as exc:
+            return _error(503, f"the silence was not expired: {exc.reason}")
+        return web.json_response(silence_json(silence, time.time()))
+
+    app.router.add_get("/api/v1/silences", listing)
+    app.router.add_get("/api/v1/silences/{id}", one)
+    app.router.add_post("/api/v1/silences", require_token(tokens, create))
+    app.router.add_delete("/api/v1/silences/{id}", require_token(tokens, expire))
+
+
+def _error(status: int, message: str) -> web.Response:
+    return web.json_response({"error": message}, status=status)
