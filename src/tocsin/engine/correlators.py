@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import math
 from bisect import bisect_left, bisect_right, insort
+from collections import deque
 from collections.abc import Mapping, Sequence
 from typing import Any, Protocol
 
@@ -21,6 +22,8 @@ from tocsin.rules.correlation import (
     ExpectSpec,
     GroupSpec,
     HysteresisSpec,
+    NewValueSpec,
+    SpikeSpec,
     SuppressSpec,
     ThresholdSpec,
 )
@@ -483,6 +486,189 @@ class Group(Correlator):
         return {str(name): float(when) for name, when in data}
 
 
+SPIKE_BUCKETS = 10  # buckets per `within`: window edges are within/10-granular
+
+
+class _Rate:
+    """Spike state: counts per time bucket, oldest first, so memory does not grow with the rate."""
+
+    __slots__ = ("buckets", "fresh", "until")
+
+    def __init__(self, buckets: deque[list[int]], *, until: float = 0.0, fresh: int = 0) -> None:
+        self.buckets = buckets  # [bucket index (floor(time / width)), events], indexes ascending
+        self.until = until  # absorbing after an act until then; 0: armed
+        self.fresh = fresh  # events since the key (re-)armed: what an act adds to the incident
+
+
+class Spike(Correlator):
+    """ElastAlert's spike: act when a key's count in `within` jumps to `ratio` x its usual rate.
+
+    Counts go into buckets of width within/10, so the windows are bucket-granular. The current
+    window is the bucket holding t and the 9 before it: (t - within, t] with its old edge rounded
+    up to a bucket edge, so it spans 0.9 to 1 x within, never counts an event `within` old, and
+    may miss up to a bucket's worth at its old end. The reference window is the R buckets before
+    it (R = reference / width, rounded); the usual rate is its count x 10 / R (the reference count
+    scaled to `within`). With an empty reference any `min_count` events are a spike: a new key, or
+    every key after a restart without saved state, can act on its first `min_count` events.
+    """
+
+    __slots__ = ("min_count", "ratio", "ref_buckets", "width", "within")
+
+    def __init__(self, rule: Rule, spec: SpikeSpec, *, max_keys: int, track: bool) -> None:
+        super().__init__(rule, max_keys=max_keys, track=track)
+        self.ratio = spec.ratio
+        self.within = spec.within
+        self.min_count = spec.min_count
+        self.width = spec.within / SPIKE_BUCKETS
+        self.ref_buckets = max(1, round(spec.reference / self.width))
+
+    def hit(self, hit: Hit, fx: Effects) -> None:
+        """Count the event; act on a spike, then absorb for `within` and re-arm."""
+        key = hit.key
+        t = hit.time
+        state: _Rate | None = self._get(key)
+        if state is None:
+            state = _Rate(deque())
+            self._put(key, state, fx)
+        else:
+            self._changed(key)
+        index = math.floor(t / self.width)
+        self._count(state.buckets, index)
+        if state.until:
+            if t <= state.until:
+                fx.absorb(hit)
+                return
+            state.until = 0.0  # the spike's `within` has passed: re-arm
+            state.fresh = 0
+        state.fresh += 1
+        current = reference = 0
+        since = index
+        edge = index - SPIKE_BUCKETS  # the newest reference bucket
+        for at, count in reversed(state.buckets):
+            if at > index:  # newer than a late event: not in its windows
+                continue
+            if at > edge:
+                current += count
+                since = at
+            elif at > edge - self.ref_buckets:
+                reference += count
+            else:
+                break
+        # current >= ratio x reference x 10 / R, without dividing.
+        if current < self.min_count or current * self.ref_buckets < (
+            self.ratio * reference * SPIKE_BUCKETS
+        ):
+            return
+        hit.count = min(state.fresh, current)  # absorbed events are in the incident already
+        hit.since = since * self.width
+        state.until = t + self.within
+        state.fresh = 0
+        fx.act(self.rule, self.rule.actions, hit)
+
+    def _count(self, buckets: deque[list[int]], index: int) -> None:
+        """Add one event to its bucket; drop buckets no reference window can reach any more."""
+        if buckets and buckets[-1][0] == index:
+            buckets[-1][1] += 1
+            return
+        if not buckets or buckets[-1][0] < index:
+            buckets.append([index, 1])
+            oldest = index - SPIKE_BUCKETS - self.ref_buckets  # the newest bucket out of reach
+            while buckets[0][0] <= oldest:
+                buckets.popleft()
+            return
+        # A late event: find its bucket from the newest end, unless it is already out of reach.
+        if index <= buckets[-1][0] - SPIKE_BUCKETS - self.ref_buckets:
+            return
+        for pos in range(len(buckets) - 1, -1, -1):
+            if buckets[pos][0] == index:
+                buckets[pos][1] += 1
+                return
+            if buckets[pos][0] < index:
+                buckets.insert(pos + 1, [index, 1])
+                return
+        buckets.appendleft([index, 1])
+
+    def expires(self, state: Any) -> float:
+        """Idle when not absorbing and the newest bucket has left every reference window."""
+        reach = (state.buckets[-1][0] + SPIKE_BUCKETS + self.ref_buckets) * self.width
+        return float(max(state.until, reach))
+
+    def dump(self, state: Any) -> list[Any]:
+        """[until, fresh, [bucket, count]...]."""
+        return [state.until, state.fresh, *([at, count] for at, count in state.buckets)]
+
+    def load(self, data: list[Any]) -> Any:
+        """From [until, fresh, [bucket, count]...]."""
+        buckets = deque([int(at), int(count)] for at, count in data[2:])
+        return _Rate(buckets, until=float(data[0]), fresh=int(data[1]))
+
+
+class _Values:
+    """New-value state: each value's last sighting, least recently seen first."""
+
+    __slots__ = ("newest", "seen")
+
+    def __init__(self, seen: dict[str, float]) -> None:
+        self.seen = seen
+        self.newest = max(seen.values(), default=-math.inf)  # when the key last spoke
+
+
+class NewValue(Correlator):
+    """ElastAlert's new_term: act the first time a key shows a value, e.g. a user on a host.
+
+    Known values do nothing (they are not absorbed: a new value is news, a known one is not).
+    A value unseen for more than `forget_after` is forgotten, so it is new again; past
+    `max_values` the least recently seen value is forgotten too, and would be new again.
+    """
+
+    __slots__ = ("forget_after", "max_values", "value")
+
+    def __init__(self, rule: Rule, spec: NewValueSpec, *, max_keys: int, track: bool) -> None:
+        super().__init__(rule, max_keys=max_keys, track=track)
+        self.value = spec.value
+        self.forget_after = math.inf if spec.forget_after is None else spec.forget_after
+        self.max_values = spec.max_values
+
+    def hit(self, hit: Hit, fx: Effects) -> None:
+        """Note the value's sighting; act if it was not known (or forgotten)."""
+        # A value that fails to render raises TemplateRenderError here, before any state
+        # changes; the engine records it as a "correlate" failure and the event does nothing.
+        value = self.value.render(hit.variables)
+        t = hit.time
+        state: _Values | None = self._get(hit.key)
+        if state is None:
+            state = _Values({})
+            self._put(hit.key, state, fx)
+        else:
+            self._changed(hit.key)
+        seen = state.seen
+        last = seen.pop(value, None)
+        new = last is None or t - last > self.forget_after  # seen exactly that long ago: known
+        seen[value] = t if last is None else max(last, t)
+        state.newest = max(state.newest, t)
+        # Forget from the least recently seen end: values unseen too long, then beyond the bound.
+        cutoff = t - self.forget_after
+        while True:
+            first = next(iter(seen))
+            if len(seen) <= self.max_values and seen[first] >= cutoff:
+                break
+            del seen[first]
+        if new:
+            fx.act(self.rule, self.rule.actions, hit)
+
+    def expires(self, state: Any) -> float:
+        """Idle once every value is forgotten (never without `forget_after`)."""
+        return float(state.newest + self.forget_after)
+
+    def dump(self, state: Any) -> list[Any]:
+        """[[value, last seen]...], least recently seen first."""
+        return [[value, when] for value, when in state.seen.items()]
+
+    def load(self, data: list[Any]) -> Any:
+        """From [[value, last seen]...]."""
+        return _Values({str(value): float(when) for value, when in data})
+
+
 def build_correlator(
     rule: Rule, spec: CorrelationSpec, *, max_keys: int, track: bool
 ) -> Correlator:
@@ -497,4 +683,8 @@ def build_correlator(
         return Absence(rule, spec, max_keys=max_keys, track=track)
     if isinstance(spec, ExpectSpec):
         return Expect(rule, spec, max_keys=max_keys, track=track)
+    if isinstance(spec, SpikeSpec):
+        return Spike(rule, spec, max_keys=max_keys, track=track)
+    if isinstance(spec, NewValueSpec):
+        return NewValue(rule, spec, max_keys=max_keys, track=track)
     return Group(rule, spec, max_keys=max_keys, track=track)

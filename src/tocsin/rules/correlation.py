@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
@@ -20,13 +21,24 @@ __all__ = [
     "ExpectSpec",
     "GroupSpec",
     "HysteresisSpec",
+    "NewValueSpec",
+    "SpikeSpec",
     "SuppressSpec",
     "ThresholdSpec",
     "parse_correlation",
 ]
 
 # Options that decide when a matched rule acts; a rule takes at most one of them.
-MODES = ("suppress", "threshold", "hysteresis", "absence", "expect", "group")
+MODES = (
+    "suppress",
+    "threshold",
+    "hysteresis",
+    "absence",
+    "expect",
+    "group",
+    "spike",
+    "new_value",
+)
 CORRELATION_KEYS = (*MODES, "clear")
 
 ActionsCompiler = Callable[[MarkedList, Mark], list[CompiledAction]]
@@ -99,8 +111,45 @@ class GroupSpec:
     within: float
 
 
+@dataclass(frozen=True, slots=True)
+class SpikeSpec:
+    """Act when a key's count in `within` is >= `min_count` and >= `ratio` x its usual rate.
+
+    The usual rate is the count in the `reference` before the window, scaled to `within`.
+    """
+
+    ratio: float
+    within: float
+    reference: float
+    min_count: int
+
+
+# A reference window longer than the current one gives a steadier baseline; ElastAlert uses 1x.
+SPIKE_REFERENCE = 4
+# The reference window may be at most this many current windows long: the engine counts in
+# buckets of a tenth of `within`, so this bounds a key's state to 10 + 10 x this buckets.
+SPIKE_MAX_REFERENCE = 100
+NEW_VALUE_MAX_VALUES = 10_000  # default bound on the values remembered per key
+
+
+@dataclass(frozen=True, slots=True)
+class NewValueSpec:
+    """Act the first time a key shows a rendered `value` (e.g. a user's first login to a host)."""
+
+    value: Template
+    forget_after: float | None  # None: remembered until pushed out by max_values or the key
+    max_values: int
+
+
 CorrelationSpec = (
-    SuppressSpec | ThresholdSpec | HysteresisSpec | AbsenceSpec | ExpectSpec | GroupSpec
+    SuppressSpec
+    | ThresholdSpec
+    | HysteresisSpec
+    | AbsenceSpec
+    | ExpectSpec
+    | GroupSpec
+    | SpikeSpec
+    | NewValueSpec
 )
 
 
@@ -189,6 +238,79 @@ def _members(value: Any, where: Mark, ctx: CompileContext) -> tuple[str, ...]:
     return tuple(members)
 
 
+# A key with no history has no usual rate: without a floor, its first event would be a spike.
+SPIKE_MIN_COUNT = 10
+
+
+def _spike(data: Any, where: Mark, ctx: CompileContext) -> SpikeSpec:
+    spec = expect_map(data, where, "'spike'", ctx.error)
+    check_keys(
+        spec,
+        ("ratio", "within", "reference", "min_count"),
+        "spike option",
+        ctx.error,
+        required=("ratio", "within"),
+    )
+    rmark = value_mark(spec, "ratio", where)
+    ratio = spec["ratio"]
+    if not isinstance(ratio, int | float) or isinstance(ratio, bool) or not 1 < ratio < math.inf:
+        raise ctx.error(rmark, f"ratio must be a number greater than 1, not {ratio!r}")
+    within = _positive(spec["within"], value_mark(spec, "within", where), "within", ctx)
+    reference = within * SPIKE_REFERENCE
+    if "reference" in spec:
+        fmark = value_mark(spec, "reference", where)
+        reference = _positive(spec["reference"], fmark, "reference", ctx)
+        if not within <= reference <= within * SPIKE_MAX_REFERENCE:
+            raise ctx.error(
+                fmark,
+                f"reference must be from 1 to {SPIKE_MAX_REFERENCE} times within "
+                f"({within:g}s to {within * SPIKE_MAX_REFERENCE:g}s)",
+            )
+    min_count = (
+        expect_int(
+            spec["min_count"],
+            value_mark(spec, "min_count", where),
+            "min_count",
+            ctx.error,
+            minimum=1,
+        )
+        if "min_count" in spec
+        else SPIKE_MIN_COUNT
+    )
+    return SpikeSpec(float(ratio), within, reference, min_count)
+
+
+def _new_value(data: Any, where: Mark, ctx: CompileContext) -> NewValueSpec:
+    spec = expect_map(data, where, "'new_value'", ctx.error)
+    check_keys(
+        spec,
+        ("value", "forget_after", "max_values"),
+        "new_value option",
+        ctx.error,
+        required=("value",),
+    )
+    value = ctx.template(spec["value"], value_mark(spec, "value", where), "value")
+    forget_after = (
+        _positive(
+            spec["forget_after"], value_mark(spec, "forget_after", where), "forget_after", ctx
+        )
+        if "forget_after" in spec
+        else None
+    )
+    max_values = (
+        expect_int(
+            spec["max_values"],
+            value_mark(spec, "max_values", where),
+            "max_values",
+            ctx.error,
+            minimum=1,
+        )
+        if "max_values" in spec
+        else NEW_VALUE_MAX_VALUES
+    )
+    return NewValueSpec(value, forget_after, max_values)
+
+
 def parse_correlation(
     data: MarkedMap,
     where: Mark,
@@ -260,6 +382,10 @@ def parse_correlation(
         )
     elif name == "group":
         mode = _group(data[name], vmark, ctx)
+    elif name == "spike":
+        mode = _spike(data[name], vmark, ctx)
+    elif name == "new_value":
+        mode = _new_value(data[name], vmark, ctx)
     clear: ClearSpec | None = None
     if "clear" in data:
         cmark = value_mark(data, "clear", where)
