@@ -159,10 +159,12 @@ class _Env:
         """Run actions; notifying ones only if no muting covers the hit. Failures are kept.
 
         With muting in play, record-keeping actions run first, so the incident exists (with
-        its labels) when the mute decision is made and the reason can be recorded on it.
+        its labels) when the mute decision is made, and the decision is recorded on it even
+        when the rule itself notifies nobody: notifications that follow the incident later
+        must know it is muted.
         """
         muter = self.muter
-        if muter is None or not any(a.notifies for a in actions):
+        if muter is None:
             self._run(rule, actions, hit, count)
             return
         self._run(rule, [a for a in actions if not a.notifies], hit, count)
@@ -315,7 +317,6 @@ class Engine:
         self._correlator_at: list[Correlator | None] = [
             correlators.get(r.id) if r.matcher is not None else None for r in self.rules
         ]
-        self._notifies_at = [any(a.notifies for a in r.actions) for r in self.rules]
         index_of = {r.id: i for i, r in enumerate(self.rules) if r.matcher is not None}
         self._groups_at: dict[int, list[tuple[str, Group]]] = {}
         for rule in rules:
@@ -367,7 +368,6 @@ class Engine:
         correlator_at = self._correlator_at
         groups_at = self._groups_at
         muting = env.muter is not None
-        notifies_at = self._notifies_at
         late, future = clock.late, clock.future
         for event in events:
             t = place(event.time, wall)
@@ -415,7 +415,7 @@ class Engine:
                     continue
                 matches[rule.id] += 1
                 correlator = correlator_at[index]
-                if correlator is None and muting and notifies_at[index]:
+                if correlator is None and muting:
                     env.act(rule, rule.actions, hit, count=False)
                 elif correlator is None:
                     for action in rule.actions:
