@@ -307,3 +307,29 @@ def test_group_count_distinct_counts_rules_not_events(run_for: Callable[..., Run
     for offset in range(5):
         assert run.at(offset, "swapping on h3") == []
     assert run.at(5, "cpu high on h3") == [(5, "two-of-three", "log", "info", "h3", 0)]
+
+
+def test_clear_starts_a_suppressed_key_afresh(run_for: Callable[..., Run]) -> None:
+    """Test that after a clear, the next event of the key acts again instead of being absorbed."""
+    run = run_for(CLEAR.replace("    clear:", "    suppress: 10m\n    clear:"))
+    assert run.at(0, "link ge0 down")[0][2:4] == ("incident", "open")
+    run.at(60, "link ge0 up")
+    assert run.at(120, "link ge0 down")[0][2:4] == ("incident", "open")
+
+
+def test_timers_wait_for_late_events_within_the_lateness(run_for: Callable[..., Run]) -> None:
+    """Test that a heartbeat up to `lateness` late still counts before its absence timer fires."""
+    run = run_for(ABSENCE, lateness=10.0)
+    run.at(0, "heartbeat from n1")
+    assert run.at(65, "heartbeat from n2") == []  # n1 is due at 60, but 58 may still come
+    assert run.at(58, "heartbeat from n1") == []  # 7 s late: in time
+    assert run.at(80, "heartbeat from n2") == []
+    assert run.at(129, "heartbeat from n2") == [(118, "heartbeat", "incident", "open", "n1", 1)]
+
+
+def test_expect_start_at_the_deadline_times_out_the_old_wait(run_for: Callable[..., Run]) -> None:
+    """Test that a new start exactly at the old wait's deadline times it out and is watched."""
+    run = run_for(EXPECT)
+    run.at(0, "backup db started")
+    assert run.at(3600, "backup db started") == [(3600, "backup", "incident", "open", "db", 1)]
+    assert run.at(4000, "backup db finished") == [(4000, "backup", "log", "info", "db", 0)]

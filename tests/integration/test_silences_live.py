@@ -77,7 +77,10 @@ def test_changes_need_a_token(daemon: Daemon) -> None:
     )
     assert request(daemon, "GET", "/api/v1/silences", token=None) == (200, {"silences": []})
     status, answer = request(daemon, "POST", "/api/v1/silences", {**body, "matchers": []})
-    assert (status, answer["error"]) == (400, "a silence needs at least one matcher, like host=web1")
+    assert (status, answer["error"]) == (
+        400,
+        "a silence needs at least one matcher, like host=web1",
+    )
 
 
 def test_a_silence_survives_kill9_and_mutes_notifications(daemon: Daemon) -> None:

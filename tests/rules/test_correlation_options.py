@@ -188,3 +188,15 @@ def test_digest_changes_with_the_rule_and_the_lists_it_names(load_text: Load) ->
     assert digest(base.replace("other: [x]", "other: [y]")) == first
     assert digest(base.replace("[1.2.3.4]", "[1.2.3.5]")) != first
     assert digest(base.replace("count: 2", "count: 3")) != first
+
+
+def test_resolve_may_target_the_incidents_of_an_expect_rule(load_text: Load) -> None:
+    """Test that an expect rule raising incidents on timeout can be resolved by another rule."""
+    ruleset = load_text(
+        "rules:\n"
+        "  - id: job\n    match: {message: {contains: started}}\n"
+        "    expect: {match: {message: {contains: done}}, within: 1m,"
+        " on_timeout: [{incident: {title: late}}]}\n"
+        "  - {id: fixed, match: {message: {contains: fixed}}, actions: [{resolve: job}]}\n"
+    )
+    assert not ruleset.errors, [str(e) for e in ruleset.errors]

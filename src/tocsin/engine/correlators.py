@@ -114,6 +114,10 @@ class Correlator:
         if self.track:
             self.dirty.add(key)
 
+    def forget(self, key: str) -> None:
+        """Start the key afresh: its incident was cleared, so its next event is news."""
+        self._drop(key)
+
     def _drop(self, key: str) -> None:
         if self.states.pop(key, None) is not None and self.track:
             self.dirty.add(key)
@@ -400,11 +404,18 @@ class Expect(Correlator):
         self.spec = spec
 
     def hit(self, hit: Hit, fx: Effects) -> None:
-        """Start waiting for the follow-up (the rule's actions run); a repeat is absorbed."""
+        """Start waiting for the follow-up (the rule's actions run); a repeat is absorbed.
+
+        A start at or after the deadline of the wait before it first times that one out, so
+        the new run is watched too.
+        """
         key = hit.key
-        if self._get(key) is not None:
+        state: _Seen | None = self._get(key)
+        if state is not None and hit.time < state.last + self.spec.within:
             fx.absorb(hit)
             return
+        if state is not None:
+            self.timer(key, state.last + self.spec.within, fx)
         self._put(key, _Seen(hit.time, hit.event, hit.captures), fx)
         fx.schedule(hit.time + self.spec.within, self, key)
         fx.act(self.rule, self.rule.actions, hit)

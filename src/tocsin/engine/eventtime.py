@@ -48,14 +48,22 @@ class EventTime:
         self.late += 1
         return watermark
 
-    def idle(self, wall: float) -> float:
-        """Advance the watermark at the wall clock's pace since the last event; return it."""
+    def idle(self, wall: float) -> None:
+        """Advance the watermark at the wall clock's pace since the last event."""
         anchor = self._anchor
         if anchor is not None:
-            self.watermark = max(self.watermark, anchor[0] + (wall - anchor[1]) - self.lateness)
-        return self.watermark
+            self.watermark = max(self.watermark, anchor[0] + (wall - anchor[1]))
+
+    @property
+    def horizon(self) -> float:
+        """Timers due before this may fire: no event they depend on can still be placed."""
+        return self.watermark - self.lateness
 
     def restore(self, watermark: float, wall: float) -> None:
-        """Resume after a restart: time passed while down counts from the saved watermark."""
+        """Resume after a restart from the saved watermark, anchored at the restart.
+
+        Time spent down does not count by itself: the lines written meanwhile are still to be
+        read, and must find their windows before timers fire past them.
+        """
         self.watermark = max(self.watermark, watermark)
         self._anchor = (watermark, wall) if watermark > -math.inf else None

@@ -82,13 +82,16 @@ class _Clear:
     kind = "clear"
     notifies = False
 
-    def __init__(self, rule: Rule) -> None:
+    def __init__(self, rule: Rule, correlator: Correlator | None) -> None:
         self.rule = rule
+        self.correlator = correlator
 
     def run(self, hit: Hit, env: ActionEnv) -> None:
-        """Resolve, when open."""
+        """Resolve, when open; a suppress or threshold window of the key starts afresh."""
         assert isinstance(env, _Env)
         env.resolve(self.rule, hit.key, hit.time)
+        if self.correlator is not None:
+            self.correlator.forget(hit.key)
 
     def referenced_rules(self) -> tuple[str, ...]:
         """Refer to no rule the loader must check."""
@@ -310,7 +313,8 @@ class Engine:
                         _follower(rule, "expect", correlation.mode.follower, _Arrive(correlator))
                     )
             if correlation.clear is not None:
-                followers.append(_follower(rule, "clear", correlation.clear.follower, _Clear(rule)))
+                clear = _Clear(rule, correlators.get(rule.id))
+                followers.append(_follower(rule, "clear", correlation.clear.follower, clear))
         self.correlators = correlators
         # Followers see every event, before and whatever the rules after them do.
         self.rules = [*followers, *(r for r in rules if r.matcher is not None)]
@@ -369,10 +373,11 @@ class Engine:
         groups_at = self._groups_at
         muting = env.muter is not None
         late, future = clock.late, clock.future
+        lateness = clock.lateness
         for event in events:
             t = place(event.time, wall)
-            if heap and heap[0][0] < clock.watermark:
-                self._fire(clock.watermark, env)
+            if heap and heap[0][0] < clock.watermark - lateness:
+                self._fire(clock.watermark - lateness, env)
             candidates: Sequence[int] = always
             if set_match is not None:
                 hits = set_match(event.message.encode("utf-8", "surrogatepass"))
@@ -449,7 +454,8 @@ class Engine:
     def tick(self) -> BatchResult:
         """With no input, let event time follow the wall clock: fire due timers, drop idle keys."""
         result, env = self._new_result()
-        self._fire(self.time.idle(result.now), env)
+        self.time.idle(result.now)
+        self._fire(self.time.horizon, env)
         return self._finish(result, env)
 
     def _fire(self, until: float, env: _Env) -> None:

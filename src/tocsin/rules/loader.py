@@ -342,7 +342,11 @@ class _Loader:
 
     def check_references(self, seen: dict[str, Mark]) -> None:
         """Drop rules that refer to rules that do not exist or cannot serve the purpose."""
-        raising = {r.id for r in self.out.rules if any(a.kind == "incident" for a in r.actions)}
+        raising = {
+            r.id
+            for r in self.out.rules
+            if any(a.kind == "incident" for a in (*r.actions, *_timer_actions(r)))
+        }
         known = {r.id for r in self.out.rules}
         matching = {r.id for r in self.out.rules if r.matcher is not None}
         members: set[str] = set()
@@ -387,16 +391,17 @@ class _Loader:
     def _references(rule: Rule) -> list[tuple[str, str]]:
         """(what refers, rule id) for every rule this one names."""
         refs = [(a.kind, t) for a in rule.actions for t in a.referenced_rules()]
+        refs.extend((a.kind, t) for a in _timer_actions(rule) for t in a.referenced_rules())
         mode = rule.correlation.mode if rule.correlation else None
-        if isinstance(mode, ExpectSpec):
-            refs.extend(
-                (a.kind, t)
-                for a in (*mode.on_timeout, *mode.on_arrival)
-                for t in a.referenced_rules()
-            )
         if isinstance(mode, GroupSpec):
             refs.extend(("group", member) for member in mode.members)
         return refs
+
+
+def _timer_actions(rule: Rule) -> tuple[CompiledAction, ...]:
+    """Actions an expect rule runs when its follow-up arrives or times out."""
+    mode = rule.correlation.mode if rule.correlation else None
+    return (*mode.on_timeout, *mode.on_arrival) if isinstance(mode, ExpectSpec) else ()
 
 
 def load_rules(paths: Sequence[Path], *, kinds: Mapping[str, ActionKind]) -> RuleSet:
