@@ -80,14 +80,18 @@ class ResultReporter:
     def report(self, result: BatchResult) -> None:
         """Write what `log` actions asked for; count everything; log failures, rate-limited."""
         for request in result.logs:
-            getattr(log, request.level)(
-                request.message,
-                rule=request.rule,
-                source=request.event.source,
-                origin=request.event.origin,
-                host=request.event.host,
-                program=request.event.program,
+            event = request.event
+            about = (
+                {}
+                if event is None
+                else {
+                    "source": event.source,
+                    "origin": event.origin,
+                    "host": event.host,
+                    "program": event.program,
+                }
             )
+            getattr(log, request.level)(request.message, rule=request.rule, **about)
         for kind, count in result.actions.items():
             obs.ACTIONS.labels(kind).inc(count)
         for rule, count in result.matches.items():

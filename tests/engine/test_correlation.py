@@ -333,3 +333,60 @@ def test_expect_start_at_the_deadline_times_out_the_old_wait(run_for: Callable[.
     run.at(0, "backup db started")
     assert run.at(3600, "backup db started") == [(3600, "backup", "incident", "open", "db", 1)]
     assert run.at(4000, "backup db finished") == [(4000, "backup", "log", "info", "db", 0)]
+
+
+FLAPPING = """
+rules:
+  - id: link
+    match: {message: {regex: 'link (?P<port>\\S+) down'}}
+    key: "{{ port }}"
+    clear: {match: {message: {regex: 'link (?P<port>\\S+) up'}}}
+    flapping: {changes: 4, within: 10m}
+    actions: [{incident: {title: "link {{ port }} down"}}, {log: "link {{ port }} down"}]
+"""
+
+
+def test_flapping_holds_notifications_then_settles_once(run_for: Callable[..., Run]) -> None:
+    """Test that a key opening/resolving 4 times in 10m is held, and settles after 10m quiet."""
+    run = run_for(FLAPPING)
+    for offset in (0, 20):
+        assert [o[2] for o in run.at(offset, "link ge0 down")] == ["incident", "log"]
+        run.at(offset + 10, "link ge0 up")  # 4 changes by 30: flapping
+    out = run.at(40, "link ge0 down")
+    assert [o[2:4] for o in out] == [("incident", "open"), ("mute", "flapping")]
+    assert run.engine.book.get("link:ge0").muted.startswith(  # type: ignore[union-attr]
+        "flapping: 5 opens/resolves since 2026-11-25T00:00:00+00:00"
+    )
+    assert [o[2] for o in run.at(41, "link ge1 down")] == ["incident", "log"]  # other keys: not
+    run.at(50, "link ge0 up")
+    assert run.idle(600) == []  # quiet only since 50
+    assert run.idle(700) == [(650, "link", "mute", "settled", "ge0", 0)]
+    assert "flapping settled: 6 opens/resolves between" in run.results[-1].logs[0].message
+    assert [o[2] for o in run.at(800, "link ge0 down")] == ["incident", "log"]
+
+
+STORM = """
+rules:
+  - id: port-down
+    match: {message: {regex: 'port (?P<p>\\S+) down'}}
+    key: "{{ p }}"
+    storm: {new_keys: 3, within: 60s}
+    actions: [{incident: {title: "port {{ p }} down"}}]
+"""
+
+
+def test_storm_folds_new_incidents_into_one_summary(run_for: Callable[..., Run]) -> None:
+    """Test that beyond 3 new keys a minute, new incidents fold into one counted summary."""
+    run = run_for(STORM)
+    for i in range(3):
+        assert run.at(i, f"port p{i} down")[0][2:4] == ("incident", "open")
+    assert run.at(3, "port p3 down") == [(3, "port-down", "incident", "open", "(storm)", 1)]
+    assert run.at(4, "port p4 down") == [(4, "port-down", "incident", "update", "(storm)", 2)]
+    assert run.at(5, "port p0 down") == [(5, "port-down", "incident", "update", "p0", 2)]
+    summary = run.engine.book.get("port-down:(storm)")
+    assert summary is not None
+    assert summary.labels == {"folded_keys": "2", "last_key": "p4"}
+    # The rate falls: once a minute holds no more than 3 new keys, the storm ends.
+    assert run.idle(60.5) == []  # (0.5, 60.5] still holds 1, 2, 3 and 4: too many
+    assert run.idle(63) == [(61, "port-down", "resolve", "resolve", "(storm)", 2)]
+    assert run.at(70, "port p9 down")[0][2:5] == ("incident", "open", "p9")

@@ -9,8 +9,10 @@ import pytest
 from tocsin.rules.correlation import (
     AbsenceSpec,
     ExpectSpec,
+    FlappingSpec,
     GroupSpec,
     HysteresisSpec,
+    StormSpec,
     SuppressSpec,
     ThresholdSpec,
 )
@@ -200,3 +202,44 @@ def test_resolve_may_target_the_incidents_of_an_expect_rule(load_text: Load) -> 
         "  - {id: fixed, match: {message: {contains: fixed}}, actions: [{resolve: job}]}\n"
     )
     assert not ruleset.errors, [str(e) for e in ruleset.errors]
+
+
+@pytest.mark.parametrize(
+    ("options", "error"),
+    [
+        (
+            "    flapping: {changes: 1, within: 10m}\n    actions: [drop]\n",
+            "rules.yaml:4:25: rule 'r': changes must be a whole number >= 2",
+        ),
+        (
+            "    flapping: {changes: 3}\n    actions: [drop]\n",
+            "rules.yaml:4:15: rule 'r': missing required key 'within'",
+        ),
+        (
+            "    storm: {new_keys: 0, within: 1m}\n    actions: [drop]\n",
+            "rules.yaml:4:23: rule 'r': new_keys must be a whole number >= 1",
+        ),
+        (
+            "    storm: {keys: 5, within: 1m}\n    actions: [drop]\n",
+            "rules.yaml:4:13: rule 'r': unknown storm option 'keys' (did you mean 'new_keys'?)",
+        ),
+    ],
+)
+def test_bad_guards_are_reported(load_text: Load, options: str, error: str) -> None:
+    """Test that flapping and storm options are checked like the modes."""
+    assert only_error(load_text(HEAD + options)) == error
+
+
+def test_guards_combine_with_a_mode(load_text: Load) -> None:
+    """Test that flapping and storm go with a correlation mode on the same rule."""
+    ruleset = load_text(
+        HEAD + "    suppress: 1m\n    flapping: {changes: 4, within: 10m}\n"
+        "    storm: {new_keys: 50, within: 1m}\n    actions: [{incident: {title: t}}]\n"
+    )
+    assert not ruleset.errors, [str(e) for e in ruleset.errors]
+    correlation = ruleset.rules[0].correlation
+    assert correlation is not None
+    assert (correlation.flapping, correlation.storm) == (
+        FlappingSpec(4, 600.0),
+        StormSpec(50, 60.0),
+    )

@@ -5,7 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
-from tocsin.records.incidents import fingerprint
+from tocsin.records.incidents import STORM_KEY, fingerprint
 from tocsin.records.priority import RATINGS
 from tocsin.rules.schema import check_keys, expect_map, expect_str
 from tocsin.rules.templates import Template
@@ -37,6 +37,9 @@ class IncidentAction:
         fp = fingerprint(self.rule, hit.key)
         time = hit.time
         open_one = env.book.get(fp)
+        if open_one is None and (folded := env.fold_new(hit)):
+            self._fold(hit, env, folded)
+            return
         if open_one is not None:
             change = env.book.recur(open_one, time=time, count=hit.count, actor=f"rule:{self.rule}")
         else:
@@ -71,6 +74,36 @@ class IncidentAction:
                     change.count,
                 )
             )
+
+    def _fold(self, hit: Hit, env: ActionEnv, folded: int) -> None:
+        """Count a new incident into the rule's storm summary instead: nothing is dropped."""
+        fp = fingerprint(self.rule, STORM_KEY)
+        summary = env.book.get(fp)
+        if summary is not None:
+            change = env.book.recur(summary, time=hit.time, actor=f"rule:{self.rule}")
+            summary.labels["folded_keys"] = str(folded)
+            summary.labels["last_key"] = hit.key
+        else:
+            change = env.book.open(
+                rule=self.rule,
+                key=STORM_KEY,
+                title=f"Storm: rule {self.rule} raises new incidents too fast; folded here",
+                impact=self.impact,
+                urgency=self.urgency,
+                service=self.service,
+                category=self.category,
+                labels={"folded_keys": str(folded), "last_key": hit.key},
+                time=hit.time,
+                actor=f"rule:{self.rule}",
+            )
+        env.changes.append(change)
+        if env.outputs is not None:
+            env.outputs.append(
+                ActionOutput(
+                    hit.time, self.rule, "incident", change.op, STORM_KEY, fp,
+                    change.incident.title, change.count,
+                )
+            )  # fmt: skip
 
     def referenced_rules(self) -> tuple[str, ...]:
         """Refer to no other rule."""

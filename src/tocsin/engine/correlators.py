@@ -9,6 +9,7 @@ so the store can persist it with the read offsets and the engine can rebuild it 
 
 from __future__ import annotations
 
+import datetime
 import math
 from bisect import bisect_left, bisect_right, insort
 from collections import deque
@@ -16,20 +17,23 @@ from collections.abc import Mapping, Sequence
 from typing import Any, Protocol
 
 from tocsin.model import Event
+from tocsin.records.incidents import STORM_KEY
 from tocsin.rules.correlation import (
     AbsenceSpec,
     CorrelationSpec,
     ExpectSpec,
+    FlappingSpec,
     GroupSpec,
     HysteresisSpec,
     NewValueSpec,
     SpikeSpec,
+    StormSpec,
     SuppressSpec,
     ThresholdSpec,
 )
 from tocsin.rules.types import CompiledAction, Hit, Rule
 
-__all__ = ["Correlator", "Effects", "build_correlator"]
+__all__ = ["Correlator", "Effects", "Flapping", "Storm", "build_correlator"]
 
 
 class Effects(Protocol):
@@ -52,6 +56,9 @@ class Effects(Protocol):
     def evicted(self, rule: Rule) -> None:
         """Count a key pushed out by the rule's key limit."""
 
+    def note(self, rule: Rule, key: str, time: float, reason: str, note: str) -> None:
+        """Set why the open incident of the rule and key is muted ("" for none), with a note."""
+
 
 class Correlator:
     """Base: the key store, its bound, idle sweeping and the change log for persistence.
@@ -60,10 +67,11 @@ class Correlator:
     since the last dump are always the newest ones: their order is cheap to save.
     """
 
-    __slots__ = ("dirty", "max_keys", "order", "rule", "states", "track")
+    __slots__ = ("dirty", "max_keys", "name", "order", "rule", "states", "track")
 
     def __init__(self, rule: Rule, *, max_keys: int, track: bool) -> None:
         self.rule = rule
+        self.name = rule.id  # its state's name in the store; guards add a suffix
         self.order = 0  # the rule's place in the rule set: timers due together fire in it
         self.max_keys = max_keys
         self.states: dict[str, Any] = {}
@@ -678,6 +686,186 @@ class NewValue(Correlator):
     def load(self, data: list[Any]) -> Any:
         """From [[value, last seen]...]."""
         return _Values({str(value): float(when) for value, when in data})
+
+
+class _Flap:
+    """Flapping state of one key: recent open/resolve times, and since when it flaps."""
+
+    __slots__ = ("changes", "flapping", "since", "times")
+
+    def __init__(
+        self, times: list[float], *, flapping: bool = False, since: float = 0.0, changes: int = 0
+    ) -> None:
+        self.times = times
+        self.flapping = flapping
+        self.since = since
+        self.changes = changes  # open/resolve changes since it started flapping
+
+
+class Flapping(Correlator):
+    """Holds the notifications of a key whose incident keeps opening and resolving.
+
+    It flaps at `changes` opens/resolves within `within` and settles once none came for
+    `within` (hysteresis: raising needs many changes, settling needs none), then says so once.
+    """
+
+    __slots__ = ("spec",)
+
+    def __init__(self, rule: Rule, spec: FlappingSpec, *, max_keys: int, track: bool) -> None:
+        super().__init__(rule, max_keys=max_keys, track=track)
+        self.spec = spec
+        self.name = f"{rule.id}#flapping"
+
+    def hit(self, hit: Hit, fx: Effects) -> None:
+        """Guards see incident changes, not hits."""
+        raise AssertionError("flapping is fed through change()")
+
+    def change(self, key: str, time: float, fx: Effects) -> None:
+        """Count an open or resolve of the key's incident."""
+        state: _Flap | None = self._get(key)
+        if state is None:
+            state = _Flap([])
+            self._put(key, state, fx)
+        else:
+            self._changed(key)
+        insort(state.times, time)
+        start = bisect_left(state.times, state.times[-1] - self.spec.within)
+        del state.times[:start]
+        if state.flapping:
+            state.changes += 1
+        elif len(state.times) >= self.spec.changes:
+            state.flapping = True
+            state.since = state.times[0]
+            state.changes = len(state.times)
+            fx.schedule(state.times[-1] + self.spec.within, self, key)
+
+    def held(self, key: str) -> str | None:
+        """Why the key's notifications are held, or None if it does not flap."""
+        state: _Flap | None = self.states.get(key)
+        if state is None or not state.flapping:
+            return None
+        return (
+            f"flapping: {state.changes} opens/resolves since {_iso(state.since)}; "
+            f"notifications held until quiet for {self.spec.within:g}s"
+        )
+
+    def timer(self, key: str, due: float, fx: Effects) -> None:
+        """Settle once quiet for `within`, with one summarising note; else look again later."""
+        state: _Flap | None = self._get(key)
+        if state is None or not state.flapping:
+            return
+        quiet_at = state.times[-1] + self.spec.within
+        if quiet_at > due:
+            fx.schedule(quiet_at, self, key)
+            return
+        self._drop(key)
+        fx.note(
+            self.rule,
+            key,
+            due,
+            "",
+            f"flapping settled: {state.changes} opens/resolves between {_iso(state.since)} "
+            f"and {_iso(state.times[-1])}; notifications resume",
+        )
+
+    def expires(self, state: Any) -> float:
+        """A flapping key waits to settle; others are idle once their changes are old."""
+        if state.flapping:
+            return math.inf
+        return float(state.times[-1]) + self.spec.within if state.times else 0.0
+
+    def due(self, state: Any) -> float | None:
+        """A flapping key's settle check."""
+        return float(state.times[-1]) + self.spec.within if state.flapping else None
+
+    def dump(self, state: Any) -> list[Any]:
+        """[flapping, since, changes, times...]."""
+        return [state.flapping, state.since, state.changes, *state.times]
+
+    def load(self, data: list[Any]) -> Any:
+        """From `dump` data."""
+        return _Flap(
+            [float(x) for x in data[3:]],
+            flapping=bool(data[0]),
+            since=float(data[1]),
+            changes=int(data[2]),
+        )
+
+
+class Storm(Correlator):
+    """Folds a rule's new incidents into one summary while keys appear too fast.
+
+    State (one key, "*"): the times of recent would-be new incidents (at most new_keys + 1),
+    and how many were folded. The storm ends once a window of `within` holds no more than
+    `new_keys` of them.
+    """
+
+    __slots__ = ("spec",)
+
+    def __init__(self, rule: Rule, spec: StormSpec, *, max_keys: int, track: bool) -> None:
+        super().__init__(rule, max_keys=max_keys, track=track)
+        self.spec = spec
+        self.name = f"{rule.id}#storm"
+
+    def hit(self, hit: Hit, fx: Effects) -> None:
+        """Guards see would-be incidents, not hits."""
+        raise AssertionError("storm is fed through fold()")
+
+    def fold(self, time: float, fx: Effects) -> int:
+        """Note a would-be new incident; return how many are folded so far (0: open it)."""
+        state: list[float] | None = self._get("*")
+        if state is None:
+            state = [0.0]
+            self._put("*", state, fx)
+        else:
+            self._changed("*")
+        times = state
+        insort(times, time, 1)
+        start = bisect_left(times, times[-1] - self.spec.within, 1)
+        del times[1:start]
+        limit = self.spec.new_keys
+        if times[0] == 0.0 and len(times) - 1 <= limit:
+            return 0
+        if len(times) - 1 > limit + 1:
+            del times[1 : len(times) - limit - 1]  # only the rate matters: keep new_keys + 1
+        if times[0] == 0.0:
+            fx.schedule(times[1] + self.spec.within, self, "*")
+        times[0] += 1
+        return int(times[0])
+
+    def timer(self, key: str, due: float, fx: Effects) -> None:
+        """End the storm once the window (due - within, due] holds no more than new_keys."""
+        state: list[float] | None = self._get("*")
+        if state is None or state[0] == 0.0:
+            return
+        recent = state[1:]  # the newest new_keys + 1 at most
+        if len(recent) > self.spec.new_keys and recent[0] > due - self.spec.within:
+            fx.schedule(recent[0] + self.spec.within, self, "*")
+            return
+        self._drop("*")
+        fx.resolve(self.rule, STORM_KEY, due)
+
+    def expires(self, state: Any) -> float:
+        """Storming waits for its end; otherwise idle once the recent times are old."""
+        if state[0]:
+            return math.inf
+        return float(state[-1]) + self.spec.within if len(state) > 1 else 0.0
+
+    def due(self, state: Any) -> float | None:
+        """While storming, the check for its end."""
+        return float(state[1]) + self.spec.within if state[0] else None
+
+    def dump(self, state: Any) -> list[Any]:
+        """[folded, times...]."""
+        return list(state)
+
+    def load(self, data: list[Any]) -> Any:
+        """From [folded, times...]."""
+        return [float(x) for x in data]
+
+
+def _iso(when: float) -> str:
+    return datetime.datetime.fromtimestamp(when, datetime.UTC).isoformat(timespec="seconds")
 
 
 def build_correlator(

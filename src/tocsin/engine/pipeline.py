@@ -20,10 +20,18 @@ from typing import Any
 import re2
 
 from tocsin.engine.clock import Clock
-from tocsin.engine.correlators import Correlator, Expect, Group, build_correlator
+from tocsin.engine.correlators import (
+    Correlator,
+    Expect,
+    Flapping,
+    Group,
+    Storm,
+    build_correlator,
+)
 from tocsin.engine.eventtime import EventTime
 from tocsin.engine.muting import Muter, hit_labels, mute_change
 from tocsin.model import Event, IncidentChange, StateRow
+from tocsin.mute import MuteDecision
 from tocsin.records.incidents import IncidentBook, fingerprint
 from tocsin.rules.correlation import ExpectSpec, Follower, GroupSpec
 from tocsin.rules.matchers import RE2_OPTIONS
@@ -124,6 +132,7 @@ class _Env:
         "book",
         "changes",
         "failures",
+        "flapping",
         "heap",
         "lists",
         "logs",
@@ -132,6 +141,7 @@ class _Env:
         "outputs",
         "result",
         "seq",
+        "storms",
     )
 
     def __init__(
@@ -143,6 +153,8 @@ class _Env:
         seq: Iterable[int],
         *,
         muter: Muter | None,
+        flapping: Mapping[str, Flapping],
+        storms: Mapping[str, Storm],
     ) -> None:
         self.result = result
         self.book = book
@@ -154,7 +166,9 @@ class _Env:
         self.heap = heap
         self.seq = iter(seq)
         self.muter = muter if muter is not None and muter.engaged else None
-        self.observed = 0  # changes the muter has seen
+        self.flapping = flapping
+        self.storms = storms
+        self.observed = 0  # changes the muter and flapping guards have seen
 
     def act(
         self, rule: Rule, actions: Sequence[CompiledAction], hit: Hit, *, count: bool = True
@@ -167,14 +181,18 @@ class _Env:
         must know it is muted.
         """
         muter = self.muter
-        if muter is None:
+        flapping = self.flapping.get(rule.id)
+        if muter is None and flapping is None:
             self._run(rule, actions, hit, count)
             return
         self._run(rule, [a for a in actions if not a.notifies], hit, count)
         self.observe()
         fp = fingerprint(rule.id, hit.key)
         incident = self.book.get(fp)
-        decision = muter.decide(hit_labels(hit, incident), fp, hit.time)
+        decision = muter.decide(hit_labels(hit, incident), fp, hit.time) if muter else None
+        held = flapping.held(hit.key) if flapping is not None and decision is None else None
+        if held is not None:
+            decision = MuteDecision("flapping", rule.id, held, counted_as=rule.id)
         if incident is not None:
             change = mute_change(incident, decision, hit.time)
             if change is not None:
@@ -202,10 +220,39 @@ class _Env:
                 self.failures.append(Failure(rule.id, action.kind, repr(exc), hit.event))
 
     def observe(self) -> None:
-        """Let the muter see incidents opened or resolved since it last looked."""
-        if self.muter is not None and self.observed < len(self.changes):
-            self.muter.observe(self.changes[self.observed :])
-            self.observed = len(self.changes)
+        """Show incidents opened or resolved since the last look to the muter and guards."""
+        if self.observed == len(self.changes) or (self.muter is None and not self.flapping):
+            return
+        fresh = self.changes[self.observed :]
+        self.observed = len(self.changes)
+        if self.muter is not None:
+            self.muter.observe(fresh)
+        if self.flapping:
+            for change in fresh:
+                guard = self.flapping.get(change.incident.rule)
+                if guard is not None and change.op in ("open", "resolve"):
+                    guard.change(change.incident.key, change.time, self)
+
+    def fold_new(self, hit: Hit) -> int:
+        """Ask the rule's storm guard whether a new incident folds into its summary."""
+        storm = self.storms.get(hit.rule.id)
+        return storm.fold(hit.time, self) if storm is not None else 0
+
+    def note(self, rule: Rule, key: str, time: float, reason: str, note: str) -> None:
+        """Say a state change out loud (a log line), and on the open incident's timeline."""
+        fp = fingerprint(rule.id, key)
+        self.logs.append(LogRequest("warning", f"{fp}: {note}", rule.id, None))
+        incident = self.book.get(fp)
+        if self.outputs is not None:
+            count = incident.count if incident is not None else 0
+            self.outputs.append(
+                ActionOutput(time, rule.id, "mute", "settled", key, fp, note, count)
+            )
+        if incident is not None:
+            incident.muted = reason
+            self.changes.append(
+                IncidentChange("mute", incident, time, incident.count, "flapping", note=note)
+            )
 
     def absorb(self, hit: Hit) -> None:
         """Count a repeat into the open incident of its rule and key."""
@@ -315,6 +362,25 @@ class Engine:
             if correlation.clear is not None:
                 clear = _Clear(rule, correlators.get(rule.id))
                 followers.append(_follower(rule, "clear", correlation.clear.follower, clear))
+        flapping: dict[str, Flapping] = {}
+        storms: dict[str, Storm] = {}
+        for order, rule in enumerate(rules):
+            correlation = rule.correlation
+            if correlation is None:
+                continue
+            max_keys = rule.max_keys or self.max_keys
+            if correlation.flapping is not None:
+                guard = Flapping(
+                    rule, correlation.flapping, max_keys=max_keys, track=self.track_state
+                )
+                guard.order = order
+                flapping[rule.id] = correlators[guard.name] = guard
+            if correlation.storm is not None:
+                storm = Storm(rule, correlation.storm, max_keys=1, track=self.track_state)
+                storm.order = order
+                storms[rule.id] = correlators[storm.name] = storm
+        self._flapping = flapping
+        self._storms = storms
         self.correlators = correlators
         # Followers see every event, before and whatever the rules after them do.
         self.rules = [*followers, *(r for r in rules if r.matcher is not None)]
@@ -353,7 +419,17 @@ class Engine:
         result = BatchResult(now=self.clock.now())
         if self.record_outputs:
             result.outputs = []
-        return result, _Env(result, self.book, self.lists, self._heap, self._seq, muter=self.muter)
+        env = _Env(
+            result,
+            self.book,
+            self.lists,
+            self._heap,
+            self._seq,
+            muter=self.muter,
+            flapping=self._flapping,
+            storms=self._storms,
+        )
+        return result, env
 
     def process(self, events: Sequence[Event]) -> BatchResult:
         """Run one batch; actions that raise are recorded as failures, never propagated."""
@@ -371,7 +447,7 @@ class Engine:
         set_match = self._set_match
         correlator_at = self._correlator_at
         groups_at = self._groups_at
-        muting = env.muter is not None
+        muting = env.muter is not None or bool(self._flapping)
         late, future = clock.late, clock.future
         lateness = clock.lateness
         for event in events:
@@ -464,7 +540,7 @@ class Engine:
         live = self.correlators
         while heap and heap[0][0] < until:
             due, _, key, _, correlator = heapq.heappop(heap)
-            if live.get(correlator.rule.id) is correlator:
+            if live.get(correlator.name) is correlator:
                 env.result.timers += 1
                 try:
                     correlator.timer(key, due, env)
@@ -495,7 +571,7 @@ class Engine:
 
     def _dump(self, correlator: Correlator) -> list[StateRow]:
         """Rows for the keys changed since the last dump, numbered least recent first."""
-        rule_id = correlator.rule.id
+        rule_id = correlator.name
         states = correlator.states
         dirty = correlator.dirty
         rows: list[StateRow] = [(rule_id, key, None, 0) for key in dirty if key not in states]
@@ -574,7 +650,7 @@ class Engine:
     def pending_timers(self) -> int:
         """Timers waiting for event time to pass them (some may be stale)."""
         live = self.correlators
-        return sum(1 for *_, c in self._heap if live.get(c.rule.id) is c)
+        return sum(1 for *_, c in self._heap if live.get(c.name) is c)
 
     def live_keys(self) -> dict[str, int]:
         """Keys held per correlated rule (for the gauge)."""

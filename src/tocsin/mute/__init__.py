@@ -13,7 +13,7 @@ from typing import Literal
 
 __all__ = ["MuteDecision", "MuteKind", "format_time"]
 
-MuteKind = Literal["silence", "maintenance", "inhibit"]
+MuteKind = Literal["silence", "maintenance", "inhibit", "flapping"]
 
 
 @dataclass(frozen=True, slots=True)

@@ -8,7 +8,10 @@ from collections.abc import Iterable
 from tocsin.model import Incident, IncidentChange, IncidentState
 from tocsin.records.priority import PriorityMatrix
 
-__all__ = ["IncidentBook", "fingerprint"]
+__all__ = ["STORM_KEY", "IncidentBook", "fingerprint"]
+
+# The key of a rule's storm summary incident (see the `storm` rule option).
+STORM_KEY = "(storm)"
 
 
 def fingerprint(rule_id: str, key: str) -> str:

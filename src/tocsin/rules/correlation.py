@@ -19,10 +19,12 @@ __all__ = [
     "ClearSpec",
     "CorrelationSpec",
     "ExpectSpec",
+    "FlappingSpec",
     "GroupSpec",
     "HysteresisSpec",
     "NewValueSpec",
     "SpikeSpec",
+    "StormSpec",
     "SuppressSpec",
     "ThresholdSpec",
     "parse_correlation",
@@ -39,7 +41,7 @@ MODES = (
     "spike",
     "new_value",
 )
-CORRELATION_KEYS = (*MODES, "clear")
+CORRELATION_KEYS = (*MODES, "clear", "flapping", "storm")
 
 ActionsCompiler = Callable[[MarkedList, Mark], list[CompiledAction]]
 
@@ -159,6 +161,27 @@ class Correlation:
 
     mode: CorrelationSpec | None
     clear: ClearSpec | None
+    flapping: FlappingSpec | None = None
+    storm: StormSpec | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class FlappingSpec:
+    """A key whose incident opens or resolves `changes` times in `within` is flapping.
+
+    Its notifications are held until it has been quiet for `within`, then it settles.
+    """
+
+    changes: int
+    within: float
+
+
+@dataclass(frozen=True, slots=True)
+class StormSpec:
+    """Above `new_keys` new incidents in `within`, further ones fold into one summary."""
+
+    new_keys: int
+    within: float
 
 
 def _window(data: Any, where: Mark, what: str, ctx: CompileContext) -> tuple[int, float]:
@@ -396,4 +419,37 @@ def parse_correlation(
         clear_spec = expect_map(data["clear"], cmark, "'clear'", ctx.error)
         check_keys(clear_spec, ("match", "key"), "clear option", ctx.error, required=("match",))
         clear = ClearSpec(_follower(clear_spec, cmark, ctx, compiler))
-    return Correlation(mode, clear)
+    flapping = storm = None
+    if "flapping" in data:
+        fmark = value_mark(data, "flapping", where)
+        spec = expect_map(data["flapping"], fmark, "'flapping'", ctx.error)
+        check_keys(
+            spec,
+            ("changes", "within"),
+            "flapping option",
+            ctx.error,
+            required=("changes", "within"),
+        )
+        changes = expect_int(
+            spec["changes"], value_mark(spec, "changes", fmark), "changes", ctx.error, minimum=2
+        )
+        flapping = FlappingSpec(
+            changes, _positive(spec["within"], value_mark(spec, "within", fmark), "within", ctx)
+        )
+    if "storm" in data:
+        smark = value_mark(data, "storm", where)
+        spec = expect_map(data["storm"], smark, "'storm'", ctx.error)
+        check_keys(
+            spec, ("new_keys", "within"), "storm option", ctx.error, required=("new_keys", "within")
+        )
+        storm = StormSpec(
+            expect_int(
+                spec["new_keys"],
+                value_mark(spec, "new_keys", smark),
+                "new_keys",
+                ctx.error,
+                minimum=1,
+            ),
+            _positive(spec["within"], value_mark(spec, "within", smark), "within", ctx),
+        )
+    return Correlation(mode, clear, flapping, storm)

@@ -251,7 +251,7 @@ class _Loader:
             if "max_keys" in data
             else None
         )
-        if max_keys is not None and correlation.mode is None:
+        if max_keys is not None and correlation.mode is None and correlation.flapping is None:
             raise ctx.error(
                 key_mark(data, "max_keys", where),
                 "'max_keys' bounds correlation state; this rule has no correlation option",
@@ -277,7 +277,9 @@ class _Loader:
                 "'continue'",
                 ctx.error,
             ),
-            correlation=correlation if correlation.mode or correlation.clear else None,
+            correlation=correlation
+            if correlation.mode or correlation.clear or correlation.flapping or correlation.storm
+            else None,
             max_keys=max_keys,
             digest=self._digest(data),
         )

@@ -104,7 +104,7 @@ class LogRequest:
     level: str
     message: str
     rule: str
-    event: Event
+    event: Event | None  # None: about the rule's state (flapping settled), not one event
 
 
 class ActionEnv(Protocol):
@@ -114,6 +114,9 @@ class ActionEnv(Protocol):
     changes: list[IncidentChange]
     logs: list[LogRequest]
     outputs: list[ActionOutput] | None
+
+    def fold_new(self, hit: Hit) -> int:
+        """For a would-be new incident: how many its rule's storm guard folded (0: open it)."""
 
 
 class CompiledAction(Protocol):
