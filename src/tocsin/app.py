@@ -3,14 +3,12 @@
 from __future__ import annotations
 
 import asyncio
-import json
 import math
 import time
 from collections import Counter
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import cast
 
 import structlog
 
@@ -19,12 +17,11 @@ from tocsin.actions.registry import ACTION_KINDS
 from tocsin.api.auth import TokenError, load_tokens
 from tocsin.api.http import ApiServer
 from tocsin.config import Config, FileSourceConfig, describe
+from tocsin.desks import Maintenance, Silences, load_silences, load_windows
 from tocsin.engine.clock import Clock, SystemClock
 from tocsin.engine.muting import Muter
 from tocsin.engine.pipeline import RULE_STAGES, BatchResult, Engine
 from tocsin.model import Event, FileOffset
-from tocsin.mute.matchers import Matchers
-from tocsin.mute.silences import Silence, SilenceBook, SilenceError, SilenceState
 from tocsin.parsers import Parser, make_parser
 from tocsin.records.incidents import IncidentBook
 from tocsin.records.priority import PRIORITIES
@@ -131,61 +128,6 @@ class ResultReporter:
             )
 
 
-class Silences:
-    """The daemon's SilenceDesk: a change is saved durably before the engine sees it."""
-
-    def __init__(self, *, book: SilenceBook, muter: Muter, writer: StoreWriter) -> None:
-        self.book = book
-        self.muter = muter
-        self.writer = writer
-
-    def list(self, state: str | None) -> list[Silence]:
-        """Return silences, oldest first."""
-        now = time.time()
-        if state is None:
-            return self.book.list(now=now)
-        return self.book.list(state=cast(SilenceState, state), now=now)
-
-    def get(self, silence_id: str) -> Silence | None:
-        """Return one silence."""
-        return self.book.get(silence_id)
-
-    async def add(
-        self, *, matchers: Matchers, starts_at: float, ends_at: float, created_by: str, comment: str
-    ) -> Silence:
-        """Validate, save (one fsync'd transaction), then let the engine use it."""
-        scratch = SilenceBook(silences=self.book.list(now=time.time()))
-        silence = scratch.add(
-            matchers=matchers,
-            starts_at=starts_at,
-            ends_at=ends_at,
-            created_by=created_by,
-            comment=comment,
-            now=time.time(),
-        )
-        await self._save(silence)
-        self.book.restore(silence)
-        self.muter.silences_changed()
-        obs.SILENCES.labels("created").inc()
-        log.info("silence_created", **silence.to_dict())
-        return silence
-
-    async def expire(self, silence_id: str) -> Silence:
-        """End a silence now, saved before it takes effect."""
-        scratch = SilenceBook(silences=self.book.list(now=time.time()))
-        silence = scratch.expire(silence_id, now=time.time())
-        await self._save(silence)
-        self.book.restore(silence)
-        self.muter.silences_changed()
-        obs.SILENCES.labels("expired").inc()
-        log.info("silence_expired", id=silence_id)
-        return silence
-
-    async def _save(self, silence: Silence) -> None:
-        data = json.dumps(silence.to_dict())
-        await self.writer.call(lambda s: s.save_silence(silence.id, silence.ends_at, data))
-
-
 class Daemon:
     """The running tocsin: file sources -> bounded queue -> engine -> store, plus the API."""
 
@@ -197,6 +139,7 @@ class Daemon:
         )
         self._queued_events = 0
         self._writer: StoreWriter | None = None
+        self._maintenance: Maintenance | None = None
         self._reporter = ResultReporter()
         self.ready = asyncio.Event()
 
@@ -227,12 +170,13 @@ class Daemon:
             book = IncidentBook(
                 priorities=config.priorities, next_id=next_id, open_incidents=open_incidents
             )
-            silences = await self._load_silences(writer)
-            muter = Muter(
-                silences=silences,
-                windows=config.maintenance,
-                inhibit=config.inhibit,
-                open_incidents=open_incidents,
+            silences = await load_silences(writer)
+            muter = Muter(silences=silences, inhibit=config.inhibit, open_incidents=open_incidents)
+            self._maintenance = Maintenance(
+                configured=config.maintenance,
+                made=await load_windows(writer),
+                muter=muter,
+                writer=writer,
             )
             correlation = config.correlation
             engine = Engine(
@@ -254,6 +198,7 @@ class Daemon:
                 store_path=config.store_path,
                 health=self._health,
                 silences=Silences(book=silences, muter=muter, writer=writer),
+                maintenance=self._maintenance,
                 tokens=tokens,
             )
             try:
@@ -295,17 +240,6 @@ class Daemon:
                     task.cancel()
                 await api.stop()
         return clean
-
-    @staticmethod
-    async def _load_silences(writer: StoreWriter) -> SilenceBook:
-        """Every saved silence; a damaged record is reported and skipped, never fatal."""
-        loaded: list[Silence] = []
-        for data in await writer.call(lambda s: s.load_silences()):
-            try:
-                loaded.append(Silence.from_dict(json.loads(data)))
-            except (SilenceError, ValueError) as exc:
-                log.error("silence_unreadable", problem=str(exc), record=data[:200])
-        return SilenceBook(silences=loaded)
 
     async def _restore(self, engine: Engine, writer: StoreWriter) -> None:
         """Resume correlation state saved under the same rule definitions; forget the rest."""
@@ -475,6 +409,8 @@ class Daemon:
 
     async def _tick(self, engine: Engine, writer: StoreWriter) -> None:
         """Let event time follow the wall clock: fire due timers, drop idle keys."""
+        if self._maintenance is not None:
+            await self._maintenance.remind()
         result = engine.tick()
         if result.changes or result.state:
             await writer.submit(

@@ -134,6 +134,9 @@ MUTED = Counter(
     "incident.",
     ["kind", "name"],
 )
+MAINTENANCE_REMINDERS = Counter(
+    "tocsin_maintenance_reminders_total", "Reminders that a one-off maintenance window ends soon."
+)
 SILENCES = Counter("tocsin_silences_changed_total", "Silences created or expired.", ["change"])
 RULES_LOADED = Gauge("tocsin_rules_loaded", "Rules compiled and active.")
 RULE_ERRORS = Gauge("tocsin_rule_errors", "Rules rejected by validation at the last load.")

@@ -150,3 +150,42 @@ def test_without_tokens_changes_are_off(daemon: Daemon) -> None:
     failed = cli(daemon, "add", "-m", "host=web1", "--duration", "30m", "--comment", "c")
     assert failed.returncode == 1
     assert "no API tokens are configured (http.tokens_file)" in failed.stderr
+
+
+def test_one_off_maintenance_window_by_api_reminds_and_mutes(daemon: Daemon) -> None:
+    """Test that an API-made window mutes matching incidents, survives kill -9, and reminds once."""
+    with_tokens(daemon)
+    config = daemon.root / "tocsin.yaml"
+    config.write_text(config.read_text() + "correlation: {tick: 50ms}\n")
+    log = daemon.root / "logs" / "auth.log"
+    log.write_text("")
+    daemon.start()
+    window = {
+        "name": "pen-test",
+        "matchers": ["rule=ssh-failed"],
+        "duration": "4s",
+        "remind_before": "3s",
+        "created_by": "carol",
+        "comment": "scheduled pen test",
+    }
+    status, made = request(daemon, "POST", "/api/v1/maintenance", window)
+    assert (status, made["state"]) == (201, "active"), made
+    assert request(daemon, "POST", "/api/v1/maintenance", window)[1]["error"] == (
+        "a maintenance window named pen-test already exists"
+    )
+    daemon.kill9()
+    daemon.start()
+    listed = request(daemon, "GET", "/api/v1/maintenance")[1]["windows"]
+    assert [(w["name"], w["source"]) for w in listed] == [("pen-test", "api")]
+    with log.open("a") as handle:
+        handle.write(fresh(ssh_line(1, "10.8.0.1")))
+    wait_until(daemon.incidents, what="an incident")
+    assert daemon.incidents()[0]["muted"].startswith("muted by maintenance window pen-test until")
+    wait_until(lambda: "maintenance_window_ending" in daemon.output(), what="the reminder")
+    assert daemon.output().count("maintenance_window_ending") == 1
+    long = {**window, "name": "freeze", "duration": "1h"}
+    assert request(daemon, "POST", "/api/v1/maintenance", long)[0] == 201
+    status, ended = request(daemon, "DELETE", "/api/v1/maintenance/freeze")
+    assert (status, ended["state"]) == (200, "ended")
+    status, again = request(daemon, "DELETE", "/api/v1/maintenance/freeze")
+    assert (status, again["error"]) == (409, "window freeze has already ended")

@@ -12,6 +12,7 @@ from typing import Any, TypeVar
 from aiohttp import web
 from prometheus_client import CONTENT_TYPE_LATEST, REGISTRY, generate_latest
 
+from tocsin.api.maintenance import MaintenanceDesk, add_maintenance_routes
 from tocsin.api.silences import SilenceDesk, add_silence_routes
 from tocsin.model import Incident, IncidentState
 from tocsin.store.base import HistoryEntry, Store, StoreError
@@ -106,6 +107,7 @@ class ApiServer:
         store_path: Path,
         health: Callable[[], Mapping[str, object]],
         silences: SilenceDesk | None = None,
+        maintenance: MaintenanceDesk | None = None,
         tokens: frozenset[str] = frozenset(),
     ) -> None:
         self._host = host
@@ -121,6 +123,8 @@ class ApiServer:
         app.router.add_get("/api/v1/incidents/{id}", self._incident)
         if silences is not None:
             add_silence_routes(app, silences, tokens)
+        if maintenance is not None:
+            add_maintenance_routes(app, maintenance, tokens)
         self._app = app
 
     async def start(self) -> None:

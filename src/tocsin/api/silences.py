@@ -17,7 +17,7 @@ from tocsin.rules.schema import parse_duration
 from tocsin.store.base import StoreError
 from tocsin.yamlsrc import Mark, SourceError
 
-__all__ = ["SilenceDesk", "add_silence_routes", "silence_json"]
+__all__ = ["SilenceDesk", "add_silence_routes", "parse_time", "silence_json"]
 
 _STATES = ("pending", "active", "expired")
 _FIELDS = ("matchers", "starts_at", "ends_at", "duration", "created_by", "comment")
@@ -55,7 +55,7 @@ def _iso(when: float) -> str:
     return datetime.datetime.fromtimestamp(when, datetime.UTC).isoformat()
 
 
-def _time(value: Any, what: str) -> float:
+def parse_time(value: Any, what: str) -> float:
     """Accept epoch seconds or ISO 8601 with an offset."""
     if isinstance(value, int | float) and not isinstance(value, bool) and math.isfinite(value):
         return float(value)
@@ -67,7 +67,7 @@ def _time(value: Any, what: str) -> float:
         else:
             if moment.tzinfo is not None:
                 return moment.timestamp()
-    raise SilenceError(f"{what} must be epoch seconds or ISO 8601 with a UTC offset")
+    raise ValueError(f"{what} must be epoch seconds or ISO 8601 with a UTC offset")
 
 
 def _parse(body: Any, now: float) -> dict[str, Any]:
@@ -81,7 +81,11 @@ def _parse(body: Any, now: float) -> dict[str, Any]:
         matchers = parse_matchers(body.get("matchers"), Mark("request", 1, 1))
     except SourceError as exc:
         raise SilenceError(exc.message) from None
-    starts_at = _time(body["starts_at"], "starts_at") if "starts_at" in body else now
+    try:
+        starts_at = parse_time(body["starts_at"], "starts_at") if "starts_at" in body else now
+        ends_at = parse_time(body["ends_at"], "ends_at") if "ends_at" in body else None
+    except ValueError as exc:
+        raise SilenceError(str(exc)) from None
     if ("ends_at" in body) == ("duration" in body):
         raise SilenceError("give exactly one of ends_at and duration")
     if "duration" in body:
@@ -91,8 +95,7 @@ def _parse(body: Any, now: float) -> dict[str, Any]:
             )
         except SourceError as exc:
             raise SilenceError(exc.message) from None
-    else:
-        ends_at = _time(body["ends_at"], "ends_at")
+    assert ends_at is not None
     for key in ("created_by", "comment"):
         if not isinstance(body.get(key), str):
             raise SilenceError(f"{key} must be text")

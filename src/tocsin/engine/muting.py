@@ -95,6 +95,11 @@ class Muter:
         """Forget what was active: a silence was added or expired."""
         self._from, self._until = math.inf, -math.inf
 
+    def set_windows(self, windows: Sequence[MaintenanceWindow]) -> None:
+        """Use these maintenance windows from now on (config ones plus API-made ones)."""
+        self.calendar = MaintenanceCalendar(windows=windows)
+        self.silences_changed()
+
     def _active_at(self, now: float) -> tuple[list[Silence], list[MaintenanceWindow]]:
         if not self._from <= now < self._until:
             silences = [s for s in self.silences.list(now=now) if s.is_active(now)]

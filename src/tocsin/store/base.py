@@ -148,6 +148,12 @@ class Store(Protocol):
     def load_silences(self) -> list[str]:
         """Return every silence ever saved, as JSON."""
 
+    def save_window(self, name: str, data: str) -> None:
+        """Insert or replace one API-made maintenance window (JSON), durably."""
+
+    def load_windows(self) -> list[str]:
+        """Return every API-made maintenance window, as JSON."""
+
     def list_incidents(
         self, *, states: Sequence[str] | None = None, limit: int = 100, offset: int = 0
     ) -> list[Incident]:

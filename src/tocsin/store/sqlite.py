@@ -407,6 +407,25 @@ class SqliteStore:
         except (sqlite3.Error, ValueError) as exc:
             raise StoreError(f"could not save silence {silence_id} to {self._path}: {exc}") from exc
 
+    def save_window(self, name: str, data: str) -> None:
+        """Write a one-off maintenance window now, durably, like a silence."""
+        if self._readonly:
+            raise StoreError(f"the store {self._path} was opened read-only")
+        conn = self._db
+        try:
+            with _transaction(conn):
+                conn.execute(
+                    "INSERT INTO maintenance_windows (name, data) VALUES (?, ?) "
+                    "ON CONFLICT (name) DO UPDATE SET data = excluded.data",
+                    (name, data),
+                )
+        except (sqlite3.Error, ValueError) as exc:
+            raise StoreError(f"could not save window {name} to {self._path}: {exc}") from exc
+
+    def load_windows(self) -> list[str]:
+        """Return every API-made maintenance window as JSON."""
+        return [row["data"] for row in self._query("SELECT data FROM maintenance_windows")]
+
     def load_silences(self) -> list[str]:
         """Return every silence as JSON, the audit trail included."""
         return [row["data"] for row in self._query("SELECT data FROM silences")]

@@ -1,0 +1,157 @@
+"""`/api/v1/maintenance`: the windows in force, and one-off windows made and ended by API."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Iterable
+from typing import Any, Protocol
+
+from aiohttp import web
+
+from tocsin.api.auth import require_token
+from tocsin.api.silences import parse_time
+from tocsin.mute.matchers import Matchers, parse_matchers
+from tocsin.mute.oneoff import OneOffWindow, WindowError
+from tocsin.mute.schedule import MaintenanceWindow
+from tocsin.rules.schema import parse_duration
+from tocsin.store.base import StoreError
+from tocsin.yamlsrc import Mark, SourceError
+
+__all__ = ["MaintenanceDesk", "add_maintenance_routes"]
+
+_FIELDS = (
+    "name",
+    "matchers",
+    "start",
+    "end",
+    "duration",
+    "created_by",
+    "comment",
+    "remind_before",
+)
+
+
+class MaintenanceDesk(Protocol):
+    """What the daemon offers the API about maintenance windows."""
+
+    def list(self) -> tuple[tuple[MaintenanceWindow, ...], list[OneOffWindow]]:
+        """The configured windows and the API-made ones."""
+
+    async def add(
+        self,
+        *,
+        name: str,
+        matchers: Matchers,
+        start: float,
+        end: float,
+        created_by: str,
+        comment: str,
+        remind_before: float | None,
+    ) -> OneOffWindow:
+        """Make a one-off window, saved before returning."""
+
+    async def end(self, name: str) -> OneOffWindow:
+        """End an API-made window now, saved before returning."""
+
+
+def _configured_json(window: MaintenanceWindow, now: float) -> dict[str, Any]:
+    return {
+        "name": window.name,
+        "source": "config",
+        "kind": "one-off" if window.start is not None else "recurring",
+        "matchers": [str(m) for m in window.matchers],
+        "where": str(window.where) if window.where is not None else None,
+        "active": window.active(now),
+    }
+
+
+def _made_json(window: OneOffWindow, now: float) -> dict[str, Any]:
+    body = window.to_dict()
+    body.update(
+        source="api", kind="one-off", state=window.state(now), active=window.state(now) == "active"
+    )
+    return body
+
+
+def _parse(body: Any, now: float) -> dict[str, Any]:
+    if not isinstance(body, dict):
+        raise WindowError("send a JSON object")
+    unknown = sorted(str(k) for k in body if k not in _FIELDS)
+    if unknown:
+        raise WindowError(f"unknown field(s): {', '.join(unknown)}; known: {', '.join(_FIELDS)}")
+    here = Mark("request", 1, 1)
+    try:
+        matchers = parse_matchers(body.get("matchers"), here)
+        start = parse_time(body["start"], "start") if "start" in body else now
+        if ("end" in body) == ("duration" in body):
+            raise WindowError("give exactly one of end and duration")
+        end = (
+            start + parse_duration(body["duration"], here, "duration")
+            if "duration" in body
+            else parse_time(body["end"], "end")
+        )
+        remind = (
+            parse_duration(body["remind_before"], here, "remind_before")
+            if body.get("remind_before") is not None
+            else None
+        )
+    except SourceError as exc:
+        raise WindowError(exc.message) from None
+    except ValueError as exc:
+        raise WindowError(str(exc)) from None
+    for key in ("name", "created_by", "comment"):
+        if not isinstance(body.get(key), str):
+            raise WindowError(f"{key} must be text")
+    return {
+        "name": body["name"],
+        "matchers": matchers,
+        "start": start,
+        "end": end,
+        "created_by": body["created_by"],
+        "comment": body["comment"],
+        "remind_before": remind,
+    }
+
+
+def add_maintenance_routes(
+    app: web.Application, desk: MaintenanceDesk, tokens: Iterable[str]
+) -> None:
+    """Register the maintenance endpoints; POST and DELETE require a token."""
+
+    async def listing(_request: web.Request) -> web.Response:
+        now = time.time()
+        configured, made = desk.list()
+        windows = [_configured_json(w, now) for w in configured] + [
+            _made_json(w, now) for w in made
+        ]
+        return web.json_response({"windows": windows})
+
+    async def create(request: web.Request) -> web.StreamResponse:
+        try:
+            body = await request.json()
+        except ValueError:
+            return _error(400, "the body must be JSON")
+        try:
+            window = await desk.add(**_parse(body, time.time()))
+        except WindowError as exc:
+            return _error(400, str(exc))
+        except StoreError as exc:
+            return _error(503, f"the window was not saved: {exc.reason}")
+        return web.json_response(_made_json(window, time.time()), status=201)
+
+    async def end(request: web.Request) -> web.StreamResponse:
+        try:
+            window = await desk.end(request.match_info["name"])
+        except WindowError as exc:
+            return _error(404 if "no API-made" in str(exc) else 409, str(exc))
+        except StoreError as exc:
+            return _error(503, f"the window was not ended: {exc.reason}")
+        return web.json_response(_made_json(window, time.time()))
+
+    app.router.add_get("/api/v1/maintenance", listing)
+    app.router.add_post("/api/v1/maintenance", require_token(tokens, create))
+    app.router.add_delete("/api/v1/maintenance/{name}", require_token(tokens, end))
+
+
+def _error(status: int, message: str) -> web.Response:
+    return web.json_response({"error": message}, status=status)
