@@ -431,6 +431,32 @@ MODE_RULES = {
       on_arrival: [{{log: "ex {{{{ k }}}} done"}}]
     actions: [{{incident: {{title: "ex {{{{ k }}}}"}}}}, {{log: "ex {{{{ k }}}} start"}}]
 """,
+    "sp": """
+  - id: sp
+    match: {{message: {{regex: {ev}}}}}
+    key: "{{{{ k }}}}"
+    continue: true
+    spike: {{ratio: 2, within: {w}s, min_count: 2}}
+    actions: [{{incident: {{title: "sp {{{{ k }}}}"}}}}, {{log: "sp {{{{ k }}}}"}}]
+""",
+    "nv": """
+  - id: nv
+    match: {{message: {{regex: {ev}}}}}
+    key: "x"
+    continue: true
+    new_value: {{value: "{{{{ k }}}}", forget_after: {w}s}}
+    actions: [{{log: "nv {{{{ k }}}}"}}]
+""",
+    "fl": """
+  - id: fl
+    match: {{message: {{regex: {ev}}}}}
+    key: "{{{{ k }}}}"
+    continue: true
+    clear: {{match: {{message: {{regex: {done}}}}}}}
+    flapping: {{changes: 3, within: {w}s}}
+    storm: {{new_keys: 2, within: {w}s}}
+    actions: [{{incident: {{title: "fl {{{{ k }}}}"}}}}, {{log: "fl {{{{ k }}}}"}}]
+""",
 }
 
 
