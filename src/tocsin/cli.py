@@ -172,10 +172,13 @@ def _check(config_path: Path | None, rule_paths: Sequence[Path]) -> int:
 
 
 def _replay(args: argparse.Namespace) -> int:
+    from tocsin.engine.muting import Muter  # noqa: PLC0415
+    from tocsin.mute.silences import SilenceBook  # noqa: PLC0415
     from tocsin.replay import replay  # noqa: PLC0415 - keep `check` light to start
 
     priorities = PriorityMatrix()
     correlation = CorrelationConfig()
+    muter = None
     if args.config is not None:
         try:
             config = load_config(args.config)
@@ -184,6 +187,7 @@ def _replay(args: argparse.Namespace) -> int:
             return EXIT_INVALID
         rule_paths, priorities = list(config.rule_paths), config.priorities
         correlation = config.correlation
+        muter = Muter(silences=SilenceBook(), windows=config.maintenance, inhibit=config.inhibit)
     else:
         rule_paths = list(args.rules)
     tz = None
@@ -206,6 +210,7 @@ def _replay(args: argparse.Namespace) -> int:
         ruleset=ruleset,
         priorities=priorities,
         correlation=correlation,
+        muter=muter,
         parser=args.parser,
         year=args.year,
         tz=tz,

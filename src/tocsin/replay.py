@@ -13,6 +13,7 @@ from typing import TextIO
 
 from tocsin.config import CorrelationConfig
 from tocsin.engine.clock import SystemClock
+from tocsin.engine.muting import Muter
 from tocsin.engine.pipeline import Engine
 from tocsin.model import Event, IncidentChange
 from tocsin.parsers import make_parser
@@ -143,6 +144,7 @@ def replay(
     ruleset: RuleSet,
     priorities: PriorityMatrix,
     correlation: CorrelationConfig | None = None,
+    muter: Muter | None = None,
     parser: str = "auto",
     year: int | None = None,
     tz: datetime.tzinfo | None = None,
@@ -151,7 +153,9 @@ def replay(
 ) -> ReplaySummary:
     """Run each file in order through the rules; windows and timers follow the events' times.
 
-    The wall clock only judges stamps too far in the future, as it does live.
+    The wall clock only judges stamps too far in the future, as it does live. Maintenance
+    windows and inhibition (from `muter`) apply on event time as they do live; silences are
+    the running daemon's, so a replay has none.
     """
     summary = ReplaySummary()
     correlation = correlation or CorrelationConfig()
@@ -165,6 +169,7 @@ def replay(
         lateness=correlation.lateness,
         skew=correlation.clock_skew,
         max_keys=correlation.max_keys,
+        muter=muter,
     )
     printer = _Printer(out, fmt)
     store = SqliteStore(path=":memory:")

@@ -554,10 +554,10 @@ class Engine:
     def _finish(self, result: BatchResult, env: _Env) -> BatchResult:
         """Count actions, drop idle keys, and collect changed state for the store."""
         env.observe()
-        watermark = self.time.watermark
-        result.watermark = watermark
+        result.watermark = self.time.watermark
+        horizon = self.time.horizon  # a key may matter to an event still within the lateness
         for correlator in self.correlators.values():
-            result.expired += correlator.sweep(watermark)
+            result.expired += correlator.sweep(horizon)
             if correlator.dirty:
                 result.state.extend(self._dump(correlator))
         # Every action of a plain rule runs once per match: count them per batch, not per run.
