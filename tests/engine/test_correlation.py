@@ -390,3 +390,17 @@ def test_storm_folds_new_incidents_into_one_summary(run_for: Callable[..., Run])
     assert run.idle(60.5) == []  # (0.5, 60.5] still holds 1, 2, 3 and 4: too many
     assert run.idle(63) == [(61, "port-down", "resolve", "resolve", "(storm)", 2)]
     assert run.at(70, "port p9 down")[0][2:5] == ("incident", "open", "p9")
+
+
+def test_a_resolve_rule_also_starts_the_key_afresh(run_for: Callable[..., Run]) -> None:
+    """Test that resolving through another rule resets a suppressed key like `clear` does."""
+    run = run_for(
+        SUPPRESS + "  - id: disk-ok\n    match: {message: {regex: 'disk ok on (?P<host>\\S+)'}}\n"
+        '    key: "{{ host }}"\n    actions: [{resolve: disk}]\n'
+    )
+    assert run.at(0, "disk full on h1")[0][2:4] == ("incident", "open")
+    assert run.at(10, "disk ok on h1")[0][2:4] == ("resolve", "resolve")
+    assert [o[2:4] for o in run.at(20, "disk full on h1")] == [
+        ("incident", "open"),
+        ("log", "info"),
+    ]

@@ -29,6 +29,7 @@ class ResolveAction:
         key = self.key.render(hit.variables) if self.key is not None else hit.key
         fp = fingerprint(self.target, key)
         change = env.book.resolve(fp, time=hit.time, actor=f"rule:{self.rule}")
+        env.forget(self.target, key)  # a suppress or threshold window starts afresh
         if change is None:
             return
         env.changes.append(change)

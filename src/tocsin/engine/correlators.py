@@ -12,7 +12,7 @@ from __future__ import annotations
 import datetime
 import math
 from bisect import bisect_left, bisect_right, insort
-from collections import deque
+from collections import OrderedDict, deque
 from collections.abc import Mapping, Sequence
 from typing import Any, Protocol
 
@@ -74,7 +74,9 @@ class Correlator:
         self.name = rule.id  # its state's name in the store; guards add a suffix
         self.order = 0  # the rule's place in the rule set: timers due together fire in it
         self.max_keys = max_keys
-        self.states: dict[str, Any] = {}
+        # An OrderedDict, not a dict: taking the oldest key from a dict walks the holes that
+        # earlier removals left at its front, which made eviction cost ~100 us at 100k keys.
+        self.states: OrderedDict[str, Any] = OrderedDict()
         self.track = track  # keep `dirty` for the store (the daemon); replay does not
         self.dirty: set[str] = set()
 
@@ -103,18 +105,16 @@ class Correlator:
 
     def _get(self, key: str) -> Any:
         """Return the key's state and mark it most recently used."""
-        states = self.states
-        state = states.pop(key, None)
+        state = self.states.get(key)
         if state is not None:
-            states[key] = state
+            self.states.move_to_end(key)
         return state
 
     def _put(self, key: str, state: Any, fx: Effects) -> None:
         """Store a key's state, evicting the least recently used key at the limit."""
         states = self.states
         if key not in states and len(states) >= self.max_keys:
-            oldest = next(iter(states))
-            del states[oldest]
+            oldest, _ = states.popitem(last=False)
             fx.evicted(self.rule)
             if self.track:
                 self.dirty.add(oldest)
@@ -134,7 +134,7 @@ class Correlator:
         if self.track:
             self.dirty.add(key)
 
-    def sweep(self, now: float, budget: int = 1000) -> int:
+    def sweep(self, now: float, budget: int = 100_000) -> int:
         """Drop idle keys from the least recently used end; stop at the first live one."""
         states = self.states
         swept = 0

@@ -131,6 +131,7 @@ class _Env:
     __slots__ = (
         "book",
         "changes",
+        "correlators",
         "failures",
         "flapping",
         "heap",
@@ -155,6 +156,7 @@ class _Env:
         muter: Muter | None,
         flapping: Mapping[str, Flapping],
         storms: Mapping[str, Storm],
+        correlators: Mapping[str, Correlator],
     ) -> None:
         self.result = result
         self.book = book
@@ -168,6 +170,7 @@ class _Env:
         self.muter = muter if muter is not None and muter.engaged else None
         self.flapping = flapping
         self.storms = storms
+        self.correlators = correlators
         self.observed = 0  # changes the muter and flapping guards have seen
 
     def act(
@@ -232,6 +235,12 @@ class _Env:
                 guard = self.flapping.get(change.incident.rule)
                 if guard is not None and change.op in ("open", "resolve"):
                     guard.change(change.incident.key, change.time, self)
+
+    def forget(self, rule_id: str, key: str) -> None:
+        """Drop a rule's correlation state for a key (its incident was resolved)."""
+        correlator = self.correlators.get(rule_id)
+        if correlator is not None:
+            correlator.forget(key)
 
     def fold_new(self, hit: Hit) -> int:
         """Ask the rule's storm guard whether a new incident folds into its summary."""
@@ -428,6 +437,7 @@ class Engine:
             muter=self.muter,
             flapping=self._flapping,
             storms=self._storms,
+            correlators=self.correlators,
         )
         return result, env
 

@@ -118,6 +118,9 @@ class ActionEnv(Protocol):
     def fold_new(self, hit: Hit) -> int:
         """For a would-be new incident: how many its rule's storm guard folded (0: open it)."""
 
+    def forget(self, rule_id: str, key: str) -> None:
+        """Drop a rule's correlation state for a key whose incident was resolved."""
+
 
 class CompiledAction(Protocol):
     """An action ready to run; `run` must not do I/O."""
