@@ -511,10 +511,13 @@ SPIKE_BUCKETS = 10  # buckets per `within`: window edges are within/10-granular
 class _Rate:
     """Spike state: counts per time bucket, oldest first, so memory does not grow with the rate."""
 
-    __slots__ = ("buckets", "fresh", "until")
+    __slots__ = ("buckets", "first", "fresh", "until")
 
-    def __init__(self, buckets: deque[list[int]], *, until: float = 0.0, fresh: int = 0) -> None:
+    def __init__(
+        self, buckets: deque[list[int]], *, first: int, until: float = 0.0, fresh: int = 0
+    ) -> None:
         self.buckets = buckets  # [bucket index (floor(time / width)), events], indexes ascending
+        self.first = first  # the bucket the key was first seen in: history before it is unknown
         self.until = until  # absorbing after an act until then; 0: armed
         self.fresh = fresh  # events since the key (re-)armed: what an act adds to the incident
 
@@ -527,8 +530,9 @@ class Spike(Correlator):
     up to a bucket edge, so it spans 0.9 to 1 x within, never counts an event `within` old, and
     may miss up to a bucket's worth at its old end. The reference window is the R buckets before
     it (R = reference / width, rounded); the usual rate is its count x 10 / R (the reference count
-    scaled to `within`). With an empty reference any `min_count` events are a spike: a new key, or
-    every key after a restart without saved state, can act on its first `min_count` events.
+    scaled to `within`). Only reference buckets since the key was first seen count as history,
+    so a young key is compared with the rate it really had; with no history at all, any
+    `min_count` events are a spike.
     """
 
     __slots__ = ("min_count", "ratio", "ref_buckets", "width", "within")
@@ -545,13 +549,17 @@ class Spike(Correlator):
         """Count the event; act on a spike, then absorb for `within` and re-arm."""
         key = hit.key
         t = hit.time
+        index = math.floor(t / self.width)
         state: _Rate | None = self._get(key)
         if state is None:
-            state = _Rate(deque())
+            state = _Rate(deque(), first=index)
             self._put(key, state, fx)
         else:
             self._changed(key)
-        index = math.floor(t / self.width)
+            if state.buckets and state.buckets[-1][0] <= index - SPIKE_BUCKETS - self.ref_buckets:
+                state.first = index  # silent beyond every window: as new as a swept key
+            else:
+                state.first = min(state.first, index)
         self._count(state.buckets, index)
         if state.until:
             if t <= state.until:
@@ -573,10 +581,9 @@ class Spike(Correlator):
                 reference += count
             else:
                 break
-        # current >= ratio x reference x 10 / R, without dividing.
-        if current < self.min_count or current * self.ref_buckets < (
-            self.ratio * reference * SPIKE_BUCKETS
-        ):
+        # current >= ratio x reference x 10 / R, without dividing; R counts only known history.
+        known = max(0, min(self.ref_buckets, edge - state.first + 1))
+        if current < self.min_count or current * known < self.ratio * reference * SPIKE_BUCKETS:
             return
         hit.count = min(state.fresh, current)  # absorbed events are in the incident already
         hit.since = since * self.width
@@ -613,13 +620,14 @@ class Spike(Correlator):
         return float(max(state.until, reach))
 
     def dump(self, state: Any) -> list[Any]:
-        """[until, fresh, [bucket, count]...]."""
-        return [state.until, state.fresh, *([at, count] for at, count in state.buckets)]
+        """[until, fresh, first, [bucket, count]...]."""
+        buckets = ([at, count] for at, count in state.buckets)
+        return [state.until, state.fresh, state.first, *buckets]
 
     def load(self, data: list[Any]) -> Any:
-        """From [until, fresh, [bucket, count]...]."""
-        buckets = deque([int(at), int(count)] for at, count in data[2:])
-        return _Rate(buckets, until=float(data[0]), fresh=int(data[1]))
+        """From [until, fresh, first, [bucket, count]...]."""
+        buckets = deque([int(at), int(count)] for at, count in data[3:])
+        return _Rate(buckets, first=int(data[2]), until=float(data[0]), fresh=int(data[1]))
 
 
 class _Values:

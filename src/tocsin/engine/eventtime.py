@@ -48,6 +48,12 @@ class EventTime:
         self.late += 1
         return watermark
 
+    def advanced(self, watermark: float, wall: float) -> None:
+        """Take the watermark a batch reached by itself (in-order stamps, placed inline)."""
+        if watermark > self.watermark:
+            self.watermark = watermark
+            self._anchor = (watermark, wall)
+
     def idle(self, wall: float) -> None:
         """Advance the watermark at the wall clock's pace since the last event."""
         anchor = self._anchor

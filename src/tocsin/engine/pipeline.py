@@ -460,10 +460,19 @@ class Engine:
         muting = env.muter is not None or bool(self._flapping)
         late, future = clock.late, clock.future
         lateness = clock.lateness
+        latest = wall + clock.skew  # stamps after this are a wrong clock
+        start = watermark = clock.watermark
         for event in events:
-            t = place(event.time, wall)
-            if heap and heap[0][0] < clock.watermark - lateness:
-                self._fire(clock.watermark - lateness, env)
+            t = event.time
+            # In-order stamps, the common case, stay here; EventTime.place does the rest.
+            if watermark <= t <= latest:
+                watermark = t
+            elif t > latest or t < watermark - lateness:
+                clock.watermark = watermark
+                t = place(t, wall)
+                watermark = clock.watermark
+            if heap and heap[0][0] < watermark - lateness:
+                self._fire(watermark - lateness, env)
             candidates: Sequence[int] = always
             if set_match is not None:
                 hits = set_match(event.message.encode("utf-8", "surrogatepass"))
@@ -533,6 +542,8 @@ class Engine:
                     break
                 if not rule.continue_:
                     break
+        if watermark > start:
+            clock.advanced(watermark, wall)
         result.late = clock.late - late
         result.future = clock.future - future
         return self._finish(result, env)
