@@ -130,8 +130,8 @@ CORRELATION_EXPIRED = Counter(
 )
 MUTED = Counter(
     "tocsin_muted_total",
-    "Hits whose notifications were held, per silence id, maintenance window or inhibiting "
-    "incident.",
+    "Hits whose notifications were held: per silence id, maintenance window name, inhibit "
+    "rule ('rule N') or flapping rule.",
     ["kind", "name"],
 )
 MAINTENANCE_REMINDERS = Counter(

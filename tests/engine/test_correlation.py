@@ -404,3 +404,25 @@ def test_a_resolve_rule_also_starts_the_key_afresh(run_for: Callable[..., Run]) 
         ("incident", "open"),
         ("log", "info"),
     ]
+
+
+def test_a_follow_up_after_the_deadline_is_too_late_even_if_read_early(
+    run_for: Callable[..., Run],
+) -> None:
+    """Test that a finish stamped past the deadline times out the wait, whatever the read order."""
+    run = run_for(EXPECT, lateness=30.0)
+    run.at(0, "backup db started")
+    assert run.at(3605, "backup db finished") == []  # 5 s late: read before the timer fired
+    assert run.at(3640, "other") == [(3600, "backup", "incident", "open", "db", 1)]
+
+
+def test_a_heartbeat_read_before_its_overdue_timer_still_reports_the_gap(
+    run_for: Callable[..., Run],
+) -> None:
+    """Test that a beat stamped past the deadline opens and resolves the silence it ends."""
+    run = run_for(ABSENCE, lateness=30.0)
+    run.at(0, "heartbeat from n1")
+    assert run.at(70, "heartbeat from n1") == [
+        (60, "heartbeat", "incident", "open", "n1", 1),
+        (70, "heartbeat", "resolve", "resolve", "n1", 1),
+    ]

@@ -161,3 +161,12 @@ def test_no_muting_configured_skips_the_stage(engine_for: Build, clock: ManualCl
     run = run_with(engine_for, clock, Muter(silences=SilenceBook()))
     assert [o[2] for o in run.at(0, "disk full on web1")] == ["incident", "log"]
     assert run.results[-1].muted == {}
+
+
+def test_held_actions_are_not_counted_as_run(engine_for: Build, clock: ManualClock) -> None:
+    """Test that tocsin_actions_total counts what ran: a held `log` is not among them."""
+    book = SilenceBook()
+    silenced(book, ["host=web1"], 0, 100)
+    run = run_with(engine_for, clock, Muter(silences=book))
+    run.batch([(1, "disk full on web1", {}), (2, "disk full on web2", {})])
+    assert run.results[-1].actions == {"incident": 2, "log": 1}

@@ -243,3 +243,18 @@ def test_guards_combine_with_a_mode(load_text: Load) -> None:
         FlappingSpec(4, 600.0),
         StormSpec(50, 60.0),
     )
+
+
+def test_clear_on_a_group_rule_needs_a_key(load_text: Load) -> None:
+    """Test that a group rule's clear must say which key it clears (the group has no key)."""
+    text = (
+        "rules:\n"
+        "  - {id: a, match: {message: {contains: a}}, actions: [drop]}\n"
+        "  - {id: b, match: {message: {contains: b}}, actions: [drop]}\n"
+        "  - id: g\n    group: {all_of: [a, b], within: 1m}\n"
+        "    clear: {match: {message: {contains: ok}}}\n    actions: [drop]\n"
+    )
+    assert only_error(load_text(text)) == (
+        "rules.yaml:6:12: rule 'g': 'clear' on a group rule needs its own 'key': the group "
+        "rule has none"
+    )

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import datetime
 import time
 from collections.abc import Iterable
 from typing import Any, Protocol
@@ -54,6 +55,10 @@ class MaintenanceDesk(Protocol):
         """End an API-made window now, saved before returning."""
 
 
+def _iso(when: float) -> str:
+    return datetime.datetime.fromtimestamp(when, datetime.UTC).isoformat()
+
+
 def _configured_json(window: MaintenanceWindow, now: float) -> dict[str, Any]:
     return {
         "name": window.name,
@@ -67,6 +72,9 @@ def _configured_json(window: MaintenanceWindow, now: float) -> dict[str, Any]:
 
 def _made_json(window: OneOffWindow, now: float) -> dict[str, Any]:
     body = window.to_dict()
+    for key in ("start", "end", "created_at", "ended_early_at"):
+        if body[key] is not None:
+            body[key] = _iso(body[key])
     body.update(
         source="api", kind="one-off", state=window.state(now), active=window.state(now) == "active"
     )

@@ -366,6 +366,9 @@ class Absence(Correlator):
             fx.schedule(hit.time + self.within, self, key)
             return
         self._changed(key)
+        if not state.fired and hit.time > state.last + self.within:
+            # Read before its timer fired (within the lateness), but the silence happened.
+            self.timer(key, state.last + self.within, fx)
         if state.fired:
             state.fired = False
             fx.resolve(self.rule, key, hit.time)
@@ -431,8 +434,8 @@ class Expect(Correlator):
     def arrive(self, hit: Hit, fx: Effects) -> None:
         """The follow-up matched: stop waiting and run `on_arrival`."""
         state: _Seen | None = self.states.get(hit.key)
-        if state is None or hit.time < state.last:
-            return
+        if state is None or not state.last <= hit.time <= state.last + self.spec.within:
+            return  # before the start, or after the deadline: the timeout will tell
         self._drop(hit.key)
         fx.act(self.rule, self.spec.on_arrival, hit)
 

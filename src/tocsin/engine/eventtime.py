@@ -2,11 +2,12 @@
 
 Windows and timers run on the events' own timestamps, so replaying yesterday's log gives what
 live processing gave. The watermark is the newest event time seen. An event up to `lateness`
-older than the watermark is placed at its own time; an older one, or one from more than
-`lateness` ahead of the wall clock (a host with a wrong clock), is processed as "now"
-(the watermark) and counted. While input is idle, the daemon moves the watermark on at the
-wall clock's pace from the last event, minus `lateness`, so timers fire without new events
-yet an event that arrives up to `lateness` late still finds its windows.
+older than the watermark is placed at its own time; an older one, or one stamped more than
+`skew` ahead of the wall clock (a host with a wrong clock), is processed as "now" (the
+watermark) and counted. Timers fire once the watermark is more than `lateness` past them
+(`horizon`), so an event that arrives up to `lateness` late still counts before they decide.
+While input is idle, the daemon moves the watermark on at the wall clock's pace from the last
+event, so timers fire without new events.
 """
 
 from __future__ import annotations

@@ -516,7 +516,7 @@ class Engine:
                 matches[rule.id] += 1
                 correlator = correlator_at[index]
                 if correlator is None and muting:
-                    env.act(rule, rule.actions, hit, count=False)
+                    env.act(rule, rule.actions, hit)  # counts what ran, not what was held
                 elif correlator is None:
                     for action in rule.actions:
                         try:
@@ -584,8 +584,9 @@ class Engine:
         # Every action of a plain rule runs once per match: count them per batch, not per run.
         by_id = self._by_id
         correlated = self.correlators
+        muting = env.muter is not None or bool(self._flapping)  # then act() counted them
         for rule_id, count in result.matches.items():
-            if rule_id not in correlated:
+            if rule_id not in correlated and not muting:
                 for action in by_id[rule_id].actions:
                     result.actions[action.kind] += count
         return result

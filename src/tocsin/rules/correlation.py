@@ -418,6 +418,10 @@ def parse_correlation(
             )
         clear_spec = expect_map(data["clear"], cmark, "'clear'", ctx.error)
         check_keys(clear_spec, ("match", "key"), "clear option", ctx.error, required=("match",))
+        if isinstance(mode, GroupSpec) and "key" not in clear_spec:
+            raise ctx.error(
+                cmark, "'clear' on a group rule needs its own 'key': the group rule has none"
+            )
         clear = ClearSpec(_follower(clear_spec, cmark, ctx, compiler))
     flapping = storm = None
     if "flapping" in data:
