@@ -426,3 +426,13 @@ def test_a_heartbeat_read_before_its_overdue_timer_still_reports_the_gap(
         (60, "heartbeat", "incident", "open", "n1", 1),
         (70, "heartbeat", "resolve", "resolve", "n1", 1),
     ]
+
+
+def test_flapping_in_one_batch_sees_every_change(run_for: Callable[..., Run]) -> None:
+    """Test that a settle timer firing inside a batch counts the changes made earlier in it."""
+    run = run_for(FLAPPING)
+    items: list[tuple[float, str, dict[str, object]]] = []
+    for offset in (0, 20, 40):
+        items += [(offset, "link ge0 down", {}), (offset + 10, "link ge0 up", {})]
+    out = run.batch([*items, (700, "link ge1 down", {})])
+    assert (650, "link", "mute", "settled", "ge0", 0) in out

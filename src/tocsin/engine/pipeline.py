@@ -557,6 +557,7 @@ class Engine:
 
     def _fire(self, until: float, env: _Env) -> None:
         """Fire every timer due before `until`, in time order."""
+        env.observe()  # guards must know every change before their timers judge them
         heap = self._heap
         live = self.correlators
         while heap and heap[0][0] < until:
