@@ -49,6 +49,9 @@ class EventBatch:
     read_at: float
 
 
+_NOTHING = EventBatch([], None, 0.0)  # no batch arrived before the tick was due
+
+
 def load_ruleset(paths: tuple[Path, ...]) -> RuleSet:
     """Load rules and log every problem with file:line; invalid rules are skipped."""
     ruleset = load_rules(list(paths), kinds=ACTION_KINDS)
@@ -379,14 +382,20 @@ class Daemon:
         getter: asyncio.Future[EventBatch | None] | None = None
         try:
             while True:
-                if getter is None:
-                    getter = asyncio.ensure_future(self._queue.get())
-                await asyncio.wait({getter}, timeout=max(0.0, next_tick - time.monotonic()))
-                if getter.done():
-                    batch = getter.result()
-                    getter = None
-                    if batch is None:
-                        return
+                if getter is None and not self._queue.empty():
+                    # No yield while batches wait: the store then gets them in groups (one
+                    # transaction for several), not one transaction per batch.
+                    batch = self._queue.get_nowait()
+                else:
+                    if getter is None:
+                        getter = asyncio.ensure_future(self._queue.get())
+                    await asyncio.wait({getter}, timeout=max(0.0, next_tick - time.monotonic()))
+                    batch = getter.result() if getter.done() else _NOTHING
+                    if getter.done():
+                        getter = None
+                if batch is None:
+                    return
+                if batch is not _NOTHING:
                     await self._step(engine, writer, batch)
                 if time.monotonic() >= next_tick:
                     next_tick = time.monotonic() + tick
