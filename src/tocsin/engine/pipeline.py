@@ -8,6 +8,7 @@ timers fire from one heap as event time passes them.
 
 from __future__ import annotations
 
+import functools
 import heapq
 import itertools
 import json
@@ -603,7 +604,7 @@ class Engine:
         newest = list(itertools.islice(reversed(states), live))
         newest.reverse()
         seq = self._row_seq
-        dumps = json.dumps
+        dumps = functools.partial(json.dumps, default=str)  # a field of an odd type: as text
         dump = correlator.dump
         picked = [key for key in newest if key in dirty]
         if len(picked) != live:  # only if a change forgot to move its key: never lose one
