@@ -6,6 +6,7 @@ it and before the API answers, so what an operator was told took effect survives
 
 from __future__ import annotations
 
+import asyncio
 import json
 import time
 from collections.abc import Sequence
@@ -20,6 +21,7 @@ from tocsin.mute.matchers import Matchers
 from tocsin.mute.oneoff import OneOffWindow, WindowError
 from tocsin.mute.schedule import MaintenanceWindow
 from tocsin.mute.silences import Silence, SilenceBook, SilenceError, SilenceState
+from tocsin.store.base import StoreError
 from tocsin.store.writer import StoreWriter
 
 __all__ = ["Maintenance", "Silences", "load_silences", "load_windows"]
@@ -56,6 +58,7 @@ class Silences:
         self.book = book
         self.muter = muter
         self.writer = writer
+        self._lock = asyncio.Lock()  # one change at a time: validate, save, then apply
 
     def list(self, state: str | None) -> list[Silence]:
         """Return silences, oldest first."""
@@ -72,29 +75,31 @@ class Silences:
         self, *, matchers: Matchers, starts_at: float, ends_at: float, created_by: str, comment: str
     ) -> Silence:
         """Validate, save (one fsync'd transaction), then let the engine use it."""
-        scratch = SilenceBook(silences=self.book.list(now=time.time()))
-        silence = scratch.add(
-            matchers=matchers,
-            starts_at=starts_at,
-            ends_at=ends_at,
-            created_by=created_by,
-            comment=comment,
-            now=time.time(),
-        )
-        await self._save(silence)
-        self.book.restore(silence)
-        self.muter.silences_changed()
+        async with self._lock:
+            scratch = SilenceBook(silences=self.book.list(now=time.time()))
+            silence = scratch.add(
+                matchers=matchers,
+                starts_at=starts_at,
+                ends_at=ends_at,
+                created_by=created_by,
+                comment=comment,
+                now=time.time(),
+            )
+            await self._save(silence)
+            self.book.restore(silence)
+            self.muter.silences_changed()
         obs.SILENCES.labels("created").inc()
         log.info("silence_created", **silence.to_dict())
         return silence
 
     async def expire(self, silence_id: str) -> Silence:
         """End a silence now, saved before it takes effect."""
-        scratch = SilenceBook(silences=self.book.list(now=time.time()))
-        silence = scratch.expire(silence_id, now=time.time())
-        await self._save(silence)
-        self.book.restore(silence)
-        self.muter.silences_changed()
+        async with self._lock:
+            scratch = SilenceBook(silences=self.book.list(now=time.time()))
+            silence = scratch.expire(silence_id, now=time.time())
+            await self._save(silence)
+            self.book.restore(silence)
+            self.muter.silences_changed()
         obs.SILENCES.labels("expired").inc()
         log.info("silence_expired", id=silence_id)
         return silence
@@ -119,10 +124,13 @@ class Maintenance:
         self.made = {w.name: w for w in made}
         self.muter = muter
         self.writer = writer
+        # One change at a time: each reads, awaits the store, then writes back.
+        self._lock = asyncio.Lock()
         self._apply()
 
     def _apply(self) -> None:
-        self.muter.set_windows([*self.configured, *(w.window for w in self.made.values())])
+        made = [w.window for w in self.made.values()]
+        self.muter.set_windows([*self.configured, *(w for w in made if w is not None)])
 
     def list(self) -> tuple[tuple[MaintenanceWindow, ...], list[OneOffWindow]]:
         """The configured windows and the API-made ones, oldest first."""
@@ -140,37 +148,45 @@ class Maintenance:
         remind_before: float | None,
     ) -> OneOffWindow:
         """Create a one-off window, saved before it takes effect; names are never reused."""
-        if name.strip() in self.made or any(w.name == name.strip() for w in self.configured):
-            raise WindowError(f"a maintenance window named {name.strip()} already exists")
-        window = OneOffWindow.create(
-            name=name,
-            matchers=matchers,
-            start=start,
-            end=end,
-            created_by=created_by,
-            comment=comment,
-            now=time.time(),
-            remind_before=remind_before,
-        )
-        await self._save(window)
+        async with self._lock:
+            if name.strip() in self.made or any(w.name == name.strip() for w in self.configured):
+                raise WindowError(f"a maintenance window named {name.strip()} already exists")
+            window = OneOffWindow.create(
+                name=name,
+                matchers=matchers,
+                start=start,
+                end=end,
+                created_by=created_by,
+                comment=comment,
+                now=time.time(),
+                remind_before=remind_before,
+            )
+            await self._save(window)
         log.info("maintenance_window_created", **window.to_dict())
         return window
 
     async def end(self, name: str) -> OneOffWindow:
         """End an API-made window now (config windows change in the config)."""
-        window = self.made.get(name)
-        if window is None:
-            raise WindowError(f"no API-made maintenance window named {name}")
-        ended = window.end_now(time.time())
-        await self._save(ended)
+        async with self._lock:
+            window = self.made.get(name)
+            if window is None:
+                raise WindowError(f"no API-made maintenance window named {name}")
+            ended = window.end_now(time.time())
+            await self._save(ended)
         log.info("maintenance_window_ended", name=name)
         return ended
 
     async def remind(self) -> None:
-        """Log, once, each window whose end is within its remind_before."""
+        """Log, once, each window whose end is within its remind_before.
+
+        A store that fails is not fatal here: the reminder is logged again at a later tick.
+        """
         now = time.time()
-        for window in list(self.made.values()):
-            if window.reminder_due(now):
+        for name in [w.name for w in self.made.values() if w.reminder_due(now)]:
+            async with self._lock:
+                window = self.made[name]
+                if not window.reminder_due(now):
+                    continue
                 log.warning(
                     "maintenance_window_ending",
                     name=window.name,
@@ -179,14 +195,13 @@ class Maintenance:
                     comment=window.comment,
                 )
                 obs.MAINTENANCE_REMINDERS.inc()
-                await self._save(_reminded(window))
+                try:
+                    await self._save(replace(window, reminded=True))
+                except StoreError as exc:
+                    log.error("maintenance_reminder_not_saved", name=name, reason=exc.reason)
 
     async def _save(self, window: OneOffWindow) -> None:
         data = json.dumps(window.to_dict())
         await self.writer.call(lambda s: s.save_window(window.name, data))
         self.made[window.name] = window
         self._apply()
-
-
-def _reminded(window: OneOffWindow) -> OneOffWindow:
-    return replace(window, reminded=True)

@@ -436,3 +436,54 @@ def test_flapping_in_one_batch_sees_every_change(run_for: Callable[..., Run]) ->
         items += [(offset, "link ge0 down", {}), (offset + 10, "link ge0 up", {})]
     out = run.batch([*items, (700, "link ge1 down", {})])
     assert (650, "link", "mute", "settled", "ge0", 0) in out
+
+
+def test_storm_holds_the_notifications_of_folded_keys(run_for: Callable[..., Run]) -> None:
+    """Test that a folded key's `log` is held with it, counted as muted by the storm."""
+    run = run_for(STORM.replace('actions: [{incident: {title: "port {{ p }} down"}}]',
+                                'actions: [{incident: {title: "p"}}, {log: "port {{ p }} down"}]'))  # fmt: skip
+    for i in range(3):
+        assert [o[2] for o in run.at(i, f"port p{i} down")] == ["incident", "log"]
+    assert [o[2:5] for o in run.at(3, "port p3 down")] == [("incident", "open", "(storm)")]
+    assert run.results[-1].muted == {("storm", "port-down"): 1}
+    assert run.results[-1].actions == {"incident": 1}
+
+
+def test_a_state_that_cannot_be_saved_is_dropped_not_fatal(run_for: Callable[..., Run]) -> None:
+    """Test that an event nested too deep to save fails its key only; the batch goes on."""
+    run = run_for(ABSENCE, track_state=True)
+    deep: object = "x"
+    for _ in range(2000):
+        deep = [deep]
+    out = run.batch(
+        [(0, "heartbeat from n1", {"fields": {"deep": deep}}), (1, "heartbeat from n2", {})]
+    )
+    assert out == []
+    result = run.results[-1]
+    assert [(f.rule, f.stage) for f in result.failures] == [("heartbeat", "state")]
+    assert {(r[1], r[2] is None) for r in result.state} == {("n1", True), ("n2", False)}
+    assert sorted(run.engine.correlators["heartbeat"].states) == ["n2"]
+
+
+def test_a_damaged_saved_row_starts_its_rule_fresh(run_for: Callable[..., Run]) -> None:
+    """Test that restoring an unreadable state row forgets that rule instead of failing."""
+    run = run_for(THRESHOLD + ABSENCE.replace("rules:\n", ""))
+    digests = run.engine.digests()
+    dropped = run.engine.restore(
+        digests=digests,
+        rows={"brute": [("a", "[0.0, 1.0]"), ("b", '{"not": "a list"}')],
+              "heartbeat": [("n1", "not json")]},
+        watermark=T0,
+        wall=T0,
+    )  # fmt: skip
+    assert dropped == ["brute", "heartbeat"]
+    assert run.engine.live_keys() == {"brute": 0, "heartbeat": 0}
+    assert run.engine.pending_timers() == 0
+
+
+def test_saved_state_of_another_format_starts_fresh(run_for: Callable[..., Run]) -> None:
+    """Test that the digest carries the state format, so an old layout is not misread."""
+    run = run_for(THRESHOLD)
+    (digest,) = run.engine.digests().values()
+    old = digest.rsplit(".", 1)[0] + ".1"
+    assert run.engine.restore(digests={"brute": old}, rows={}, watermark=T0, wall=T0) == ["brute"]

@@ -170,3 +170,25 @@ def test_held_actions_are_not_counted_as_run(engine_for: Build, clock: ManualClo
     run = run_with(engine_for, clock, Muter(silences=book))
     run.batch([(1, "disk full on web1", {}), (2, "disk full on web2", {})])
     assert run.results[-1].actions == {"incident": 2, "log": 1}
+
+
+def test_flapping_settling_keeps_a_silence_reason(engine_for: Build, clock: ManualClock) -> None:
+    """Test that a settle note does not clear the reason of a silence still covering the key."""
+    text = RULES.replace(
+        '    key: "{{ sw }}"\n    actions:\n      - incident: {title: "switch {{ sw }} down"',
+        '    key: "{{ sw }}"\n    flapping: {changes: 2, within: 60s}\n    actions:\n'
+        '      - incident: {title: "switch {{ sw }} down"',
+    )
+    assert "flapping:" in text
+    book = SilenceBook()
+    silenced(book, ["rule=switch-down"], 0, 10_000)
+    clock.advance_to(T0)
+    run = Run(engine_for(text, muter=Muter(silences=book)), clock)
+    run.at(0, "switch sw1 down")
+    run.at(1, "switch sw1 up")
+    run.at(2, "switch sw1 down")
+    incident = run.engine.book.get("switch-down:sw1")
+    assert incident is not None
+    assert incident.muted.startswith("muted by silence")
+    run.idle(200)
+    assert incident.muted.startswith("muted by silence")

@@ -81,6 +81,9 @@ def test_changes_need_a_token(daemon: Daemon) -> None:
         400,
         "a silence needs at least one matcher, like host=web1",
     )
+    status, answer = request(daemon, "POST", "/api/v1/silences", {**body, "duration": 1e12})
+    assert (status, answer["error"]) == (400, "a silence must end before the year 10000")
+    assert request(daemon, "GET", "/api/v1/silences")[0] == 200
 
 
 def test_a_silence_survives_kill9_and_mutes_notifications(daemon: Daemon) -> None:

@@ -331,3 +331,16 @@ def test_state_agrees_with_is_active_and_next_change(
         assert upcoming is None
     if upcoming is not None:
         assert silence.state(upcoming) != state
+
+
+def test_far_future_silences_are_refused() -> None:
+    """Test that a silence ending past the year 9999 is refused, not a crash later."""
+    with pytest.raises(SilenceError, match="before the year 10000"):
+        SilenceBook().add(
+            matchers=parse_matchers(["host=web1"], Mark("t", 1, 1)),
+            starts_at=NOW,
+            ends_at=1e12,
+            created_by="al",
+            comment="c",
+            now=NOW,
+        )

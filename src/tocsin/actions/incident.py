@@ -38,6 +38,7 @@ class IncidentAction:
         time = hit.time
         open_one = env.book.get(fp)
         if open_one is None and (folded := env.fold_new(hit)):
+            hit.folded = True
             self._fold(hit, env, folded)
             return
         if open_one is not None:

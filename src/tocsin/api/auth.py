@@ -45,7 +45,7 @@ def require_token(tokens: Iterable[str], handler: Handler) -> Handler:
         scheme, _, given = header.partition(" ")
         if scheme.lower() != "bearer" or not given:
             return _deny(401, "send Authorization: Bearer <token>")
-        offered = given.strip().encode()
+        offered = given.strip().encode("utf-8", "surrogateescape")  # odd bytes: just no match
         # Compare with every token, always: the time taken says nothing about which matched.
         matched = [hmac.compare_digest(offered, token) for token in known]
         if not any(matched):

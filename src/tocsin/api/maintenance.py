@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import datetime
 import time
 from collections.abc import Iterable
 from typing import Any, Protocol
@@ -11,6 +10,7 @@ from aiohttp import web
 
 from tocsin.api.auth import require_token
 from tocsin.api.silences import parse_time
+from tocsin.mute import format_time
 from tocsin.mute.matchers import Matchers, parse_matchers
 from tocsin.mute.oneoff import OneOffWindow, WindowError
 from tocsin.mute.schedule import MaintenanceWindow
@@ -56,7 +56,7 @@ class MaintenanceDesk(Protocol):
 
 
 def _iso(when: float) -> str:
-    return datetime.datetime.fromtimestamp(when, datetime.UTC).isoformat()
+    return format_time(when)
 
 
 def _configured_json(window: MaintenanceWindow, now: float) -> dict[str, Any]:

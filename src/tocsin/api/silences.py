@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import datetime
-import math
 import time
 from collections.abc import Iterable
 from typing import Any, Protocol
@@ -11,6 +10,7 @@ from typing import Any, Protocol
 from aiohttp import web
 
 from tocsin.api.auth import require_token
+from tocsin.mute import LATEST, format_time
 from tocsin.mute.matchers import Matchers, parse_matchers
 from tocsin.mute.silences import Silence, SilenceError
 from tocsin.rules.schema import parse_duration
@@ -52,12 +52,12 @@ def silence_json(silence: Silence, now: float) -> dict[str, Any]:
 
 
 def _iso(when: float) -> str:
-    return datetime.datetime.fromtimestamp(when, datetime.UTC).isoformat()
+    return format_time(when)
 
 
 def parse_time(value: Any, what: str) -> float:
     """Accept epoch seconds or ISO 8601 with an offset."""
-    if isinstance(value, int | float) and not isinstance(value, bool) and math.isfinite(value):
+    if isinstance(value, int | float) and not isinstance(value, bool) and 0 <= value <= LATEST:
         return float(value)
     if isinstance(value, str):
         try:
@@ -65,9 +65,11 @@ def parse_time(value: Any, what: str) -> float:
         except ValueError:
             pass
         else:
-            if moment.tzinfo is not None:
+            if moment.tzinfo is not None and moment.timestamp() <= LATEST:
                 return moment.timestamp()
-    raise ValueError(f"{what} must be epoch seconds or ISO 8601 with a UTC offset")
+    raise ValueError(
+        f"{what} must be epoch seconds or ISO 8601 with a UTC offset, before the year 10000"
+    )
 
 
 def _parse(body: Any, now: float) -> dict[str, Any]:

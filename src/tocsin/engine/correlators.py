@@ -33,7 +33,21 @@ from tocsin.rules.correlation import (
 )
 from tocsin.rules.types import CompiledAction, Hit, Rule
 
-__all__ = ["Correlator", "Effects", "Flapping", "Storm", "build_correlator"]
+__all__ = [
+    "FLAPPING_PREFIX",
+    "STATE_FORMAT",
+    "Correlator",
+    "Effects",
+    "Flapping",
+    "Storm",
+    "build_correlator",
+]
+
+
+FLAPPING_PREFIX = "flapping: "  # how a flapping key's mute reason starts
+
+# Bump when any dump() layout changes: saved state of another layout then starts fresh.
+STATE_FORMAT = 2
 
 
 class Effects(Protocol):
@@ -756,7 +770,7 @@ class Flapping(Correlator):
         if state is None or not state.flapping:
             return None
         return (
-            f"flapping: {state.changes} opens/resolves since {_iso(state.since)}; "
+            f"{FLAPPING_PREFIX}{state.changes} opens/resolves since {_iso(state.since)}; "
             f"notifications held until quiet for {self.spec.within:g}s"
         )
 

@@ -8,7 +8,6 @@ timers fire from one heap as event time passes them.
 
 from __future__ import annotations
 
-import functools
 import heapq
 import itertools
 import json
@@ -22,6 +21,8 @@ import re2
 
 from tocsin.engine.clock import Clock
 from tocsin.engine.correlators import (
+    FLAPPING_PREFIX,
+    STATE_FORMAT,
     Correlator,
     Expect,
     Flapping,
@@ -40,7 +41,7 @@ from tocsin.rules.types import ActionEnv, ActionOutput, CompiledAction, Hit, Log
 
 __all__ = ["RULE_STAGES", "BatchResult", "Engine", "Failure"]
 
-RULE_STAGES = ("match", "when", "key", "correlate", "timer")
+RULE_STAGES = ("match", "when", "key", "correlate", "timer", "state", "mute")
 
 # A pending timer: (due, rule order, key, sequence, correlator). Timers due together fire in
 # rule order, then key order, never in the order they were set: so a restart or reload, which
@@ -52,8 +53,8 @@ Timer = tuple[float, int, str, int, Correlator]
 class Failure:
     """A rule or action that raised on one event: reported and counted, the batch goes on.
 
-    `stage` is "match", "when", "key", "correlate" or "timer" for the rule itself, else the
-    action kind.
+    `stage` is "match", "when", "key", "correlate", "timer", "state" or "mute" for the rule
+    itself, else the action kind.
     """
 
     rule: str
@@ -186,14 +187,23 @@ class _Env:
         """
         muter = self.muter
         flapping = self.flapping.get(rule.id)
-        if muter is None and flapping is None:
+        if muter is None and flapping is None and rule.id not in self.storms:
             self._run(rule, actions, hit, count)
             return
         self._run(rule, [a for a in actions if not a.notifies], hit, count)
         self.observe()
         fp = fingerprint(rule.id, hit.key)
         incident = self.book.get(fp)
-        decision = muter.decide(hit_labels(hit, incident), fp, hit.time) if muter else None
+        decision = None
+        if muter is not None:
+            try:
+                decision = muter.decide(hit_labels(hit, incident), fp, hit.time)
+            except Exception as exc:  # noqa: BLE001 - a muting bug must not stop the batch
+                self.failures.append(Failure(rule.id, "mute", repr(exc), hit.event))
+        if decision is None and hit.folded:
+            reason = "folded into the storm summary; notifications held with it"
+            decision = MuteDecision("storm", rule.id, reason, counted_as=rule.id)
+            incident = None  # the folded key has no incident of its own to record it on
         held = flapping.held(hit.key) if flapping is not None and decision is None else None
         if held is not None:
             decision = MuteDecision("flapping", rule.id, held, counted_as=rule.id)
@@ -258,7 +268,8 @@ class _Env:
             self.outputs.append(
                 ActionOutput(time, rule.id, "mute", "settled", key, fp, note, count)
             )
-        if incident is not None:
+        if incident is not None and incident.muted.startswith(FLAPPING_PREFIX):
+            # Only its own reason: a silence over the incident still holds, and says so.
             incident.muted = reason
             self.changes.append(
                 IncidentChange("mute", incident, time, incident.count, "flapping", note=note)
@@ -458,7 +469,7 @@ class Engine:
         set_match = self._set_match
         correlator_at = self._correlator_at
         groups_at = self._groups_at
-        muting = env.muter is not None or bool(self._flapping)
+        muting = env.muter is not None or bool(self._flapping) or bool(self._storms)
         late, future = clock.late, clock.future
         lateness = clock.lateness
         latest = wall + clock.skew  # stamps after this are a wrong clock
@@ -582,19 +593,25 @@ class Engine:
         for correlator in self.correlators.values():
             result.expired += correlator.sweep(horizon)
             if correlator.dirty:
-                result.state.extend(self._dump(correlator))
+                result.state.extend(self._dump(correlator, result.failures))
         # Every action of a plain rule runs once per match: count them per batch, not per run.
         by_id = self._by_id
         correlated = self.correlators
-        muting = env.muter is not None or bool(self._flapping)  # then act() counted them
+        muting = (
+            env.muter is not None or bool(self._flapping) or bool(self._storms)
+        )  # then act() counted them
         for rule_id, count in result.matches.items():
             if rule_id not in correlated and not muting:
                 for action in by_id[rule_id].actions:
                     result.actions[action.kind] += count
         return result
 
-    def _dump(self, correlator: Correlator) -> list[StateRow]:
-        """Rows for the keys changed since the last dump, numbered least recent first."""
+    def _dump(self, correlator: Correlator, failures: list[Failure]) -> list[StateRow]:
+        """Rows for the keys changed since the last dump, numbered least recent first.
+
+        A state that cannot be written (an event nested past the JSON encoder's depth) is
+        dropped with a failure: the batch and the other keys are still saved.
+        """
         rule_id = correlator.name
         states = correlator.states
         dirty = correlator.dirty
@@ -604,18 +621,26 @@ class Engine:
         newest = list(itertools.islice(reversed(states), live))
         newest.reverse()
         seq = self._row_seq
-        dumps = functools.partial(json.dumps, default=str)  # a field of an odd type: as text
         dump = correlator.dump
         picked = [key for key in newest if key in dirty]
         if len(picked) != live:  # only if a change forgot to move its key: never lose one
             picked = [key for key in states if key in dirty]
-        rows.extend((rule_id, key, dumps(dump(states[key])), next(seq)) for key in picked)
+        for key in picked:
+            try:
+                blob = json.dumps(dump(states[key]), default=str)  # odd field types: as text
+            except (RecursionError, ValueError, TypeError) as exc:
+                del states[key]
+                rows.append((rule_id, key, None, 0))
+                where = Event(time=0.0, received=0.0, source="state", origin=rule_id, message=key)
+                failures.append(Failure(correlator.rule.id, "state", repr(exc)[:200], where))
+                continue
+            rows.append((rule_id, key, blob, next(seq)))
         dirty.clear()
         return rows
 
     def digests(self) -> dict[str, str]:
         """The definitions behind the correlation state, to store with it."""
-        return {rule_id: c.rule.digest for rule_id, c in self.correlators.items()}
+        return {rule_id: _digest(c) for rule_id, c in self.correlators.items()}
 
     def restore(
         self,
@@ -631,21 +656,33 @@ class Engine:
         Each rule's rows come least recently used first; `seq` is the newest row's number.
         """
         self.time.restore(watermark, wall)
+        unreadable: list[str] = []
         for rule_id, correlator in self.correlators.items():
-            if digests.get(rule_id) != correlator.rule.digest:
+            if digests.get(rule_id) != _digest(correlator):
                 continue
-            for key, blob in rows.get(rule_id, ()):
-                state = correlator.load(json.loads(blob))
-                correlator.states[key] = state
-                due = correlator.due(state)
-                if due is not None:
-                    self._heap.append((due, correlator.order, key, next(self._seq), correlator))
+            try:
+                for key, blob in rows.get(rule_id, ()):
+                    state = correlator.load(json.loads(blob))
+                    correlator.states[key] = state
+                    due = correlator.due(state)
+                    if due is not None:
+                        self._heap.append((due, correlator.order, key, next(self._seq), correlator))
+            except (ValueError, TypeError, KeyError, IndexError):
+                # A damaged row: that rule starts fresh rather than the daemon not starting.
+                correlator.states.clear()
+                self._heap[:] = [t for t in self._heap if t[4] is not correlator]
+                unreadable.append(rule_id)
         heapq.heapify(self._heap)
         self._row_seq = itertools.count(seq + 1)
         return sorted(
-            rule_id
-            for rule_id, digest in digests.items()
-            if (c := self.correlators.get(rule_id)) is None or c.rule.digest != digest
+            {
+                *unreadable,
+                *(
+                    rule_id
+                    for rule_id, digest in digests.items()
+                    if (c := self.correlators.get(rule_id)) is None or _digest(c) != digest
+                ),
+            }
         )
 
     def reload(self, rules: Sequence[Rule], lists: Mapping[str, list[Any]]) -> list[str]:
@@ -679,6 +716,11 @@ class Engine:
     def live_keys(self) -> dict[str, int]:
         """Keys held per correlated rule (for the gauge)."""
         return {rule_id: len(c.states) for rule_id, c in self.correlators.items()}
+
+
+def _digest(correlator: Correlator) -> str:
+    """What saved state must match: the rule's definition and the state format's version."""
+    return f"{correlator.rule.digest}.{STATE_FORMAT}"
 
 
 def _follower(rule: Rule, role: str, follower: Follower, action: CompiledAction) -> Rule:

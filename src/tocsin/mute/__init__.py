@@ -11,9 +11,12 @@ import datetime
 from dataclasses import dataclass
 from typing import Literal
 
-__all__ = ["MuteDecision", "MuteKind", "format_time"]
+__all__ = ["LATEST", "MuteDecision", "MuteKind", "format_time"]
 
-MuteKind = Literal["silence", "maintenance", "inhibit", "flapping"]
+MuteKind = Literal["silence", "maintenance", "inhibit", "flapping", "storm"]
+
+# The last second datetime can show (9999-12-31T23:59:59Z): silences and windows end before.
+LATEST = 253_402_300_799.0
 
 
 @dataclass(frozen=True, slots=True)
@@ -33,6 +36,6 @@ class MuteDecision:
 
 
 def format_time(when: float) -> str:
-    """Return epoch seconds as `2026-11-25T10:00:00Z`, for reasons people read."""
-    moment = datetime.datetime.fromtimestamp(when, datetime.UTC)
+    """Return epoch seconds as `2026-11-25T10:00:00Z`, for reasons people read (and the API)."""
+    moment = datetime.datetime.fromtimestamp(min(max(when, 0.0), LATEST), datetime.UTC)
     return moment.isoformat(timespec="seconds").replace("+00:00", "Z")

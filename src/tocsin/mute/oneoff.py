@@ -6,6 +6,7 @@ import math
 from dataclasses import dataclass, replace
 from typing import Any
 
+from tocsin.mute import LATEST
 from tocsin.mute.matchers import Matchers, parse_matchers
 from tocsin.mute.schedule import MaintenanceWindow
 from tocsin.yamlsrc import Mark, SourceError
@@ -52,6 +53,8 @@ class OneOffWindow:
             raise WindowError("start and end must be finite times")
         if end <= max(start, now):
             raise WindowError("a window must end after it starts, and in the future")
+        if end > LATEST:
+            raise WindowError("a window must end before the year 10000")
         if not created_by.strip() or not comment.strip():
             raise WindowError("a window needs created_by (who) and a comment (why)")
         problem = matchers.unselective_reason()
@@ -71,21 +74,26 @@ class OneOffWindow:
         )
 
     @property
-    def window(self) -> MaintenanceWindow:
-        """The window the muter uses."""
+    def window(self) -> MaintenanceWindow | None:
+        """The window the muter uses; None once it was ended before it began."""
+        if self.end <= self.start:
+            return None
         return MaintenanceWindow(
             name=self.name, matchers=self.matchers, start=self.start, end=self.end
         )
 
     def state(self, now: float) -> str:
-        """pending, active or ended."""
-        return "pending" if now < self.start else "active" if now < self.end else "ended"
+        """pending, active or ended (a window ended before it began is ended too)."""
+        if self.end <= self.start or now >= self.end:
+            return "ended"
+        return "pending" if now < self.start else "active"
 
     def end_now(self, now: float) -> OneOffWindow:
         """End early, kept for the audit trail."""
-        if now >= self.end:
+        if self.state(now) == "ended":
             raise WindowError(f"window {self.name} has already ended")
-        return replace(self, start=min(self.start, now), end=now, ended_early_at=now)
+        # A pending window ends before it begins: end == start, so it never mutes.
+        return replace(self, end=max(self.start, now), ended_early_at=now)
 
     def reminder_due(self, now: float) -> bool:
         """Whether the reminder should go out now (once, while the window is still open)."""

@@ -14,7 +14,7 @@ from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, replace
 from typing import Any, Literal
 
-from tocsin.mute import MuteDecision, format_time
+from tocsin.mute import LATEST, MuteDecision, format_time
 from tocsin.mute.matchers import LabelMatcher, Matchers, parse_matchers
 from tocsin.yamlsrc import Mark, SourceError
 
@@ -176,6 +176,8 @@ class SilenceBook:
                 raise SilenceError(f"{what} must be a finite time")
         if ends_at <= starts_at:
             raise SilenceError("a silence must end after it starts")
+        if ends_at > LATEST:
+            raise SilenceError("a silence must end before the year 10000")
         if ends_at <= now:
             raise SilenceError("a silence must end in the future")
         if not created_by.strip():

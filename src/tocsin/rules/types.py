@@ -39,6 +39,7 @@ class Hit:
         "count",
         "dropped",
         "event",
+        "folded",
         "key",
         "lists",
         "rule",
@@ -66,6 +67,7 @@ class Hit:
         self.time = time  # event time as the engine placed it (a very late event: "now")
         self.count = 1  # events this hit stands for (a threshold acts for `count` events)
         self.since = time  # the first of them
+        self.folded = False  # a storm folded its would-be incident: its notifications wait
 
     @property
     def variables(self) -> Mapping[str, Any]:
