@@ -1,11 +1,12 @@
-"""Command line: `tocsin run | check | replay | silence | version`; the only place with argv
-and signals."""
+"""Command line: `tocsin run | check | replay | silence | maintenance | version`; the only
+place with argv and signals."""
 
 from __future__ import annotations
 
 import argparse
 import asyncio
 import gc
+import getpass
 import os
 import signal
 import sys
@@ -55,10 +56,7 @@ def _parser() -> argparse.ArgumentParser:
     replay.add_argument("files", nargs="+", type=Path)
 
     silence = sub.add_parser("silence", help="list, add or expire silences on a running daemon")
-    target = silence.add_mutually_exclusive_group()
-    target.add_argument("--config", type=Path, help="find the daemon (and a token) from this")
-    target.add_argument("--url", help="the daemon's base URL (default http://127.0.0.1:8465)")
-    silence.add_argument("--token", help="API token (default: $TOCSIN_TOKEN, or the config's)")
+    _api_target(silence)
     action = silence.add_subparsers(dest="silence_command", required=True)
     listing = action.add_parser("list", help="show silences")
     listing.add_argument("--state", choices=("pending", "active", "expired"))
@@ -71,12 +69,47 @@ def _parser() -> argparse.ArgumentParser:
     until.add_argument("--ends", help="ISO 8601 time with offset")
     add.add_argument("--starts", help="ISO 8601 time with offset (default: now)")
     add.add_argument("--comment", required=True, help="why")
-    add.add_argument("--author", default=os.environ.get("USER", ""), help="who (default $USER)")
+    add.add_argument("--author", default=_whoami(), help="who (default: you)")
     expire = action.add_parser("expire", help="end a silence now")
     expire.add_argument("id", help="the silence id (a unique prefix will do)")
 
+    maintenance = sub.add_parser(
+        "maintenance", help="list, add or end one-off maintenance windows on a running daemon"
+    )
+    _api_target(maintenance)
+    mw = maintenance.add_subparsers(dest="maintenance_command", required=True)
+    mw.add_parser("list", help="show the windows in force (config and API-made)")
+    make = mw.add_parser("add", help="mute what matches, for a while, by name")
+    make.add_argument("name")
+    make.add_argument("-m", "--matcher", action="append", required=True, help="e.g. host=db1")
+    span = make.add_mutually_exclusive_group(required=True)
+    span.add_argument("--duration", help="e.g. 2h")
+    span.add_argument("--ends", help="ISO 8601 time with offset")
+    make.add_argument("--starts", help="ISO 8601 time with offset (default: now)")
+    make.add_argument("--remind-before", help="log a reminder this long before the end, e.g. 15m")
+    make.add_argument("--comment", required=True, help="why")
+    make.add_argument("--author", default=_whoami(), help="who (default: you)")
+    end = mw.add_parser("end", help="end an API-made window now")
+    end.add_argument("name")
+
     sub.add_parser("version", help="print the version")
     return parser
+
+
+def _whoami() -> str:
+    """The login name, for created_by (empty if the system cannot tell)."""
+    try:
+        return getpass.getuser()
+    except (KeyError, OSError):
+        return ""
+
+
+def _api_target(command: argparse.ArgumentParser) -> None:
+    """Options that find a running daemon and its token."""
+    target = command.add_mutually_exclusive_group()
+    target.add_argument("--config", type=Path, help="find the daemon (and a token) from this")
+    target.add_argument("--url", help="the daemon's base URL (default http://127.0.0.1:8465)")
+    command.add_argument("--token", help="API token (default: $TOCSIN_TOKEN, or the config's)")
 
 
 def _tune_gc() -> None:
@@ -222,74 +255,6 @@ def _replay(args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
-def _silence(args: argparse.Namespace) -> int:
-    from tocsin.client import ApiClient, ApiError  # noqa: PLC0415 - only this command needs it
-
-    url = args.url or "http://127.0.0.1:8465"
-    token = args.token or os.environ.get("TOCSIN_TOKEN")
-    if args.config is not None:
-        try:
-            config = load_config(args.config)
-        except SourceError as exc:
-            print(exc, file=sys.stderr)
-            return EXIT_INVALID
-        host = "127.0.0.1" if config.http.host in ("0.0.0.0", "::", "") else config.http.host  # noqa: S104
-        url = f"http://{host}:{config.http.port}"
-        if token is None and config.http.tokens_file is not None:
-            token = _first_token(config.http.tokens_file)
-    client = ApiClient(base_url=url, token=token)
-    try:
-        if args.silence_command == "list":
-            query = f"?state={args.state}" if args.state else ""
-            _print_silences(client.call("GET", f"/api/v1/silences{query}")["silences"])
-        elif args.silence_command == "add":
-            body: dict[str, object] = {
-                "matchers": args.matcher,
-                "created_by": args.author,
-                "comment": args.comment,
-            }
-            if args.starts:
-                body["starts_at"] = args.starts
-            body["duration" if args.duration else "ends_at"] = args.duration or args.ends
-            created = client.call("POST", "/api/v1/silences", body)
-            print(f"{created['id']}  {created['state']} until {created['ends_at']}")
-        else:
-            found = [
-                s["id"]
-                for s in client.call("GET", "/api/v1/silences")["silences"]
-                if s["id"].startswith(args.id)
-            ]
-            if len(found) != 1:
-                problem = "no silence" if not found else f"{len(found)} silences"
-                print(f"tocsin silence: {problem} with id {args.id}", file=sys.stderr)
-                return EXIT_INVALID
-            ended = client.call("DELETE", f"/api/v1/silences/{found[0]}")
-            print(f"{ended['id']}  {ended['state']} at {ended['ends_at']}")
-    except ApiError as exc:
-        print(f"tocsin silence: {exc}", file=sys.stderr)
-        return EXIT_INVALID
-    return EXIT_OK
-
-
-def _first_token(path: Path) -> str | None:
-    """The first token in a tokens file, if this user may read it."""
-    try:
-        lines = path.read_text(encoding="utf-8").splitlines()
-    except OSError:
-        return None
-    return next((t.strip() for t in lines if t.strip() and not t.startswith("#")), None)
-
-
-def _print_silences(silences: list[dict[str, object]]) -> None:
-    print(f"{'ID':<8}  {'STATE':<7}  {'STARTS':<25}  {'ENDS':<25}  BY  COMMENT  MATCHERS")
-    for s in silences:
-        matchers = ", ".join(str(m) for m in s["matchers"])  # type: ignore[attr-defined]
-        print(
-            f"{str(s['id'])[:8]}  {s['state']!s:<7}  {s['starts_at']!s:<25}  {s['ends_at']!s:<25}  "
-            f"{s['created_by']}  {s['comment']}  {matchers}"
-        )
-
-
 def main(argv: Sequence[str] | None = None) -> int:
     """Entry point of the `tocsin` console script."""
     args = _parser().parse_args(argv)
@@ -299,8 +264,10 @@ def main(argv: Sequence[str] | None = None) -> int:
         return _check(args.config, args.rules)
     if args.command == "replay":
         return _replay(args)
-    if args.command == "silence":
-        return _silence(args)
+    if args.command in ("silence", "maintenance"):
+        from tocsin import remote  # noqa: PLC0415 - only these commands need it
+
+        return remote.silence(args) if args.command == "silence" else remote.maintenance(args)
     print(__version__)
     return EXIT_OK
 

@@ -192,3 +192,29 @@ def test_one_off_maintenance_window_by_api_reminds_and_mutes(daemon: Daemon) -> 
     assert (status, ended["state"]) == (200, "ended")
     status, again = request(daemon, "DELETE", "/api/v1/maintenance/freeze")
     assert (status, again["error"]) == (409, "window freeze has already ended")
+
+
+def test_cli_makes_lists_and_ends_maintenance_windows(daemon: Daemon) -> None:
+    """Test `tocsin maintenance add/list/end` end to end."""
+    with_tokens(daemon)
+    daemon.start()
+
+    def run(*args: str) -> subprocess.CompletedProcess[str]:
+        return subprocess.run(
+            [sys.executable, "-m", "tocsin", "maintenance", "--config",
+             str(daemon.root / "tocsin.yaml"), *args],
+            capture_output=True, text=True, check=False,
+        )  # fmt: skip
+
+    made = run("add", "db move", "-m", "host=~db.*", "--duration", "2h", "--comment", "move")
+    assert made.returncode == 0, made.stderr
+    assert made.stdout.startswith("db move  active until ")
+    listed = run("list")
+    assert "db move  api  active" in listed.stdout
+    assert 'host=~"db.*"' in listed.stdout
+    ended = run("end", "db move")
+    assert ended.returncode == 0, ended.stderr
+    assert "ended" in ended.stdout
+    again = run("end", "nope")
+    assert again.returncode == 1
+    assert "no API-made maintenance window named nope" in again.stderr
