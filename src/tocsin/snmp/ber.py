@@ -140,14 +140,33 @@ def _int32(data: bytes, pos: int, end: int, what: str) -> tuple[int, int]:
     return value, stop
 
 
+_OID_CACHE: dict[bytes, str] = {}  # traps repeat the same OIDs: decode each encoding once
+_OID_CACHE_SIZE = 8192
+
+
 def _oid(data: bytes, start: int, stop: int) -> str:
-    if start == stop:
-        raise BerError("empty OBJECT IDENTIFIER", start)
+    encoded = data[start:stop]
+    text = _OID_CACHE.get(encoded)
+    if text is None:
+        text = _decode_oid(encoded, start)
+        if len(_OID_CACHE) >= _OID_CACHE_SIZE:
+            _OID_CACHE.clear()
+        _OID_CACHE[encoded] = text
+    return text
+
+
+def _decode_oid(encoded: bytes, offset: int) -> str:
+    if not encoded:
+        raise BerError("empty OBJECT IDENTIFIER", offset)
+    if max(encoded) < 0x80:  # every sub-identifier is one byte: the common case
+        first = min(encoded[0] // 40, 2)
+        if len(encoded) + 1 > _MAX_OID_ARCS:
+            raise BerError("OBJECT IDENTIFIER beyond SNMP's limits", offset)
+        return f"{first}.{encoded[0] - 40 * first}" + "".join(f".{b}" for b in encoded[1:])
     arcs: list[int] = []
     value = 0
     fresh = True
-    for pos in range(start, stop):
-        byte = data[pos]
+    for pos, byte in enumerate(encoded, offset):
         if fresh and byte == 0x80:
             raise BerError("OBJECT IDENTIFIER sub-identifier with a leading 0x80", pos)
         value = (value << 7) | (byte & 0x7F)
@@ -160,9 +179,9 @@ def _oid(data: bytes, start: int, stop: int) -> str:
                 arcs.append(value)
             value = 0
     if not fresh:
-        raise BerError("OBJECT IDENTIFIER cut inside a sub-identifier", stop)
+        raise BerError("OBJECT IDENTIFIER cut inside a sub-identifier", offset + len(encoded))
     if len(arcs) > _MAX_OID_ARCS or max(arcs) > _MAX_ARC:
-        raise BerError("OBJECT IDENTIFIER beyond SNMP's limits", start)
+        raise BerError("OBJECT IDENTIFIER beyond SNMP's limits", offset)
     return ".".join(map(str, arcs))
 
 
