@@ -13,6 +13,7 @@ from aiohttp import web
 from prometheus_client import CONTENT_TYPE_LATEST, REGISTRY, generate_latest
 
 from tocsin.api.maintenance import MaintenanceDesk, add_maintenance_routes
+from tocsin.api.replies import error
 from tocsin.api.silences import SilenceDesk, add_silence_routes
 from tocsin.model import Incident, IncidentState
 from tocsin.store.base import HistoryEntry, Store, StoreError
@@ -161,14 +162,14 @@ class ApiServer:
         state = request.query.get("state", "all")
         valid = ("all", "open", *(s.value for s in IncidentState))
         if state not in valid:
-            return _error(400, f"state must be one of {', '.join(valid)}")
+            return error(400, f"state must be one of {', '.join(valid)}")
         try:
             limit = min(int(request.query.get("limit", "100")), _MAX_LIMIT)
             offset = int(request.query.get("offset", "0"))
         except ValueError:
-            return _error(400, "limit and offset must be whole numbers")
+            return error(400, "limit and offset must be whole numbers")
         if limit < 1 or not 0 <= offset < _MAX_ID:
-            return _error(400, "limit must be >= 1 and offset >= 0")
+            return error(400, "limit must be >= 1 and offset >= 0")
         states: tuple[str, ...] | None
         states = None if state == "all" else _OPEN_STATES if state == "open" else (state,)
         try:
@@ -176,27 +177,23 @@ class ApiServer:
                 lambda s: s.list_incidents(states=states, limit=limit, offset=offset)
             )
         except StoreError as exc:
-            return _error(503, exc.reason)
+            return error(503, exc.reason)
         return web.json_response({"incidents": [incident_json(i) for i in found]})
 
     async def _incident(self, request: web.Request) -> web.Response:
         try:
             incident_id = int(request.match_info["id"])
         except ValueError:
-            return _error(400, "incident id must be a whole number")
+            return error(400, "incident id must be a whole number")
         if not 0 < incident_id < _MAX_ID:
-            return _error(404, f"no incident {incident_id}")
+            return error(404, f"no incident {incident_id}")
         try:
             incident = await self._reader.run(lambda s: s.get_incident(incident_id))
             history = await self._reader.run(lambda s: s.incident_history(incident_id))
         except StoreError as exc:
-            return _error(503, exc.reason)
+            return error(503, exc.reason)
         if incident is None:
-            return _error(404, f"no incident {incident_id}")
+            return error(404, f"no incident {incident_id}")
         body = incident_json(incident)
         body["history"] = [_history_json(h) for h in history]
         return web.json_response(body)
-
-
-def _error(status: int, message: str) -> web.Response:
-    return web.json_response({"error": message}, status=status)

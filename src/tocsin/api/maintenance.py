@@ -9,6 +9,7 @@ from typing import Any, Protocol
 from aiohttp import web
 
 from tocsin.api.auth import require_token
+from tocsin.api.replies import error, read_json
 from tocsin.api.silences import parse_time
 from tocsin.mute import format_time
 from tocsin.mute.matchers import Matchers, parse_matchers
@@ -135,31 +136,26 @@ def add_maintenance_routes(
         return web.json_response({"windows": windows})
 
     async def create(request: web.Request) -> web.StreamResponse:
-        try:
-            body = await request.json()
-        except ValueError:
-            return _error(400, "the body must be JSON")
+        body, problem = await read_json(request)
+        if problem is not None:
+            return problem
         try:
             window = await desk.add(**_parse(body, time.time()))
         except WindowError as exc:
-            return _error(400, str(exc))
+            return error(400, str(exc))
         except StoreError as exc:
-            return _error(503, f"the window was not saved: {exc.reason}")
+            return error(503, f"the window was not saved: {exc.reason}")
         return web.json_response(_made_json(window, time.time()), status=201)
 
     async def end(request: web.Request) -> web.StreamResponse:
         try:
             window = await desk.end(request.match_info["name"])
         except WindowError as exc:
-            return _error(404 if "no API-made" in str(exc) else 409, str(exc))
+            return error(404 if "no API-made" in str(exc) else 409, str(exc))
         except StoreError as exc:
-            return _error(503, f"the window was not ended: {exc.reason}")
+            return error(503, f"the window was not ended: {exc.reason}")
         return web.json_response(_made_json(window, time.time()))
 
     app.router.add_get("/api/v1/maintenance", listing)
     app.router.add_post("/api/v1/maintenance", require_token(tokens, create))
     app.router.add_delete("/api/v1/maintenance/{name}", require_token(tokens, end))
-
-
-def _error(status: int, message: str) -> web.Response:
-    return web.json_response({"error": message}, status=status)

@@ -10,6 +10,7 @@ from typing import Any, Protocol
 from aiohttp import web
 
 from tocsin.api.auth import require_token
+from tocsin.api.replies import error, read_json
 from tocsin.mute import LATEST, format_time
 from tocsin.mute.matchers import Matchers, parse_matchers
 from tocsin.mute.silences import Silence, SilenceError
@@ -116,46 +117,41 @@ def add_silence_routes(app: web.Application, desk: SilenceDesk, tokens: Iterable
     async def listing(request: web.Request) -> web.Response:
         state = request.query.get("state")
         if state is not None and state not in _STATES:
-            return _error(400, f"state must be one of {', '.join(_STATES)}")
+            return error(400, f"state must be one of {', '.join(_STATES)}")
         now = time.time()
         return web.json_response({"silences": [silence_json(s, now) for s in desk.list(state)]})
 
     async def one(request: web.Request) -> web.Response:
         silence = desk.get(request.match_info["id"])
         if silence is None:
-            return _error(404, f"no silence {request.match_info['id']}")
+            return error(404, f"no silence {request.match_info['id']}")
         return web.json_response(silence_json(silence, time.time()))
 
     async def create(request: web.Request) -> web.StreamResponse:
-        try:
-            body = await request.json()
-        except ValueError:
-            return _error(400, "the body must be JSON")
+        body, problem = await read_json(request)
+        if problem is not None:
+            return problem
         try:
             silence = await desk.add(**_parse(body, time.time()))
         except SilenceError as exc:
-            return _error(400, str(exc))
+            return error(400, str(exc))
         except StoreError as exc:
-            return _error(503, f"the silence was not saved: {exc.reason}")
+            return error(503, f"the silence was not saved: {exc.reason}")
         return web.json_response(silence_json(silence, time.time()), status=201)
 
     async def expire(request: web.Request) -> web.StreamResponse:
         silence_id = request.match_info["id"]
         if desk.get(silence_id) is None:
-            return _error(404, f"no silence {silence_id}")
+            return error(404, f"no silence {silence_id}")
         try:
             silence = await desk.expire(silence_id)
         except SilenceError as exc:
-            return _error(409, str(exc))
+            return error(409, str(exc))
         except StoreError as exc:
-            return _error(503, f"the silence was not expired: {exc.reason}")
+            return error(503, f"the silence was not expired: {exc.reason}")
         return web.json_response(silence_json(silence, time.time()))
 
     app.router.add_get("/api/v1/silences", listing)
     app.router.add_get("/api/v1/silences/{id}", one)
     app.router.add_post("/api/v1/silences", require_token(tokens, create))
     app.router.add_delete("/api/v1/silences/{id}", require_token(tokens, expire))
-
-
-def _error(status: int, message: str) -> web.Response:
-    return web.json_response({"error": message}, status=status)
