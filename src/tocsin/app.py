@@ -14,7 +14,6 @@ import structlog
 
 from tocsin import __version__, obs
 from tocsin.actions.registry import ACTION_KINDS
-from tocsin.api.auth import TokenError, load_tokens
 from tocsin.api.http import ApiServer
 from tocsin.config import Config, FileSourceConfig, describe
 from tocsin.desks import Maintenance, Silences, load_silences, load_windows
@@ -30,6 +29,7 @@ from tocsin.sources.logfile import LogFileSource
 from tocsin.store.base import CommitBatch, Store
 from tocsin.store.sqlite import SqliteStore
 from tocsin.store.writer import StoreWriter
+from tocsin.tokens import TokenError, read_tokens
 
 __all__ = ["Daemon", "ResultReporter", "StartupError", "load_ruleset"]
 
@@ -160,7 +160,9 @@ class Daemon:
         ruleset = load_ruleset(config.rule_paths)
         try:
             tokens = (
-                load_tokens(config.http.tokens_file) if config.http.tokens_file else frozenset()
+                frozenset(read_tokens(config.http.tokens_file))
+                if config.http.tokens_file
+                else frozenset()
             )
         except TokenError as exc:
             raise StartupError(str(exc)) from None

@@ -11,6 +11,7 @@ from urllib.parse import quote
 
 from tocsin.client import ApiClient, ApiError
 from tocsin.config import load_config
+from tocsin.tokens import TokenError, read_tokens
 from tocsin.yamlsrc import SourceError
 
 __all__ = ["maintenance", "silence"]
@@ -39,10 +40,10 @@ def _client(args: argparse.Namespace) -> ApiClient | None:
 def _first_token(path: Path) -> str | None:
     """The first token in a tokens file, if this user may read it."""
     try:
-        lines = path.read_text(encoding="utf-8").splitlines()
-    except OSError:
+        tokens = read_tokens(path)
+    except TokenError:
         return None
-    return next((t.strip() for t in lines if t.strip() and not t.startswith("#")), None)
+    return tokens[0] if tokens else None
 
 
 def silence(args: argparse.Namespace) -> int:

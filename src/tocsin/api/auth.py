@@ -4,34 +4,12 @@ from __future__ import annotations
 
 import hmac
 from collections.abc import Awaitable, Callable, Iterable
-from pathlib import Path
 
 from aiohttp import web
 
-__all__ = ["Handler", "TokenError", "load_tokens", "require_token"]
+__all__ = ["Handler", "require_token"]
 
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
-
-
-class TokenError(Exception):
-    """The tokens file cannot be used; the message says why."""
-
-
-def load_tokens(path: Path) -> frozenset[str]:
-    """Read one token per line (blank lines and `#` comments skipped); refuse short ones."""
-    try:
-        text = path.read_text(encoding="utf-8")
-    except OSError as exc:
-        raise TokenError(f"cannot read http.tokens_file {path}: {exc.strerror}") from None
-    tokens = set()
-    for number, line in enumerate(text.splitlines(), 1):
-        token = line.strip()
-        if not token or token.startswith("#"):
-            continue
-        if len(token) < 16:
-            raise TokenError(f"{path}:{number}: a token must be at least 16 characters")
-        tokens.add(token)
-    return frozenset(tokens)
 
 
 def require_token(tokens: Iterable[str], handler: Handler) -> Handler:

@@ -15,7 +15,7 @@ from typing import Any, Literal, cast
 
 import re2
 
-from tocsin.rules.schema import Errors, check_keys, expect_str, plain_errors
+from tocsin.rules.schema import Errors, check_keys, expect_str, kind_of, plain_errors
 from tocsin.yamlsrc import Mark, MarkedMap, value_mark
 
 __all__ = [
@@ -267,7 +267,7 @@ def parse_matcher(spec: Any, where: Mark, errors: Errors = plain_errors) -> Labe
     if isinstance(spec, Mapping):
         data = spec if isinstance(spec, MarkedMap) else _marked_map(spec, where)
         return _parse_mapping(data, data.mark, errors)
-    raise errors(where, f"a matcher must be text like host=web1 or a mapping, not {_kind(spec)}")
+    raise errors(where, f"a matcher must be text like host=web1 or a mapping, not {kind_of(spec)}")
 
 
 def parse_matchers(
@@ -275,23 +275,9 @@ def parse_matchers(
 ) -> Matchers:
     """Parse a list of matchers from YAML (marked) or JSON (plain lists, errors at `where`)."""
     if not isinstance(data, list | tuple):
-        raise errors(where, f"{what} must be a list, not {_kind(data)}")
+        raise errors(where, f"{what} must be a list, not {kind_of(data)}")
     return Matchers(
         tuple(
             parse_matcher(spec, value_mark(data, i, where), errors) for i, spec in enumerate(data)
         )
     )
-
-
-def _kind(value: Any) -> str:
-    if isinstance(value, Mapping):
-        return "a mapping"
-    if isinstance(value, list | tuple):
-        return "a list"
-    if isinstance(value, bool):
-        return "true/false"
-    if value is None:
-        return "empty"
-    if isinstance(value, int | float):
-        return "a number"
-    return "text"

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import re
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Mapping
 from typing import Any
 
 from tocsin.yamlsrc import Mark, MarkedList, MarkedMap, SourceError, did_you_mean, key_mark
@@ -16,6 +16,7 @@ __all__ = [
     "expect_list",
     "expect_map",
     "expect_str",
+    "kind_of",
     "parse_duration",
     "plain_errors",
 ]
@@ -29,10 +30,11 @@ def plain_errors(where: Mark, message: str) -> SourceError:
     return SourceError(where, message)
 
 
-def _kind(value: Any) -> str:
-    if isinstance(value, dict):
+def kind_of(value: Any) -> str:
+    """Name what a YAML or JSON value is, for "must be X, not Y" errors."""
+    if isinstance(value, Mapping):
         return "a mapping"
-    if isinstance(value, list):
+    if isinstance(value, list | tuple):
         return "a list"
     if isinstance(value, bool):
         return "true/false"
@@ -51,28 +53,28 @@ def expect_map(value: Any, where: Mark, what: str, errors: Errors = plain_errors
         empty = MarkedMap()
         empty.mark, empty.key_marks, empty.value_marks = where, {}, {}
         return empty
-    raise errors(where, f"{what} must be a mapping, not {_kind(value)}")
+    raise errors(where, f"{what} must be a mapping, not {kind_of(value)}")
 
 
 def expect_list(value: Any, where: Mark, what: str, errors: Errors = plain_errors) -> MarkedList:
     """Return `value` if it is a list, else raise."""
     if isinstance(value, MarkedList):
         return value
-    raise errors(where, f"{what} must be a list, not {_kind(value)}")
+    raise errors(where, f"{what} must be a list, not {kind_of(value)}")
 
 
 def expect_str(value: Any, where: Mark, what: str, errors: Errors = plain_errors) -> str:
     """Return `value` if it is text, else raise."""
     if isinstance(value, str):
         return value
-    raise errors(where, f"{what} must be text, not {_kind(value)}")
+    raise errors(where, f"{what} must be text, not {kind_of(value)}")
 
 
 def expect_bool(value: Any, where: Mark, what: str, errors: Errors = plain_errors) -> bool:
     """Return `value` if it is true/false, else raise."""
     if isinstance(value, bool):
         return value
-    raise errors(where, f"{what} must be true or false, not {_kind(value)}")
+    raise errors(where, f"{what} must be true or false, not {kind_of(value)}")
 
 
 def expect_int(

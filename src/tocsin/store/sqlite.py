@@ -394,33 +394,32 @@ class SqliteStore:
 
     def save_silence(self, silence_id: str, ends_at: float, data: str) -> None:
         """Write a silence now, durably: the API acknowledges it only after this returns."""
-        if self._readonly:
-            raise StoreError(f"the store {self._path} was opened read-only")
-        conn = self._db
-        try:
-            with _transaction(conn):
-                conn.execute(
-                    "INSERT INTO silences (id, ends_at, data) VALUES (?, ?, ?) ON CONFLICT (id) "
-                    "DO UPDATE SET ends_at = excluded.ends_at, data = excluded.data",
-                    (silence_id, ends_at, data),
-                )
-        except (sqlite3.Error, ValueError) as exc:
-            raise StoreError(f"could not save silence {silence_id} to {self._path}: {exc}") from exc
+        self._save_record(
+            f"silence {silence_id}",
+            "INSERT INTO silences (id, ends_at, data) VALUES (?, ?, ?) ON CONFLICT (id) "
+            "DO UPDATE SET ends_at = excluded.ends_at, data = excluded.data",
+            (silence_id, ends_at, data),
+        )
 
     def save_window(self, name: str, data: str) -> None:
         """Write a one-off maintenance window now, durably, like a silence."""
+        self._save_record(
+            f"window {name}",
+            "INSERT INTO maintenance_windows (name, data) VALUES (?, ?) "
+            "ON CONFLICT (name) DO UPDATE SET data = excluded.data",
+            (name, data),
+        )
+
+    def _save_record(self, what: str, sql: str, params: tuple[object, ...]) -> None:
+        """Run one upsert in its own fsync'd transaction, as a StoreError if it fails."""
         if self._readonly:
             raise StoreError(f"the store {self._path} was opened read-only")
         conn = self._db
         try:
             with _transaction(conn):
-                conn.execute(
-                    "INSERT INTO maintenance_windows (name, data) VALUES (?, ?) "
-                    "ON CONFLICT (name) DO UPDATE SET data = excluded.data",
-                    (name, data),
-                )
+                conn.execute(sql, params)
         except (sqlite3.Error, ValueError) as exc:
-            raise StoreError(f"could not save window {name} to {self._path}: {exc}") from exc
+            raise StoreError(f"could not save {what} to {self._path}: {exc}") from exc
 
     def load_windows(self) -> list[str]:
         """Return every API-made maintenance window as JSON."""
