@@ -3,10 +3,12 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
+import functools
 import math
 import time
 from collections import Counter
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -30,6 +32,7 @@ from tocsin.store.base import CommitBatch, Store
 from tocsin.store.sqlite import SqliteStore
 from tocsin.store.writer import StoreWriter
 from tocsin.tokens import TokenError, read_tokens
+from tocsin.trapd import TrapReceiver
 
 __all__ = ["Daemon", "ResultReporter", "StartupError", "load_ruleset"]
 
@@ -212,6 +215,17 @@ class Daemon:
                 raise StartupError(
                     f"cannot listen on {config.http.host}:{config.http.port}: {exc.strerror}"
                 ) from None
+            traps = contextlib.AsyncExitStack()
+            receiver = None
+            if config.snmp is not None:
+                receiver = TrapReceiver(
+                    config=config.snmp, state_dir=config.state_dir, clock=self.clock
+                )
+                try:
+                    await traps.enter_async_context(receiver)
+                except OSError as exc:
+                    await api.stop()
+                    raise StartupError(str(exc.strerror or exc)) from None
             # A file that several entries match belongs to the first of them, in config order.
             earlier = [
                 [p for spec in config.files[:i] for p in spec.patterns]
@@ -219,10 +233,24 @@ class Daemon:
             ]
             sources = [
                 asyncio.create_task(
-                    self._supervise(spec, saved, earlier[i]), name=f"tocsin.source.files[{i}]"
+                    self._supervise(
+                        functools.partial(self._read_files, spec, saved, earlier[i]),
+                        {"patterns": list(spec.patterns)},
+                    ),
+                    name=f"tocsin.source.files[{i}]",
                 )
                 for i, spec in enumerate(config.files)
             ]
+            if receiver is not None:
+                sources.append(
+                    asyncio.create_task(
+                        self._supervise(
+                            functools.partial(receiver.run, self._put),
+                            {"snmp": list(map(str, receiver.bound))},
+                        ),
+                        name="tocsin.source.snmp",
+                    )
+                )
             processor = asyncio.create_task(self._process(engine, writer), name="tocsin.engine")
             try:
                 log.info(
@@ -243,6 +271,7 @@ class Daemon:
             finally:
                 for task in (*sources, processor):
                     task.cancel()
+                await traps.aclose()
                 await api.stop()
         return clean
 
@@ -314,23 +343,36 @@ class Daemon:
         return True
 
     async def _supervise(
-        self, spec: FileSourceConfig, saved: dict[str, FileOffset], exclude: list[str]
+        self, start: Callable[[], Awaitable[None]], about: dict[str, object]
     ) -> None:
-        """Keep a file source running: a crash is logged and it restarts after what it queued."""
+        """Keep a source running: a crash is logged and it restarts after what it queued."""
         delay = 1.0
         while True:
             started = time.monotonic()
             try:
-                await self._read_files(spec, saved, exclude)
+                await start()
                 return
             except asyncio.CancelledError:
                 raise
             except Exception:
                 if time.monotonic() - started > 60:
                     delay = 1.0  # it ran fine for a while: this is a new problem
-                log.exception("source_crashed", patterns=list(spec.patterns), restart_in=delay)
+                log.exception("source_crashed", **about, restart_in=delay)
                 await asyncio.sleep(delay)
                 delay = min(delay * 2, 30.0)
+
+    async def _put(
+        self,
+        events: list[Event],
+        read_at: float,
+        source: str = "snmp",
+        checkpoint: FileOffset | None = None,
+    ) -> None:
+        """Queue a source's events; returns once they are in the pipeline (the backpressure)."""
+        obs.EVENTS_RECEIVED.labels(source).inc(len(events))
+        self._queued_events += len(events)
+        obs.QUEUE_DEPTH.set(self._queued_events)
+        await self._queue.put(EventBatch(events, checkpoint, read_at))
 
     async def _read_files(
         self, spec: FileSourceConfig, saved: dict[str, FileOffset], exclude: list[str]
@@ -365,10 +407,7 @@ class Daemon:
                 if parser.errors:
                     obs.PARSE_ERRORS.labels(parser.name).inc(parser.errors)
                     parser.errors = 0
-                obs.EVENTS_RECEIVED.labels("log").inc(len(events))
-                self._queued_events += len(events)
-                obs.QUEUE_DEPTH.set(self._queued_events)
-                await self._queue.put(EventBatch(events, lines.checkpoint, read_at))
+                await self._put(events, read_at, "log", lines.checkpoint)
                 # Where a restarted source resumes: after what is already queued.
                 saved[lines.path] = lines.checkpoint
 

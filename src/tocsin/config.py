@@ -21,6 +21,7 @@ from tocsin.rules.schema import (
     expect_str,
     parse_duration,
 )
+from tocsin.snmp.settings import SnmpConfig, parse_snmp
 from tocsin.yamlsrc import Mark, MarkedMap, SourceError, load_yaml_file, value_mark
 
 __all__ = ["Config", "CorrelationConfig", "FileSourceConfig", "HttpConfig", "load_config"]
@@ -103,6 +104,7 @@ class Config:
     muting_paths: tuple[Path, ...] = ()
     maintenance: tuple[MaintenanceWindow, ...] = ()
     inhibit: tuple[InhibitRule, ...] = ()
+    snmp: SnmpConfig | None = None  # None: no trap receiver
 
 
 def _section(data: MarkedMap, key: str, allowed: tuple[str, ...]) -> MarkedMap:
@@ -318,7 +320,7 @@ def load_config(path: Path) -> Config:
     )
     muting_paths = tuple(_path(base, m, at("muting"), "a muting file") for m in muting_list)
     windows, inhibit = load_muting(muting_paths)
-    sources = _section(root, "sources", ("files",))
+    sources = _section(root, "sources", ("files", "snmp"))
     files_spec = sources.get("files", [])
     files_where = value_mark(sources, "files", at("sources"))
     files_list = expect_list(files_spec, files_where, "sources.files") if files_spec else []
@@ -366,6 +368,9 @@ def load_config(path: Path) -> Config:
         muting_paths=muting_paths,
         maintenance=tuple(windows),
         inhibit=tuple(inhibit),
+        snmp=parse_snmp(sources["snmp"], value_mark(sources, "snmp", at("sources")), base)
+        if "snmp" in sources
+        else None,
     )
 
 
@@ -376,4 +381,5 @@ def describe(config: Config) -> Mapping[str, Any]:
         "state_dir": str(config.state_dir),
         "rules": [str(p) for p in config.rule_paths],
         "files": [p for f in config.files for p in f.patterns],
+        "snmp": [f"{h}:{p}" for h, p in config.snmp.listen] if config.snmp else [],
     }

@@ -33,6 +33,10 @@ __all__ = [
     "RULE_ERRORS",
     "RULE_FAILURES",
     "RULE_MATCHES",
+    "SNMP_DROPPED",
+    "SNMP_INFORMS_ACKED",
+    "SNMP_PACKETS",
+    "SNMP_RECEIVE_BUFFER",
     "STORE_COMMITS",
     "STORE_COMMIT_SECONDS",
     "STORE_FAILURES",
@@ -138,6 +142,26 @@ MAINTENANCE_REMINDERS = Counter(
     "tocsin_maintenance_reminders_total", "Reminders that a one-off maintenance window ends soon."
 )
 SILENCES = Counter("tocsin_silences_changed_total", "Silences created or expired.", ["change"])
+SNMP_PACKETS = Counter(
+    "tocsin_snmp_packets_accepted_total",
+    "SNMP traps and informs accepted, per version (1, 2c, 3).",
+    ["version"],
+)
+SNMP_DROPPED = Counter(
+    "tocsin_snmp_packets_dropped_total",
+    "SNMP packets not processed, per reason (bad community, authentication failure, "
+    "malformed, receive buffer full, ...).",
+    ["reason"],
+)
+SNMP_INFORMS_ACKED = Counter(
+    "tocsin_snmp_informs_acknowledged_total",
+    "Informs answered, each once its event was in the pipeline.",
+)
+SNMP_RECEIVE_BUFFER = Gauge(
+    "tocsin_snmp_receive_buffer_bytes",
+    "Receive buffer the kernel granted each trap socket.",
+    ["listen"],
+)
 RULES_LOADED = Gauge("tocsin_rules_loaded", "Rules compiled and active.")
 RULE_ERRORS = Gauge("tocsin_rule_errors", "Rules rejected by validation at the last load.")
 

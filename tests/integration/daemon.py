@@ -74,6 +74,8 @@ class Daemon:
     start_at: str = "beginning"
     port: int = field(default_factory=free_port)
     extra: str = ""  # more top-level config YAML
+    sources: str = ""  # more YAML under `sources:` (indented by four spaces), e.g. snmp
+    rules: str = RULES
     proc: subprocess.Popen[bytes] | None = None
     runs: int = 0
 
@@ -81,7 +83,7 @@ class Daemon:
         RUNNING.append(self)
         (self.root / "logs").mkdir(parents=True, exist_ok=True)
         (self.root / "rules").mkdir(exist_ok=True)
-        (self.root / "rules" / "test.yaml").write_text(RULES)
+        (self.root / "rules" / "test.yaml").write_text(self.rules)
         (self.root / "tocsin.yaml").write_text(
             f"state_dir: state\nrules: [rules]\nhttp: {{host: 127.0.0.1, port: {self.port}}}\n"
             f"pipeline: {{batch_lines: 256}}\n"
@@ -92,6 +94,7 @@ class Daemon:
                 "      poll_interval: 20ms\n      rescan_interval: 100ms\n"
                 for paths in self.entries
             )
+            + self.sources
             + self.extra
         )
 

@@ -9,13 +9,11 @@ from typing import Any
 import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
-from pyasn1.codec.ber import decoder, encoder
+from pyasn1.codec.ber import decoder
 from pysnmp.proto import api
 
+from snmpkit import encode_v1, encode_v2, mutate
 from tocsin.snmp.ber import BerError, TrapMessage, decode_message, v1_to_v2
-
-V1 = api.PROTOCOL_MODULES[api.SNMP_VERSION_1]
-V2 = api.PROTOCOL_MODULES[api.SNMP_VERSION_2C]
 
 ARCS = st.integers(0, 2**32 - 1)
 OIDS = st.builds(
@@ -36,55 +34,6 @@ VALUES = st.one_of(
     st.builds(lambda v: ("Counter64", v), st.integers(0, 2**64 - 1)),
 )
 VARBINDS = st.lists(st.tuples(OIDS, VALUES), max_size=6)
-
-
-def _pysnmp_value(module: Any, name: str, value: Any) -> Any:
-    if name == "IpAddress":
-        return module.IpAddress(value)
-    if name == "Null":
-        return module.Null("")
-    kind = {"Integer": "Integer", "Gauge32": "Gauge32"}.get(name, name)
-    if module is V1 and kind in ("Counter32", "Gauge32", "Counter64"):
-        kind = {"Counter32": "Counter", "Gauge32": "Gauge"}.get(kind, kind)
-    return getattr(module, kind)(value)
-
-
-def encode_v2(
-    community: bytes, varbinds: list[tuple[str, tuple[str, Any]]], *, inform: bool
-) -> bytes:
-    """A v2c trap or inform, encoded by pysnmp."""
-    pdu = V2.InformRequestPDU() if inform else V2.SNMPv2TrapPDU()
-    V2.apiTrapPDU.set_defaults(pdu)
-    V2.apiTrapPDU.set_varbinds(
-        pdu, [(V2.ObjectIdentifier(o), _pysnmp_value(V2, *v)) for o, v in varbinds]
-    )
-    message = V2.Message()
-    V2.apiMessage.set_defaults(message)
-    V2.apiMessage.set_community(message, community)
-    V2.apiMessage.set_pdu(message, pdu)
-    return bytes(encoder.encode(message))
-
-
-def encode_v1(  # noqa: PLR0917 - the v1 trap's fields, in their order
-    community: bytes, enterprise: str, agent: str, generic: int, specific: int, stamp: int,
-    varbinds: list[tuple[str, tuple[str, Any]]],
-) -> bytes:  # fmt: skip
-    """A v1 trap, encoded by pysnmp."""
-    pdu = V1.TrapPDU()
-    V1.apiTrapPDU.set_defaults(pdu)
-    V1.apiTrapPDU.set_enterprise(pdu, enterprise)
-    V1.apiTrapPDU.set_agent_address(pdu, agent)
-    V1.apiTrapPDU.set_generic_trap(pdu, generic)
-    V1.apiTrapPDU.set_specific_trap(pdu, specific)
-    V1.apiTrapPDU.set_timestamp(pdu, stamp)
-    V1.apiTrapPDU.set_varbinds(
-        pdu, [(V1.ObjectIdentifier(o), _pysnmp_value(V1, *v)) for o, v in varbinds]
-    )
-    message = V1.Message()
-    V1.apiMessage.set_defaults(message)
-    V1.apiMessage.set_community(message, community)
-    V1.apiMessage.set_pdu(message, pdu)
-    return bytes(encoder.encode(message))
 
 
 _TAGS = {
@@ -283,21 +232,7 @@ def test_100k_seeded_mutations_never_crash_and_agree_when_accepted() -> None:
     seeds = [LINK_DOWN, SEED_V1, SEED_INFORM]
     accepted = 0
     for _ in range(100_000):
-        data = bytearray(rng.choice(seeds))
-        for _ in range(rng.randint(1, 3)):
-            at = rng.randrange(len(data)) if data else 0
-            op = rng.random()
-            if not data:
-                break
-            if op < 0.5:
-                data[at] = rng.randrange(256)
-            elif op < 0.7:
-                data.insert(at, rng.randrange(256))
-            elif op < 0.9:
-                del data[at]
-            else:
-                del data[at:]
-        packet = bytes(data)
+        packet = mutate(rng, rng.choice(seeds))
         try:
             message = decode_message(packet)
         except BerError:

@@ -9,7 +9,7 @@ counts. It never raises anything else, whatever the bytes: the receive path reli
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 __all__ = [
@@ -18,6 +18,9 @@ __all__ = [
     "BerError",
     "TrapMessage",
     "decode_message",
+    "inform_response",
+    "is_v3",
+    "message_version",
     "v1_to_v2",
 ]
 
@@ -89,6 +92,9 @@ class TrapMessage:
     generic_trap: int = 0
     specific_trap: int = 0
     timestamp: int = 0
+    pdu_at: int = field(
+        default=0, compare=False
+    )  # offset of the PDU's tag byte, where an inform's Response differs
 
 
 def _header(data: bytes, pos: int, end: int) -> tuple[int, int, int]:
@@ -186,7 +192,12 @@ def _decode_oid(encoded: bytes, offset: int) -> str:
 
 
 def _value(data: bytes, pos: int, end: int) -> tuple[Value, int]:
-    tag, start, stop = _header(data, pos, end)
+    if pos + 2 <= end and data[pos + 1] < 0x80:  # a one-byte length: inline
+        tag, start, stop = data[pos], pos + 2, pos + 2 + data[pos + 1]
+        if stop > end:
+            raise BerError("length beyond its container", start)
+    else:
+        tag, start, stop = _header(data, pos, end)
     name = TYPE_NAMES.get(tag)
     if name is None:
         raise BerError(f"unknown value type 0x{tag:02x}", pos)
@@ -227,8 +238,21 @@ def _varbinds(
     found: list[tuple[str, Value]] = []
     pos = start
     while pos < stop:
-        bind_start, bind_stop = _expect(data, pos, stop, 0x30, "variable binding")
-        name_start, name_stop = _expect(data, bind_start, bind_stop, _OID, "variable name")
+        # The usual shape, a binding and its name both with one-byte lengths, is read inline;
+        # anything else (or anything out of bounds) takes the general path and its errors.
+        if (
+            pos + 4 <= stop
+            and data[pos] == 0x30
+            and data[pos + 1] < 0x80
+            and data[pos + 2] == _OID
+            and data[pos + 3] < 0x80
+            and (bind_stop := pos + 2 + data[pos + 1]) <= stop
+            and (name_stop := pos + 4 + data[pos + 3]) <= bind_stop
+        ):
+            name_start = pos + 4
+        else:
+            bind_start, bind_stop = _expect(data, pos, stop, 0x30, "variable binding")
+            name_start, name_stop = _expect(data, bind_start, bind_stop, _OID, "variable name")
         value, after = _value(data, name_stop, bind_stop)
         if after != bind_stop:
             raise BerError("bytes after a variable's value", after)
@@ -237,6 +261,24 @@ def _varbinds(
         found.append((_oid(data, name_start, name_stop), value))
         pos = bind_stop
     return tuple(found)
+
+
+def is_v3(data: bytes) -> bool:
+    """Tell at a glance whether a message says it is SNMPv3 (its version field is 3)."""
+    if len(data) < 5 or data[0] != 0x30:
+        return False
+    first = data[1]
+    at = 2 if first < 0x80 else 2 + (first & 0x7F)
+    return data[at : at + 3] == b"\x02\x01\x03"
+
+
+def message_version(data: bytes) -> int | None:
+    """Return the SNMP version field (0: v1, 1: v2c, 3: v3) of a message, None if unreadable."""
+    try:
+        start, stop = _expect(data, 0, len(data), 0x30, "message")
+        return _int32(data, start, stop, "version")[0]
+    except (BerError, IndexError, ValueError):
+        return None
 
 
 def decode_message(data: bytes) -> TrapMessage:
@@ -270,12 +312,15 @@ def _decode(data: bytes) -> TrapMessage:
         index, pos = _int32(data, pos, p_stop, "error-index")
         if not 0 <= status <= 18 or index < 0:  # RFC 3416's ranges
             raise BerError("error-status or error-index out of range", p_start)
+        if tag == _INFORM and (status or index):  # a sender sets both to 0 (RFC 3416, 4.2.7)
+            raise BerError("inform with error-status or error-index set", p_start)
         return TrapMessage(
             version=1,
             community=community,
             pdu="v2-trap" if tag == _V2_TRAP else "inform",
             request_id=request_id,
             varbinds=_varbinds(data, pos, p_stop),
+            pdu_at=c_stop,
         )
     raise BerError(f"PDU 0x{tag:02x} is not a trap or inform for version {version}", c_stop)
 
@@ -322,3 +367,15 @@ def v1_to_v2(message: TrapMessage) -> tuple[tuple[str, Value], ...]:
         (_TRAP_COMMUNITY, ("OctetString", message.community)),
         (_TRAP_ENTERPRISE, ("ObjectIdentifier", message.enterprise)),
     )
+
+
+def inform_response(data: bytes, message: TrapMessage) -> bytes:
+    """The Response that acknowledges a decoded v2c inform (RFC 3416, section 4.2.7).
+
+    It is the inform itself with the PDU tag turned into Response: same request-id, same
+    variable bindings, error fields zero (the decoder rejects an inform where they are not).
+    """
+    if message.pdu != "inform":
+        raise ValueError("only an inform is acknowledged")
+    at = message.pdu_at
+    return b"".join((data[:at], b"\xa2", data[at + 1 :]))

@@ -1,0 +1,364 @@
+"""Receive SNMP traps and informs on UDP: sockets drained in bursts, packets turned into events.
+
+Two halves. `TrapSocket` is the I/O: non-blocking UDP sockets read with `recvfrom` in a loop
+on each readiness callback, so a storm costs one loop wakeup per burst, not per packet. When
+the consumer falls behind it stops reading, the kernel's receive buffer fills, and what the
+kernel then drops is read back from /proc/net/udp and counted. `TrapIntake` is synchronous:
+v1/v2c through the fast BER decoder and the community check, v3 through pysnmp's USM, then
+the MIB mapper. Every packet it refuses is counted by reason; none raises.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import math
+import os
+import socket
+import time
+from collections import Counter, OrderedDict
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Self
+
+import structlog
+
+from tocsin.model import Event
+from tocsin.snmp.access import CommunityAccess
+from tocsin.snmp.ber import (
+    BerError,
+    decode_message,
+    inform_response,
+    is_v3,
+    message_version,
+    v1_to_v2,
+)
+from tocsin.snmp.events import TrapMapper, render_octets
+
+if TYPE_CHECKING:
+    from tocsin.sources.snmpv3 import V3Notification, V3Receiver
+
+__all__ = [
+    "BUFFER_FULL",
+    "Datagram",
+    "Intake",
+    "ListenAddress",
+    "TrapIntake",
+    "TrapSocket",
+]
+
+log = structlog.get_logger(__name__)
+
+BUFFER_FULL = "receive buffer full"  # the kernel dropped packets the daemon did not read
+MALFORMED = "malformed"
+NOT_A_NOTIFICATION = "not a trap or inform"
+UNSUPPORTED_VERSION = "unsupported version"
+DUPLICATE_INFORM = "duplicate inform"
+_BURST = 256  # datagrams read per readiness callback before the loop gets a turn
+_MAX_DATAGRAM = 65535
+_REMEMBERED_INFORMS = 4096
+_REPORT_EVERY = 60.0
+
+Datagram = tuple[bytes, tuple[str, int], int]  # payload, sender, index of the receiving socket
+
+
+@dataclass(frozen=True, slots=True)
+class ListenAddress:
+    """A UDP address to receive traps on."""
+
+    host: str
+    port: int
+
+    def __str__(self) -> str:
+        return f"[{self.host}]:{self.port}" if ":" in self.host else f"{self.host}:{self.port}"
+
+
+class TrapSocket:
+    """UDP sockets as an async iterator of datagram batches; stops reading when not drained."""
+
+    def __init__(
+        self,
+        *,
+        addresses: Sequence[ListenAddress],
+        receive_buffer: int,
+        max_pending: int = 16384,
+    ) -> None:
+        self._addresses = list(addresses)
+        self._receive_buffer = receive_buffer
+        self._max_pending = max_pending
+        self._sockets: list[socket.socket] = []
+        self._pending: list[Datagram] = []
+        self._ready = asyncio.Event()
+        self._paused = False
+        self._loop: asyncio.AbstractEventLoop | None = None
+        self._inodes: dict[int, int] = {}  # socket inode -> kernel drops already counted
+        self.read_errors = 0
+
+    @property
+    def bound(self) -> list[ListenAddress]:
+        """The addresses actually bound (a port 0 in the config becomes the kernel's choice)."""
+        return [ListenAddress(*s.getsockname()[:2]) for s in self._sockets]
+
+    @property
+    def receive_buffers(self) -> list[int]:
+        """The receive buffer the kernel granted each socket (it may cap the asked size)."""
+        return [s.getsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF) for s in self._sockets]
+
+    async def __aenter__(self) -> Self:
+        """Bind every address or none: an OSError names the address that failed."""
+        self._loop = asyncio.get_running_loop()
+        try:
+            for address in self._addresses:
+                self._sockets.append(self._bind(address))
+        except BaseException:
+            self._close()
+            raise
+        for sock in self._sockets:
+            self._inodes[os.fstat(sock.fileno()).st_ino] = 0
+        self.kernel_drops()  # a reused socket's old drops are not ours
+        self._watch()
+        return self
+
+    async def __aexit__(self, *exc_info: object) -> None:
+        self._close()
+
+    def __aiter__(self) -> Self:
+        return self
+
+    async def __anext__(self) -> list[Datagram]:
+        """Wait for datagrams and take all that are waiting."""
+        while not self._pending:
+            self._ready.clear()
+            await self._ready.wait()
+        batch, self._pending = self._pending, []
+        if self._paused:
+            self._paused = False
+            self._watch()
+        return batch
+
+    def send(self, index: int, data: bytes, address: tuple[str, int]) -> None:
+        """Send a reply (an inform's Response) from the socket that got the request."""
+        try:
+            self._sockets[index].sendto(data, address)
+        except OSError as error:
+            log.warning("snmp_send_failed", to=address[0], error=str(error))
+
+    def kernel_drops(self) -> int:
+        """Return the packets the kernel dropped on these sockets since the last call."""
+        new = 0
+        for table in ("/proc/net/udp", "/proc/net/udp6"):
+            try:
+                with open(table, encoding="ascii") as rows:
+                    next(rows, None)
+                    for row in rows:
+                        parts = row.split()
+                        inode = int(parts[9])
+                        if inode in self._inodes:
+                            drops = int(parts[12])
+                            new += max(0, drops - self._inodes[inode])
+                            self._inodes[inode] = drops
+            except (OSError, ValueError, IndexError):
+                continue  # no /proc (not Linux): drops are not measured
+        return new
+
+    def _bind(self, address: ListenAddress) -> socket.socket:
+        family = socket.AF_INET6 if ":" in address.host else socket.AF_INET
+        sock = socket.socket(family, socket.SOCK_DGRAM)
+        try:
+            if family == socket.AF_INET6:  # so 0.0.0.0 and [::] can both be listed
+                sock.setsockopt(socket.IPPROTO_IPV6, socket.IPV6_V6ONLY, 1)
+            sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, self._receive_buffer)
+            sock.bind((address.host, address.port))
+            sock.setblocking(False)
+        except OSError as error:
+            sock.close()
+            raise OSError(
+                error.errno, f"cannot listen on udp {address}: {error.strerror}"
+            ) from None
+        return sock
+
+    def _watch(self) -> None:
+        assert self._loop is not None
+        for index, sock in enumerate(self._sockets):
+            self._loop.add_reader(sock.fileno(), self._readable, sock, index)
+
+    def _readable(self, sock: socket.socket, index: int) -> None:
+        pending = self._pending
+        receive = sock.recvfrom
+        for _ in range(_BURST):
+            try:
+                data, sender = receive(_MAX_DATAGRAM)
+            except (BlockingIOError, InterruptedError):
+                break
+            except OSError:
+                self.read_errors += 1
+                break
+            pending.append((data, sender, index))
+        if pending:
+            self._ready.set()
+        if len(pending) >= self._max_pending and not self._paused:
+            self._paused = True  # the kernel buffer takes over; its drops are counted
+            assert self._loop is not None
+            for each in self._sockets:
+                self._loop.remove_reader(each.fileno())
+
+    def _close(self) -> None:
+        for sock in self._sockets:
+            if self._loop is not None and not self._paused:
+                self._loop.remove_reader(sock.fileno())
+            sock.close()
+        self._sockets.clear()
+
+
+@dataclass(slots=True)
+class Intake:
+    """What one batch of datagrams gave: events, and the informs to acknowledge once queued."""
+
+    events: list[Event] = field(default_factory=list)
+    # (socket index, Response, sender, request-id) for each v2c inform
+    acks: list[tuple[int, bytes, tuple[str, int], int]] = field(default_factory=list)
+    v3_acks: list[V3Notification] = field(default_factory=list)
+    accepted: Counter[str] = field(default_factory=Counter)  # packets per version
+
+
+class TrapIntake:
+    """Decode, check and map datagrams; count and rate-limit-log every refusal."""
+
+    def __init__(
+        self,
+        *,
+        access: CommunityAccess,
+        mapper: TrapMapper,
+        v3: V3Receiver | None = None,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
+        self._access = access
+        self._mapper = mapper
+        self._v3 = v3
+        self._clock = clock
+        self.dropped: Counter[str] = Counter()  # reason -> packets, drained by the daemon
+        self._reported: dict[str, float] = {}
+        self._quiet: Counter[str] = Counter()
+        # (sender, request-id) of v2c informs -> the Response once acknowledged (None: queued)
+        self._informs: OrderedDict[tuple[tuple[str, int], int], bytes | None] = OrderedDict()
+        self._v3_socket: dict[tuple[str, int], int] = {}
+
+    def take(self, datagrams: Sequence[Datagram], received: float) -> Intake:
+        """Turn a batch of datagrams into events; bad ones are counted and skipped."""
+        intake = Intake()
+        for data, sender, index in datagrams:
+            try:
+                self._one(intake, data, sender, index, received)
+            except Exception as error:  # noqa: BLE001 - one packet must never stop the rest
+                self._refuse(MALFORMED, sender, f"{error.__class__.__name__}: {error}")
+        return intake
+
+    def acknowledge(
+        self, intake: Intake, send: Callable[[int, bytes, tuple[str, int]], None]
+    ) -> None:
+        """Answer the batch's informs: call this once its events are in the pipeline."""
+        for index, response, sender, request_id in intake.acks:
+            send(index, response, sender)
+            seen = (sender[:2], request_id)
+            if seen in self._informs:
+                self._informs[seen] = response  # a retransmission now gets the answer again
+        if self._v3 is not None:
+            for notification in intake.v3_acks:
+                self._v3.ack(notification)
+
+    def _one(
+        self, intake: Intake, data: bytes, sender: tuple[str, int], index: int, received: float
+    ) -> None:
+        if is_v3(data):
+            self._one_v3(intake, data, sender, index, received)
+            return
+        try:
+            message = decode_message(data)
+        except BerError as error:
+            version = message_version(data)
+            if version is not None and version not in (0, 1):
+                self._refuse(UNSUPPORTED_VERSION, sender, f"version {version}")
+            elif error.reason.startswith("PDU "):
+                self._refuse(NOT_A_NOTIFICATION, sender, str(error))
+            else:
+                self._refuse(MALFORMED, sender, str(error))
+            return
+        refusal = self._access.check(message.community, sender[0])
+        if refusal is not None:
+            self._refuse(refusal, sender, f"community {render_octets(message.community)!r}")
+            return
+        if message.pdu == "inform":
+            seen = (sender[:2], message.request_id)
+            if seen in self._informs:
+                response = self._informs[seen]
+                if response is None:
+                    self.dropped[DUPLICATE_INFORM] += 1  # retransmitted before we answered
+                else:  # our answer was lost: send it again
+                    intake.acks.append((index, response, sender, message.request_id))
+                return
+            self._remember(seen, None)
+            intake.acks.append((index, inform_response(data, message), sender, message.request_id))
+        varbinds = v1_to_v2(message) if message.version == 0 else message.varbinds
+        version_name = "1" if message.version == 0 else "2c"
+        intake.events.append(
+            self._mapper.event(
+                varbinds=varbinds,
+                sender=sender[:2],
+                received=received,
+                version=version_name,
+                pdu="inform" if message.pdu == "inform" else "trap",
+                credential=("community", render_octets(message.community)),
+            )
+        )
+        intake.accepted[version_name] += 1
+
+    def _one_v3(
+        self, intake: Intake, data: bytes, sender: tuple[str, int], index: int, received: float
+    ) -> None:
+        if self._v3 is None:
+            self._refuse("no SNMPv3 users configured", sender, "an SNMPv3 packet")
+            return
+        if len(self._v3_socket) >= _REMEMBERED_INFORMS:
+            self._v3_socket.clear()
+        self._v3_socket[sender[:2]] = index
+        before = self._v3.rejected.copy()
+        notifications = self._v3.feed(data, sender[:2])
+        for reason, count in (self._v3.rejected - before).items():
+            self._refuse(reason, sender, "SNMPv3 security check", count)
+        for notification in notifications:
+            intake.events.append(
+                self._mapper.event(
+                    varbinds=notification.varbinds,
+                    sender=sender[:2],
+                    received=received,
+                    version="3",
+                    pdu="inform" if notification.pdu == "inform" else "trap",
+                    credential=("user", notification.user),
+                )
+            )
+            intake.accepted["3"] += 1
+            if notification.pdu == "inform":
+                intake.v3_acks.append(notification)
+
+    def reply_socket(self, sender: tuple[str, int]) -> int:
+        """Return which socket last heard from an SNMPv3 sender, so replies leave from it."""
+        return self._v3_socket.get(sender[:2], 0)
+
+    def _remember(self, seen: tuple[tuple[str, int], int], response: bytes | None) -> None:
+        self._informs[seen] = response
+        if len(self._informs) > _REMEMBERED_INFORMS:
+            self._informs.popitem(last=False)
+
+    def _refuse(self, reason: str, sender: tuple[str, int], detail: str, count: int = 1) -> None:
+        self.dropped[reason] += count
+        now = self._clock()
+        if now - self._reported.get(reason, -math.inf) < _REPORT_EVERY:
+            self._quiet[reason] += 1
+            return
+        self._reported[reason] = now
+        log.warning(
+            "snmp_packet_dropped",
+            reason=reason,
+            sender=sender[0],
+            detail=detail[:200],
+            not_logged_since_last=self._quiet.pop(reason, 0),
+        )
