@@ -19,14 +19,16 @@ from tocsin.snmp.mibcompile import compile_mibs
 from tocsin.snmp.mibs import MibIndex
 from tocsin.snmp.settings import SnmpConfig
 from tocsin.sources.snmp import BUFFER_FULL, Intake, ListenAddress, TrapIntake, TrapSocket
-from tocsin.sources.snmpv3 import V3Receiver, V3User
+from tocsin.sources.snmpv3 import V3Receiver
 
-__all__ = ["TrapReceiver", "local_engine_id"]
+__all__ = ["TrapReceiver", "load_mibs", "local_engine_id", "next_boots"]
 
 log = structlog.get_logger("tocsin.snmp")
 
 ENGINE_ID_FILE = "snmp-engine-id"
+BOOTS_FILE = "snmp-engine-boots"
 _DROPS_EVERY = 1.0  # seconds between reads of the kernel's drop counters
+_LOG_EVERY = 60.0  # seconds between log lines about them
 
 
 def local_engine_id(config: SnmpConfig, state_dir: Path) -> bytes:
@@ -47,6 +49,23 @@ def local_engine_id(config: SnmpConfig, state_dir: Path) -> bytes:
     engine_id = b"\x80\x00\x00\x00\x05" + os.urandom(12)
     path.write_text(engine_id.hex() + "\n", encoding="ascii")
     return engine_id
+
+
+def next_boots(state_dir: Path) -> int:
+    """Count this start in state_dir and return the count: our v3 snmpEngineBoots.
+
+    Senders of v3 informs check it against what they last saw, so it must only ever grow.
+    """
+    path = state_dir / BOOTS_FILE
+    try:
+        boots = int(path.read_text(encoding="ascii").strip()) + 1
+    except FileNotFoundError:
+        boots = 1
+    except ValueError:
+        log.warning("snmp_engine_boots_unreadable", path=str(path), note="counting from 1 again")
+        boots = 1
+    path.write_text(f"{boots}\n", encoding="ascii")
+    return boots
 
 
 def load_mibs(config: SnmpConfig, state_dir: Path) -> MibIndex:
@@ -75,22 +94,13 @@ class TrapReceiver:
         v3 = None
         if config.users:
             v3 = V3Receiver(
-                users=[
-                    V3User(
-                        name=user.name,
-                        auth=user.auth,
-                        auth_key=user.auth_key,
-                        priv=user.priv,
-                        priv_key=user.priv_key,
-                        engine_id=engine_id,
-                        min_level=user.min_level,
-                    )
-                    for user in config.users
-                    for engine_id in (user.engine_ids or (None,))
-                ],
+                users=config.users,
                 engine_id=local_engine_id(config, state_dir),
+                boots=next_boots(state_dir),
                 send=lambda data, to: self._socket.send(self._intake.reply_socket(to), data, to),
             )
+        self._unlogged_drops = 0
+        self._drops_logged = -_LOG_EVERY
         self._intake = TrapIntake(
             access=CommunityAccess(config.communities),
             mapper=TrapMapper(load_mibs(config, state_dir)),
@@ -150,10 +160,16 @@ class TrapReceiver:
 
     def _count_kernel_drops(self) -> None:
         drops = self._socket.kernel_drops()
-        if drops:
-            obs.SNMP_DROPPED.labels(BUFFER_FULL).inc(drops)
+        if not drops:
+            return
+        obs.SNMP_DROPPED.labels(BUFFER_FULL).inc(drops)
+        self._unlogged_drops += drops
+        now = time.monotonic()
+        if now - self._drops_logged >= _LOG_EVERY:
+            self._drops_logged = now
             log.warning(
                 "snmp_receive_buffer_overflow",
-                dropped=drops,
+                dropped=self._unlogged_drops,
                 fix="raise sources.snmp.receive_buffer (and net.core.rmem_max)",
             )
+            self._unlogged_drops = 0

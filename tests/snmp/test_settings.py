@@ -115,6 +115,16 @@ def test_defaults(tmp_path: Path) -> None:
         ),
         ("    users:\n      - {name: a, auth: SHA}\n", 5, "user 'a': SHA needs 'auth_key'"),
         (
+            "    users:\n      - {name: a, priv_key: longenough}\n",
+            5,
+            "user 'a': priv_key given without its protocol",
+        ),
+        (
+            "    users:\n      - {name: a, engine_id: '0x8000'}\n",
+            5,
+            "engine_id is 2 bytes; it must be 5 to 32",
+        ),
+        (
             "    users:\n      - {name: a, auth: SHA, auth_key: longenough, min_level: authPriv}\n",
             5,
             "user 'a': min_level authPriv needs keys the user does not have",

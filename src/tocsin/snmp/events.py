@@ -37,6 +37,8 @@ class _Known:
     name: str
     instance: str
     node: str
+
+
 _UNSET_ADDRESS = "0.0.0.0"  # noqa: S104 - an agent address a proxy left empty
 
 

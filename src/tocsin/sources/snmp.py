@@ -320,10 +320,11 @@ class TrapIntake:
         if len(self._v3_socket) >= _REMEMBERED_INFORMS:
             self._v3_socket.clear()
         self._v3_socket[sender[:2]] = index
-        before = self._v3.rejected.copy()
         notifications = self._v3.feed(data, sender[:2])
-        for reason, count in (self._v3.rejected - before).items():
-            self._refuse(reason, sender, "SNMPv3 security check", count)
+        if self._v3.rejected:  # also what an earlier ack() counted
+            for reason, count in self._v3.rejected.items():
+                self._refuse(reason, sender, "SNMPv3 security check", count)
+            self._v3.rejected.clear()
         for notification in notifications:
             intake.events.append(
                 self._mapper.event(

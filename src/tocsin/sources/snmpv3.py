@@ -30,8 +30,9 @@ from pysnmp.proto.api import v2c
 from pysnmp.proto.error import StatusInformation
 
 from tocsin.snmp.ber import TYPE_NAMES, Value
+from tocsin.snmp.settings import SnmpUser
 
-__all__ = ["AUTH_PROTOCOLS", "LEVELS", "PRIV_PROTOCOLS", "V3Notification", "V3Receiver", "V3User"]
+__all__ = ["AUTH_PROTOCOLS", "LEVELS", "PRIV_PROTOCOLS", "V3Notification", "V3Receiver"]
 
 AUTH_PROTOCOLS = {
     "MD5": config.USM_AUTH_HMAC96_MD5,
@@ -88,56 +89,6 @@ _REMEMBERED_INFORMS = 4096  # per table: pending and acknowledged
 
 class _Malformed(Exception):  # noqa: N818 - internal signal, never leaves this module
     """The clear-text SNMPv3 header could not be read."""
-
-
-@dataclass(frozen=True, slots=True)
-class V3User:
-    """An SNMPv3 user allowed to send notifications, as one (engine ID, user name) entry.
-
-    Traps are authenticated with keys localized to the sender's engine ID (`engine_id`);
-    informs with keys localized to ours, which every listed user may send. Entries that share
-    a name must share credentials: a name has one set of keys.
-    """
-
-    name: str
-    auth: str | None  # None or a key of AUTH_PROTOCOLS
-    auth_key: str  # passphrase; "" without auth
-    priv: str | None  # None or a key of PRIV_PROTOCOLS
-    priv_key: str
-    engine_id: bytes | None  # the trap sender's engine ID; None: informs only
-    min_level: str = "authNoPriv"  # packets below it are rejected as "security level too low"
-
-    def __post_init__(self) -> None:
-        """Refuse what pysnmp would accept but no sender could use."""
-        where = f"SNMPv3 user {self.name!r}"
-        if not self.name:
-            raise ValueError("SNMPv3 user with an empty name")
-        if self.auth is not None and self.auth not in AUTH_PROTOCOLS:
-            raise ValueError(f"{where}: unknown auth protocol {self.auth!r}")
-        if self.priv is not None and self.priv not in PRIV_PROTOCOLS:
-            raise ValueError(f"{where}: unknown privacy protocol {self.priv!r}")
-        if self.priv is not None and self.auth is None:
-            raise ValueError(f"{where}: privacy needs an auth protocol")
-        if (self.auth is not None) != bool(self.auth_key):
-            raise ValueError(f"{where}: give auth_key exactly when auth is set")
-        if (self.priv is not None) != bool(self.priv_key):
-            raise ValueError(f"{where}: give priv_key exactly when priv is set")
-        if self.min_level not in LEVELS:
-            raise ValueError(f"{where}: min_level {self.min_level!r} is not one of {list(LEVELS)}")
-        if LEVELS[self.min_level] > self.level:
-            raise ValueError(f"{where}: min_level {self.min_level} needs more protocols than set")
-        if self.engine_id is not None:
-            _check_engine_id(self.engine_id, where)
-
-    @property
-    def level(self) -> int:
-        """Return the highest security level the user's protocols allow (1 to 3)."""
-        return 1 + (self.auth is not None) + (self.priv is not None)
-
-    @property
-    def credentials(self) -> tuple[str | None, str, str | None, str]:
-        """Return what entries sharing this name must agree on."""
-        return (self.auth, self.auth_key, self.priv, self.priv_key)
 
 
 InformKey = tuple[tuple[str, int], str, bytes, int]  # sender, user, context engine, request-id
@@ -197,17 +148,18 @@ class V3Receiver:
     "authentication failure", "decryption failure", "not in time window", "security level
     too low", "unsupported security level" (an inform whose level differs from its user's
     protocols), "not a trap or inform", "duplicate inform", "inform response failed" and
-    "malformed". Engine ID discovery probes are answered, not counted. pysnmp keeps our
-    snmpEngineBoots in $TMPDIR/__pysnmp/<engine ID>/boots and adds one per instance.
+    "malformed". Engine ID discovery probes are answered, not counted. `boots` is our
+    snmpEngineBoots, which the caller keeps and raises at each start (RFC 3414, 2.2.2).
     """
 
     def __init__(
         self,
         *,
-        users: Sequence[V3User],
+        users: Sequence[SnmpUser],
         engine_id: bytes,
         send: Callable[[bytes, tuple[str, int]], None],
         clock: Callable[[], float] = time.monotonic,
+        boots: int = 1,
     ) -> None:
         _check_engine_id(engine_id, "our SNMPv3 engine ID")
         self._users = _by_engine(users, engine_id)
@@ -216,7 +168,15 @@ class V3Receiver:
         self.rejected: Counter[str] = Counter()
         self._pending: OrderedDict[InformKey, tuple[float, tuple[Any, ...]]] = OrderedDict()
         self._acked: OrderedDict[InformKey, float] = OrderedDict()
-        self._engine = SnmpEngine(snmpEngineID=v2c.OctetString(engine_id))
+        # Given an engine ID, pysnmp would keep its boot count in a predictable /tmp path;
+        # so the engine starts with its default ID, and ours and the boot count are set here.
+        self._engine = SnmpEngine()
+        ours, booted = self._engine.get_mib_builder().import_symbols(
+            "__SNMP-FRAMEWORK-MIB", "snmpEngineID", "snmpEngineBoots"
+        )
+        ours.syntax = ours.syntax.clone(engine_id)
+        self._engine.snmpEngineID = ours.syntax
+        booted.syntax = booted.syntax.clone(min(max(boots, 1), 2**31 - 1))
         for (engine, _), user in self._users.items():
             config.add_v3_user(
                 self._engine,
@@ -290,7 +250,7 @@ class V3Receiver:
 
     def _notify(
         self,
-        user: V3User,
+        user: SnmpUser,
         header: _Header,
         elements: tuple[Any, ...],
         addr: tuple[str, int],
@@ -407,20 +367,16 @@ class V3Receiver:
         self._ticks = max(self._ticks, due)
 
 
-def _by_engine(users: Sequence[V3User], engine_id: bytes) -> dict[tuple[bytes, bytes], V3User]:
+def _by_engine(users: Sequence[SnmpUser], engine_id: bytes) -> dict[tuple[bytes, bytes], SnmpUser]:
     """Index users by (authoritative engine ID, name): theirs for traps, ours for informs."""
-    found: dict[tuple[bytes, bytes], V3User] = {}
+    found: dict[tuple[bytes, bytes], SnmpUser] = {}
     for user in users:
         name = user.name.encode()
-        ours = found.setdefault((engine_id, name), user)
-        if ours.credentials != user.credentials or ours.min_level != user.min_level:
-            raise ValueError(f"SNMPv3 user {user.name!r} is listed with different settings")
-        if user.engine_id is not None and user.engine_id != engine_id:
-            if (user.engine_id, name) in found:
-                raise ValueError(
-                    f"SNMPv3 user {user.name!r} is listed twice for engine {user.engine_id.hex()}"
-                )
-            found[(user.engine_id, name)] = user
+        if (engine_id, name) in found:
+            raise ValueError(f"SNMPv3 user {user.name!r} is listed twice")
+        for engine in (engine_id, *user.engine_ids):
+            _check_engine_id(engine, f"SNMPv3 user {user.name!r}")
+            found[(engine, name)] = user
     return found
 
 
