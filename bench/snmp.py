@@ -510,7 +510,7 @@ def run_series(
             return series
         total = 3
         for rate in rates:
-            n = count or int((rate or max(rates)) * seconds)
+            n = count or int((rate or max(rates) or 40_000) * seconds)  # max: as the top rate
             packet = capture(kind)  # fresh: a replayed v3 packet ages out of the USM window
             outcome = measure(receiver, kind, packet, rate, n)
             series.outcomes.append(outcome)
@@ -562,7 +562,7 @@ def best(series: Series, pace: bool) -> float:
 
 def report(all_series: list[Series], kinds: Sequence[str], rates: dict[str, Sequence[int]]) -> None:
     """Print the side-by-side tables over all repeats."""
-    names = ("tocsin", "snmptrapd")
+    names = tuple(dict.fromkeys(s.receiver for s in all_series))
     for kind in kinds:
         print(
             f"\n{kind}: sent/s, traps counted/s (first send to last counted), lost, receiver "

@@ -18,7 +18,14 @@ from tocsin.snmp.events import TrapMapper
 from tocsin.snmp.mibcompile import compile_mibs
 from tocsin.snmp.mibs import MibIndex
 from tocsin.snmp.settings import SnmpConfig
-from tocsin.sources.snmp import BUFFER_FULL, Intake, ListenAddress, TrapIntake, TrapSocket
+from tocsin.sources.snmp import (
+    BUFFER_FULL,
+    READ_ERROR,
+    Intake,
+    ListenAddress,
+    TrapIntake,
+    TrapSocket,
+)
 from tocsin.sources.snmpv3 import V3Receiver
 
 __all__ = ["TrapReceiver", "load_mibs", "local_engine_id", "next_boots"]
@@ -159,6 +166,9 @@ class TrapReceiver:
             self._intake.dropped.clear()
 
     def _count_kernel_drops(self) -> None:
+        if self._socket.read_errors:
+            obs.SNMP_DROPPED.labels(READ_ERROR).inc(self._socket.read_errors)
+            self._socket.read_errors = 0
         drops = self._socket.kernel_drops()
         if not drops:
             return

@@ -7,17 +7,18 @@ event is built from plain dicts and strings.
 from __future__ import annotations
 
 from collections.abc import Sequence
-from dataclasses import dataclass
-from typing import Any, Protocol
+from typing import Any
 
 from tocsin.model import Event
 from tocsin.snmp.ber import SNMP_TRAP_OID, SYS_UPTIME, Value
+from tocsin.snmp.mibs import MibIndex, Resolved
 
-__all__ = ["MESSAGE_CHARS", "MibNames", "TrapMapper", "render_octets"]
+__all__ = ["MESSAGE_CHARS", "TrapMapper", "render_octets"]
 
 MESSAGE_CHARS = 4096  # an event's message is cut here; fields.vars keep every value whole
 _TRAP_ADDRESS = "1.3.6.1.6.3.18.1.3.0"  # snmpTrapAddress.0: the agent a proxy forwarded for
 _CACHE_SIZE = 8192
+_UNSET_ADDRESS = "0.0.0.0"  # noqa: S104 - an agent address a proxy left empty
 # Modules that only name the tree's branches (enterprises, mib-2): "under enterprises" says
 # nothing a rule could use, so OIDs found only below them keep their numeric form.
 _BRANCHES = frozenset({"SNMPv2-SMI", "RFC1155-SMI"})
@@ -27,39 +28,6 @@ _RFC3584 = {
     _TRAP_ADDRESS: ("1.3.6.1.6.3.18.1.3", "snmpTrapAddress"),
     "1.3.6.1.6.3.18.1.4.0": ("1.3.6.1.6.3.18.1.4", "snmpTrapCommunity"),
 }
-
-
-@dataclass(frozen=True, slots=True)
-class _Known:
-    """A name the mapper knows without a MIB."""
-
-    module: str
-    name: str
-    instance: str
-    node: str
-
-
-_UNSET_ADDRESS = "0.0.0.0"  # noqa: S104 - an agent address a proxy left empty
-
-
-class Resolution(Protocol):
-    """What a MIB lookup tells: the node's module and name, the instance after it."""
-
-    @property
-    def module(self) -> str: ...
-    @property
-    def name(self) -> str: ...
-    @property
-    def instance(self) -> str: ...
-    @property
-    def node(self) -> str: ...
-
-
-class MibNames(Protocol):
-    """The MIB index as the mapper uses it (tocsin.snmp.mibs.MibIndex)."""
-
-    def resolve(self, oid: str) -> Resolution | None: ...
-    def label(self, node: str, value: int) -> str | None: ...
 
 
 def render_octets(raw: bytes) -> str:
@@ -76,7 +44,7 @@ def render_octets(raw: bytes) -> str:
 class TrapMapper:
     """Map (trap OID, varbinds, sender) to an Event; unknown OIDs keep their numeric form."""
 
-    def __init__(self, mibs: MibNames) -> None:
+    def __init__(self, mibs: MibIndex) -> None:
         self._mibs = mibs
         self._vars: dict[str, tuple[str, str, str | None]] = {}  # oid -> (key, instance, node)
         self._oids: dict[str, str] = {}  # OID value -> its name, "IF-MIB::ifIndex.3"
@@ -163,13 +131,13 @@ class TrapMapper:
             self._vars[oid] = known
         return known
 
-    def _resolve(self, oid: str) -> Resolution | None:
+    def _resolve(self, oid: str) -> Resolved | None:
         found = self._mibs.resolve(oid)
         if found is not None and found.instance and found.module in _BRANCHES:
             found = None
         if found is None and oid in _RFC3584:
             node, name = _RFC3584[oid]
-            return _Known("SNMP-COMMUNITY-MIB", name, "0", node)
+            return Resolved("SNMP-COMMUNITY-MIB", name, "0", node)
         return found
 
     def _value(self, kind: str, raw: Any, node: str | None) -> Any:

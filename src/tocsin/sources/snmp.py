@@ -39,6 +39,7 @@ if TYPE_CHECKING:
 
 __all__ = [
     "BUFFER_FULL",
+    "READ_ERROR",
     "Datagram",
     "Intake",
     "ListenAddress",
@@ -49,6 +50,7 @@ __all__ = [
 log = structlog.get_logger(__name__)
 
 BUFFER_FULL = "receive buffer full"  # the kernel dropped packets the daemon did not read
+READ_ERROR = "receive error"  # recvfrom failed (the error is the kernel's, the packet is gone)
 MALFORMED = "malformed"
 NOT_A_NOTIFICATION = "not a trap or inform"
 UNSUPPORTED_VERSION = "unsupported version"
