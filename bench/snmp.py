@@ -38,7 +38,7 @@ SENDER_ARGS = {
     ],
 }  # fmt: skip
 V2C_RATES = (5_000, 10_000, 12_500, 15_000, 17_500, 20_000, 25_000, 30_000, 40_000, 0)  # 0: max
-V3_RATES = (200, 300, 400, 500, 750, 1_000, 2_000, 4_000, 0)
+V3_RATES = (200, 300, 400, 500, 750, 1_000, 2_000, 4_000, 8_000, 16_000, 0)
 USM_WINDOW = 150.0  # RFC 3414 3.2.7: an older engine time than this is out of the time window
 RECEIVE_BUFFER = 8 << 20  # asked by both receivers; the kernel caps it at net.core.rmem_max
 POLL = 0.05  # seconds between reads of the receiver's count
@@ -47,10 +47,11 @@ KEEP_PACE = 0.95  # processed/s at least this share of sent/s: the receiver kept
 LOG_DIR = run.OUT / "snmp"
 BUFFER_FULL = "receive buffer full"  # tocsin's drop reason for kernel drops
 TRAPD_MARK = b"TRAP "  # every snmptrapd log line of a trap starts with it
+MATCHED = 'tocsin_rule_matches_total{rule="snmp-link-down"}'  # every trap of the blast
 CATCH_ALL = """\
 rules:
   - id: snmp-every-trap
-    description: Count every trap through the engine; the bundled rules see it too
+    description: Match every trap (--catch-all); the bundled rules see it too
     match: {source: snmp}
     continue: true
     actions:
@@ -188,9 +189,10 @@ class Tocsin:
 
     name = "tocsin"
 
-    def __init__(self, binary: str, tmp: Path) -> None:
+    def __init__(self, binary: str, tmp: Path, *, catch_all: bool = False) -> None:
         self.binary = binary
         self.tmp = tmp
+        self.catch_all = catch_all
         self.port = free_udp_port()
         self.http = daemon.free_port()
         self.pid = 0
@@ -199,10 +201,11 @@ class Tocsin:
         self.log = LOG_DIR / "tocsin.log"
 
     def write_config(self) -> Path:
-        """Write the config and rule folder (catch-all rule + the bundled rules/snmp.yaml)."""
+        """Write the config and rule folder: the bundled rules/snmp.yaml (+ the catch-all)."""
         rules = self.tmp / "rules"
         rules.mkdir(parents=True, exist_ok=True)
-        (rules / "00-every-trap.yaml").write_text(CATCH_ALL)
+        if self.catch_all:
+            (rules / "00-every-trap.yaml").write_text(CATCH_ALL)
         shutil.copy(run.REPO / "rules" / "snmp.yaml", rules / "10-snmp.yaml")
         user = dict(zip(("name", "auth", "auth_key", "priv", "priv_key"), ALICE, strict=True))
         config = {
@@ -246,8 +249,8 @@ class Tocsin:
         return self.metrics
 
     def count(self) -> int:
-        """Return the traps the engine matched with the catch-all rule."""
-        return int(self.scrape().get('tocsin_rule_matches_total{rule="snmp-every-trap"}', 0))
+        """Return the traps the engine matched with the bundled snmp-link-down rule."""
+        return int(self.scrape().get(MATCHED, 0))
 
     def stop(self) -> None:
         """Send SIGTERM and wait for the exit."""
@@ -457,9 +460,11 @@ def tocsin_checks(tocsin: Tocsin, kind: str, total: int, kernel_drops: int) -> l
     figures = {
         "accepted": metrics.get(f'tocsin_snmp_packets_accepted_total{{version="{version}"}}', 0),
         "events": metrics.get('tocsin_events_received_total{source="snmp"}', 0),
-        "every-trap matches": metrics.get('tocsin_rule_matches_total{rule="snmp-every-trap"}', 0),
-        "link-down matches": metrics.get('tocsin_rule_matches_total{rule="snmp-link-down"}', 0),
+        "snmp-link-down matches": metrics.get(MATCHED, 0),
     }
+    if tocsin.catch_all:
+        every = metrics.get('tocsin_rule_matches_total{rule="snmp-every-trap"}', 0)
+        figures["snmp-every-trap matches"] = every
     odd = ", ".join(f"{k} {v:,.0f}" for k, v in figures.items() if v != total)
     if odd:
         problems.append(f"expected {total:,} each: {odd}")
@@ -554,10 +559,20 @@ def span(values: Sequence[float], fmt: str = "{:,.0f}") -> str:
     return low if low == high else f"{low} to {high}"
 
 
-def best(series: Series, pace: bool) -> float:
-    """Return the highest rate with 0 loss (max: its achieved rate); with `pace`, also kept up."""
-    good = [o for o in series.outcomes if o.lost == 0 and (o.kept_pace or not pace)]
-    return max((o.rate or o.send_rate for o in good), default=0.0)
+def best(series: Series, *, pace: bool) -> str:
+    """Return the highest rate with 0 loss (max: its achieved rate); with `pace`, also kept up.
+
+    Lower rates that failed are named after it: a busy neighbour can cost a run some traps.
+    """
+    good = [o.lost == 0 and (o.kept_pace or not pace) for o in series.outcomes]
+    passed = [o.rate or o.send_rate for o, ok in zip(series.outcomes, good, strict=True) if ok]
+    if not passed:
+        return "none"
+    top = max(passed)
+    below = [
+        o.rate for o, ok in zip(series.outcomes, good, strict=True) if not ok and 0 < o.rate < top
+    ]
+    return f"{top:,.0f}" + (f" (not {', '.join(f'{r:,}' for r in below)})" if below else "")
 
 
 def report(all_series: list[Series], kinds: Sequence[str], rates: dict[str, Sequence[int]]) -> None:
@@ -588,14 +603,17 @@ def report(all_series: list[Series], kinds: Sequence[str], rates: dict[str, Sequ
                     span([o.cpu_per_trap for o in runs]),
                 ]
             print(f"| {rate_label(rate)} | {' | '.join(cells)} |")
-    print("\nhighest rate with 0 loss (max: its achieved send rate), one figure per repeat")
+    print(
+        "\nhighest rate with 0 loss (max: its achieved send rate), one figure per repeat; kept "
+        f"pace: counted/s >= {KEEP_PACE:.0%} of sent/s, so not just buffered"
+    )
     print("| receiver | kind | 0 loss | 0 loss and kept pace | peak RSS MB |")
     print("| --- | --- | ---: | ---: | ---: |")
     for kind in kinds:
         for name in names:
             mine = [s for s in all_series if s.receiver == name and s.kind == kind]
-            zero = ", ".join(f"{best(s, False):,.0f}" for s in mine)
-            pace = ", ".join(f"{best(s, True):,.0f}" for s in mine)
+            zero = "; ".join(best(s, pace=False) for s in mine)
+            pace = "; ".join(best(s, pace=True) for s in mine)
             rss = span([s.peak_rss_kib / 1024 for s in mine], "{:.1f}")
             print(f"| {name} | {kind} | {zero} | {pace} | {rss} |")
     problems = [f"{s.receiver} {s.kind}: {p}" for s in all_series for p in s.problems]
@@ -604,7 +622,7 @@ def report(all_series: list[Series], kinds: Sequence[str], rates: dict[str, Sequ
 
 def window_check(binary: str, tmp: Path) -> None:
     """Replay one v3 packet to both receivers now and after the USM window; print what counted."""
-    receivers: list[Receiver] = [Tocsin(binary, tmp / "tocsin-window"), Trapd(tmp / "trapd-window")]
+    receivers: list[Receiver] = [Tocsin(binary, tmp / "tocsin-w"), Trapd(tmp / "trapd-w")]
     packet = capture("v3")
     for receiver in receivers:
         receiver.start()
@@ -645,6 +663,9 @@ def main() -> int:
     parser.add_argument("--receivers", default="tocsin,snmptrapd", help="tocsin,snmptrapd")
     parser.add_argument("--repeats", type=int, default=3, help="whole ladders (3)")
     parser.add_argument(
+        "--catch-all", action="store_true", help="add a rule matching every trap with a log action"
+    )
+    parser.add_argument(
         "--window", action="store_true", help=f"only: do v3 replays count after {USM_WINDOW:.0f} s?"
     )
     args = parser.parse_args()
@@ -677,12 +698,13 @@ def main() -> int:
             for kind in kinds:
                 for name in args.receivers.split(","):
                     receiver: Receiver = (
-                        Tocsin(binary, tmp / f"tocsin-{repeat}-{kind}")
+                        Tocsin(binary, tmp / f"tocsin-{repeat}-{kind}", catch_all=args.catch_all)
                         if name == "tocsin"
                         else Trapd(tmp / f"trapd-{repeat}-{kind}")
                     )
                     series = run_series(receiver, kind, rates[kind], args.count, args.seconds)
                     all_series.append(series)
+                    print(f"  {name} {kind}: peak RSS {series.peak_rss_kib / 1024:.1f} MB")
                     for problem in series.problems:
                         print(f"  {name} {kind}: {problem}", flush=True)
         report(all_series, kinds, rates)

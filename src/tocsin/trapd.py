@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import os
 import time
 from collections.abc import Awaitable, Callable
@@ -144,18 +145,24 @@ class TrapReceiver:
 
     async def run(self, put: Callable[[list[Event], float], Awaitable[None]]) -> None:
         """Receive until cancelled; `put` returns once the events are in the pipeline."""
-        checked = time.monotonic()
-        async for datagrams in self._socket:
-            received = self._clock.now()
-            intake = self._intake.take(datagrams, received)
-            self._count(intake)
-            if intake.events:
-                await put(intake.events, received)
-            self._intake.acknowledge(intake, self._socket.send)
-            obs.SNMP_INFORMS_ACKED.inc(len(intake.acks) + len(intake.v3_acks))
-            if time.monotonic() - checked >= _DROPS_EVERY:
-                checked = time.monotonic()
-                self._count_kernel_drops()
+        watcher = asyncio.create_task(self._watch_drops(), name="tocsin.source.snmp.drops")
+        try:
+            async for datagrams in self._socket:
+                received = self._clock.now()
+                intake = self._intake.take(datagrams, received)
+                self._count(intake)
+                if intake.events:
+                    await put(intake.events, received)
+                self._intake.acknowledge(intake, self._socket.send)
+                obs.SNMP_INFORMS_ACKED.inc(len(intake.acks) + len(intake.v3_acks))
+        finally:
+            watcher.cancel()
+
+    async def _watch_drops(self) -> None:
+        """Read the kernel's drop counters every second, busy or idle (a storm may just stop)."""
+        while True:
+            await asyncio.sleep(_DROPS_EVERY)
+            self._count_kernel_drops()
 
     def _count(self, intake: Intake) -> None:
         for version, count in intake.accepted.items():

@@ -12,7 +12,7 @@ from typing import Any
 import pytest
 from daemon import RUNNING, Daemon, wait_until
 
-from snmpkit import LINK_DOWN_OID, LINK_UP_OID, TEST_MIB, net_snmp
+from snmpkit import LINK_DOWN_OID, LINK_UP_OID, TEST_MIB, link_trap, net_snmp
 
 pytestmark = pytest.mark.integration
 
@@ -308,3 +308,43 @@ def test_refused_traps_are_counted_by_reason_and_not_processed(
     )
     wait_for_trap(daemon, re.escape(marker + "-ok"))
     assert not [t for t in traps_logged(daemon) if marker + '"' in t]
+
+
+def metric(daemon: Daemon, name: str, labels: str) -> float:
+    match = re.search(
+        rf"^{re.escape(name)}\{{{re.escape(labels)}\}} (\S+)$", daemon.metrics(), re.MULTILINE
+    )
+    return float(match[1]) if match else 0.0
+
+
+def test_a_storm_beyond_the_receive_buffer_is_counted_not_lost_silently(tmp_path: Path) -> None:
+    """Test a blast into a 4 KiB buffer: every trap is accepted or counted as a kernel drop."""
+    port = free_udp_port()
+    daemon = Daemon(
+        tmp_path,
+        entries=[],
+        rules="rules:\n  - {id: swallow, match: {source: snmp}, actions: [drop]}\n",
+        sources=f"""\
+  snmp:
+    listen: ["127.0.0.1:{port}"]
+    receive_buffer: 4KiB
+    communities: [{{community: public}}]
+""",
+    )
+    daemon.start()
+    packet = link_trap(b"public", 1)
+    sent = 20_000
+    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as sender:
+        for _ in range(sent):
+            sender.sendto(packet, ("127.0.0.1", port))
+
+    def accounted() -> tuple[float, float] | None:
+        accepted = metric(daemon, "tocsin_snmp_packets_accepted_total", 'version="2c"')
+        lost = metric(daemon, "tocsin_snmp_packets_dropped_total", 'reason="receive buffer full"')
+        return (accepted, lost) if accepted + lost == sent else None
+
+    accepted, lost = wait_until(accounted, what="every trap accepted or counted as dropped")
+    assert lost > 0  # 4 KiB cannot hold a blast from a tight loop
+    assert metric(daemon, "tocsin_events_received_total", 'source="snmp"') == accepted
+    assert '"snmp_receive_buffer_overflow"' in daemon.output()
+    assert daemon.stop() == 0
