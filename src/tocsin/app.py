@@ -219,7 +219,10 @@ class Daemon:
             receiver = None
             if config.snmp is not None:
                 receiver = TrapReceiver(
-                    config=config.snmp, state_dir=config.state_dir, clock=self.clock
+                    config=config.snmp,
+                    state_dir=config.state_dir,
+                    clock=self.clock,
+                    batch_events=config.batch_lines,
                 )
                 try:
                     await traps.enter_async_context(receiver)

@@ -92,8 +92,11 @@ def load_mibs(config: SnmpConfig, state_dir: Path) -> MibIndex:
 class TrapReceiver:
     """Bind the trap sockets, then turn each burst of datagrams into one queued batch."""
 
-    def __init__(self, *, config: SnmpConfig, state_dir: Path, clock: Clock) -> None:
+    def __init__(
+        self, *, config: SnmpConfig, state_dir: Path, clock: Clock, batch_events: int = 2048
+    ) -> None:
         self._config = config
+        self._batch_events = batch_events
         self._clock = clock
         self._socket = TrapSocket(
             addresses=[ListenAddress(host, port) for host, port in config.listen],
@@ -151,8 +154,9 @@ class TrapReceiver:
                 received = self._clock.now()
                 intake = self._intake.take(datagrams, received)
                 self._count(intake)
-                if intake.events:
-                    await put(intake.events, received)
+                events = intake.events
+                for start in range(0, len(events), self._batch_events):  # the queue's unit
+                    await put(events[start : start + self._batch_events], received)
                 self._intake.acknowledge(intake, self._socket.send)
                 obs.SNMP_INFORMS_ACKED.inc(len(intake.acks) + len(intake.v3_acks))
         finally:

@@ -363,6 +363,31 @@ def test_unacknowledged_inform_is_forgotten_after_a_minute(
     listener.receiver._engine._close()  # pysnmp's own check that it holds no per-message state
 
 
+def test_trap_clock_stale_boots_and_replays_are_refused(
+    listen: Callable[..., Listener], clock: ManualClock
+) -> None:
+    """Test RFC 3414's time window for traps: an older boot, a clock behind, a replay."""
+    listener = listen(user(), clock=clock.now)
+    level = security("authNoPriv")
+
+    def trap(boots: int, engine_time: int) -> None:
+        listener.trap("-Z", f"{boots},{engine_time}", *level)
+
+    trap(5, 1000)
+    trap(5, 900)  # behind, but within 150 s: taken (traps may cross on the way)
+    trap(5, 840)  # more than 150 s behind the newest
+    trap(4, 5000)  # from an earlier boot
+    trap(6, 10)  # rebooted: a new clock
+    assert len(listener.notifications) == 3
+    assert listener.receiver.rejected == {"not in time window": 2}
+    replay, sender = listener.packets[-1], ("127.0.0.1", 9)
+    clock.advance_to(clock.now() + 100)
+    assert len(listener.receiver.feed(replay, sender)) == 1  # 100 s on: still in the window
+    clock.advance_to(clock.now() + 60)
+    assert listener.receiver.feed(replay, sender) == []  # 160 s on: a replay
+    assert listener.receiver.rejected == {"not in time window": 3}
+
+
 def with_auth_parameters(message: bytes, parameters: bytes) -> bytes:
     """Re-encode an SNMPv3 message with other msgAuthenticationParameters."""
     decoded, rest = decoder.decode(message, asn1Spec=SNMPv3Message())

@@ -83,8 +83,10 @@ class TrapSocket:
         addresses: Sequence[ListenAddress],
         receive_buffer: int,
         max_pending: int = 16384,
+        linger: float = 0.005,
     ) -> None:
         self._addresses = list(addresses)
+        self._linger = linger
         self._receive_buffer = receive_buffer
         self._max_pending = max_pending
         self._sockets: list[socket.socket] = []
@@ -127,10 +129,14 @@ class TrapSocket:
         return self
 
     async def __anext__(self) -> list[Datagram]:
-        """Wait for datagrams and take all that are waiting."""
+        """Wait for datagrams and take all that are waiting (after `linger`, when only few)."""
         while not self._pending:
             self._ready.clear()
             await self._ready.wait()
+        if len(self._pending) < _BURST and self._linger > 0:
+            # A trickle: wait a moment for more, so a steady few thousand traps a second make
+            # a few hundred batches (and store commits), not one per trap.
+            await asyncio.sleep(self._linger)
         batch, self._pending = self._pending, []
         if self._paused:
             self._paused = False

@@ -51,6 +51,8 @@ PRIV_PROTOCOLS = {
     "AES-256": config.USM_PRIV_CFB256_AES_BLUMENTHAL,
 }
 LEVELS = {"noAuthNoPriv": 1, "authNoPriv": 2, "authPriv": 3}
+_TIME_WINDOW = 150  # seconds (RFC 3414, section 2.2.3)
+_MAX_BOOTS = 2**31 - 1  # an engine that reached it must be reconfigured (RFC 3414, 2.2.2)
 _LEVEL_NAMES = {number: name for name, number in LEVELS.items()}
 
 # Rejection reasons, the keys of V3Receiver.rejected.
@@ -116,6 +118,8 @@ class _Header:
     engine_id: bytes
     user: bytes
     level: int
+    boots: int = 0  # msgAuthoritativeEngineBoots
+    time: int = 0  # msgAuthoritativeEngineTime
 
     @property
     def probe(self) -> bool:
@@ -193,6 +197,8 @@ class V3Receiver:
         self._mp = self._engine.message_processing_subsystems[3]
         self._usm = self._engine.security_models[3]
         self._started = clock()
+        # sender engine ID -> (boots, engine time, our clock then): only configured engines
+        self._engine_clocks: dict[bytes, tuple[int, int, float]] = {}
         self._ticks = 0
 
     def feed(self, data: bytes, addr: tuple[str, int]) -> list[V3Notification]:
@@ -266,6 +272,9 @@ class V3Receiver:
         if pdu_type not in (v2c.SNMPv2TrapPDU.tagSet, v2c.InformRequestPDU.tagSet):
             self._drop(elements, NOT_A_NOTIFICATION)
             return []
+        if pdu_type == v2c.SNMPv2TrapPDU.tagSet and level > 1 and not self._timely(header, now):
+            self._drop(elements, NOT_IN_TIME_WINDOW)
+            return []
         request_id = int(v2c.apiPDU.get_request_id(pdu))
         varbinds = tuple((str(name), _value(value)) for name, value in v2c.apiPDU.get_varbinds(pdu))
         key = None
@@ -286,6 +295,27 @@ class V3Receiver:
                 ack_key=key,
             )
         ]
+
+    def _timely(self, header: _Header, now: float) -> bool:
+        """Check an authenticated trap's engine clock as RFC 3414, 3.2.7 b has a receiver do.
+
+        pysnmp takes every authenticated trap's clock as the sender's, so a recorded trap could
+        be replayed forever; here each sender engine's clock is followed (extrapolated at our
+        pace) and a trap more than 150 s behind it, or from an earlier boot, is refused.
+        """
+        known = self._engine_clocks.get(header.engine_id)
+        if header.boots >= _MAX_BOOTS:
+            return False
+        if known is not None:
+            boots, latest, seen = known
+            if header.boots < boots:
+                return False
+            if header.boots == boots and header.time < latest + (now - seen) - _TIME_WINDOW:
+                return False
+            if header.boots == boots and header.time <= latest:
+                return True  # in the window, but older than the newest: nothing to learn
+        self._engine_clocks[header.engine_id] = (header.boots, header.time, now)
+        return True
 
     def _first_copy(self, key: InformKey, elements: tuple[Any, ...], now: float) -> bool:
         """Remember a new inform; answer or hold back a retransmission of a known one."""
@@ -428,13 +458,15 @@ def _read_header(data: bytes) -> _Header:
     if tag != 0x30:
         raise _Malformed
     engine_id, pos = _octets(data, pos, params_end)
-    _, pos = _integer(data, pos, params_end)  # msgAuthoritativeEngineBoots
-    _, pos = _integer(data, pos, params_end)  # msgAuthoritativeEngineTime
+    boots, pos = _integer(data, pos, params_end)  # msgAuthoritativeEngineBoots
+    clock, pos = _integer(data, pos, params_end)  # msgAuthoritativeEngineTime
     user, _ = _octets(data, pos, params_end)
     return _Header(
         engine_id=engine_id,
         user=user,
         level=1 + (flags[0] & 0x01) + (flags[0] & 0x02) // 2,
+        boots=boots,
+        time=clock,
     )
 
 
