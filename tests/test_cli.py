@@ -27,7 +27,7 @@ def test_check_accepts_the_bundled_config(capsys: pytest.CaptureFixture[str]) ->
     """Test that `tocsin check --config config/tocsin.yaml` passes with a summary line."""
     assert main(["check", "--config", str(REPO / "config" / "tocsin.yaml")]) == 0
     out = capsys.readouterr().out
-    assert "3 files, 9 rules ok, 0 errors, 0 warnings" in out
+    assert "4 files, 12 rules ok, 0 errors, 0 warnings" in out
 
 
 def test_check_rejects_a_broken_file_with_file_line(
@@ -41,7 +41,7 @@ def test_check_rejects_a_broken_file_with_file_line(
     assert main(["check", str(REPO / "rules"), str(bad)]) == 1
     err = capsys.readouterr().err
     assert f"{bad}:4:27: rule 'x': unknown incident option 'titel' (did you mean 'title'?)" in err
-    assert "9 rules ok, 1 errors" in err
+    assert "12 rules ok, 1 errors" in err
 
 
 def test_check_reports_a_broken_config(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
