@@ -23,7 +23,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests"))
 
-from snmpkit import encode_v1, link_trap, mutate
+from snmpkit import fuzz_seeds, mutate
 from tocsin.snmp.access import Community, CommunityAccess
 from tocsin.snmp.events import TrapMapper
 from tocsin.snmp.mibs import MibIndex
@@ -70,12 +70,7 @@ def main() -> None:
     parser.add_argument("--packets", type=int, default=2_000_000)
     parser.add_argument("--seed", type=int, default=1)
     args = parser.parse_args()
-    seeds = [
-        link_trap(b"public", 3),
-        link_trap(b"public", 5, inform=True),
-        encode_v1(b"public", "1.3.6.1.4.1.9", "10.0.0.1", 2, 0, 42,
-                  [("1.3.6.1.2.1.2.2.1.1.2", ("Integer", 2))]),
-    ]  # fmt: skip
+    seeds = fuzz_seeds()
     v3 = v3_seed()
     if v3 is not None:
         seeds.append(v3)

@@ -147,6 +147,16 @@ def link_trap(community: bytes, if_index: int, *, up: bool = False, inform: bool
     )
 
 
+def fuzz_seeds() -> list[bytes]:
+    """Real packets to mutate: a v2c linkDown, a v2c inform and a v1 trap."""
+    return [
+        link_trap(b"public", 3),
+        link_trap(b"public", 5, inform=True),
+        encode_v1(b"public", "1.3.6.1.4.1.9", "10.0.0.1", 2, 0, 42,
+                  [("1.3.6.1.2.1.2.2.1.1.2", ("Integer", 2))]),
+    ]  # fmt: skip
+
+
 def mutate(rng: random.Random, packet: bytes) -> bytes:
     """Flip, insert, delete or cut off one to three bytes of a packet."""
     data = bytearray(packet)

@@ -16,6 +16,7 @@ from tocsin.records.priority import DEFAULT_MATRIX, PRIORITIES, RATINGS, Priorit
 from tocsin.rules.schema import (
     check_keys,
     expect_int,
+    expect_items,
     expect_list,
     expect_map,
     expect_str,
@@ -137,10 +138,7 @@ def _file_source(base: Path, spec: Any, where: Mark) -> FileSourceConfig:
     def at(key: str) -> Mark:
         return value_mark(data, key, where)
 
-    raw_paths = data["path"]
-    paths = (
-        [raw_paths] if isinstance(raw_paths, str) else expect_list(raw_paths, at("path"), "'path'")
-    )
+    paths = expect_items(data["path"], at("path"), "'path'")
     patterns = tuple(str(_path(base, p, at("path"), "'path'")) for p in paths)
     parser = data.get("parser", "auto")
     if parser not in PARSER_KINDS:
@@ -248,12 +246,7 @@ def load_config(path: Path) -> Config:
         return value_mark(root, key, root.mark)
 
     state_dir = _path(base, root.get("state_dir", "state"), at("state_dir"), "'state_dir'")
-    rules_spec = root.get("rules", "rules")
-    rule_list = (
-        [rules_spec]
-        if isinstance(rules_spec, str)
-        else expect_list(rules_spec, at("rules"), "'rules'")
-    )
+    rule_list = expect_items(root.get("rules", "rules"), at("rules"), "'rules'")
     rule_paths = tuple(_path(base, r, at("rules"), "a rules path") for r in rule_list)
 
     http_spec = _section(root, "http", ("host", "port", "tokens_file"))
@@ -310,14 +303,7 @@ def load_config(path: Path) -> Config:
         ),
         tick=_duration(corr, "tick", defaults.tick, at("correlation"), 0.01),
     )
-    muting_spec = root.get("muting")
-    muting_list = (
-        []
-        if muting_spec is None
-        else [muting_spec]
-        if isinstance(muting_spec, str)
-        else expect_list(muting_spec, at("muting"), "'muting'")
-    )
+    muting_list = expect_items(root.get("muting"), at("muting"), "'muting'")
     muting_paths = tuple(_path(base, m, at("muting"), "a muting file") for m in muting_list)
     windows, inhibit = load_muting(muting_paths)
     sources = _section(root, "sources", ("files", "snmp"))

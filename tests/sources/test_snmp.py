@@ -10,7 +10,7 @@ import socket
 
 import pytest
 
-from snmpkit import encode_v1, encode_v2, get_request, link_trap, mutate
+from snmpkit import encode_v1, encode_v2, fuzz_seeds, get_request, link_trap, mutate
 from tocsin.snmp.access import Community, CommunityAccess
 from tocsin.snmp.events import TrapMapper
 from tocsin.snmp.mibs import MibIndex
@@ -141,12 +141,7 @@ def test_a_retransmitted_inform_is_one_event_and_is_answered_again() -> None:
 def test_100k_mutated_packets_through_the_intake_never_raise_and_are_all_accounted() -> None:
     """Test the whole receive path on 100,000 mutated real traps: each an event or a drop."""
     rng = random.Random(4)
-    seeds = [
-        link_trap(b"public", 3),
-        link_trap(b"public", 5, inform=True),
-        encode_v1(b"public", "1.3.6.1.4.1.9", "10.0.0.1", 2, 0, 42,
-                  [("1.3.6.1.2.1.2.2.1.1.2", ("Integer", 2))]),
-    ]  # fmt: skip
+    seeds = fuzz_seeds()
     receiver = intake()
     events = duplicates = 0
     for start in range(0, 100_000, 1000):

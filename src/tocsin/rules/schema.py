@@ -63,6 +63,17 @@ def expect_list(value: Any, where: Mark, what: str, errors: Errors = plain_error
     raise errors(where, f"{what} must be a list, not {kind_of(value)}")
 
 
+def expect_items(
+    value: Any, where: Mark, what: str, *, scalars: tuple[type, ...] = (str,)
+) -> list[Any]:
+    """Return the items of an option that takes one value or a list (none: no items)."""
+    if value is None:
+        return []
+    if isinstance(value, scalars) and not isinstance(value, bool):
+        return [value]
+    return expect_list(value, where, what)
+
+
 def expect_str(value: Any, where: Mark, what: str, errors: Errors = plain_errors) -> str:
     """Return `value` if it is text, else raise."""
     if isinstance(value, str):

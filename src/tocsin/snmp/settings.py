@@ -12,7 +12,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from tocsin.rules.schema import check_keys, expect_list, expect_map, expect_str
+from tocsin.rules.schema import check_keys, expect_items, expect_list, expect_map, expect_str
 from tocsin.snmp.access import Community
 from tocsin.yamlsrc import Mark, SourceError, value_mark
 
@@ -73,14 +73,13 @@ def parse_snmp(spec: Any, where: Mark, base: Path) -> SnmpConfig:
 
     listen = DEFAULT_LISTEN
     if "listen" in data:
-        raw = data["listen"]
-        items = [raw] if isinstance(raw, (str, int)) else expect_list(raw, at("listen"), "listen")
+        items = expect_items(data["listen"], at("listen"), "listen", scalars=(str, int))
         if not items:
             raise SourceError(at("listen"), "sources.snmp.listen needs at least one address")
         listen = tuple(
             _address(item, value_mark(items, i, at("listen"))) for i, item in enumerate(items)
         )
-    mibs = expect_list(data["mibs"], at("mibs"), "sources.snmp.mibs") if "mibs" in data else []
+    mibs = expect_items(data.get("mibs"), at("mibs"), "sources.snmp.mibs")
     mib_dirs = tuple(
         _folder(base, item, value_mark(mibs, i, at("mibs"))) for i, item in enumerate(mibs)
     )
@@ -183,14 +182,7 @@ def _community(spec: Any, where: Mark) -> Community:
     if not name:
         raise SourceError(value_mark(data, "community", where), "community must not be empty")
     networks_at = value_mark(data, "networks", where)
-    raw = data.get("networks")
-    items = (
-        []
-        if raw is None
-        else [raw]
-        if isinstance(raw, str)
-        else expect_list(raw, networks_at, "networks")
-    )
+    items = expect_items(data.get("networks"), networks_at, "networks")
     networks = []
     for i, item in enumerate(items):
         item_at = value_mark(items, i, networks_at)
@@ -235,14 +227,7 @@ def _user(spec: Any, where: Mark) -> SnmpUser:
         raise SourceError(
             at("min_level"), f"user '{name}': min_level {level} needs keys the user does not have"
         )
-    raw_ids = data.get("engine_id")
-    ids = (
-        []
-        if raw_ids is None
-        else [raw_ids]
-        if isinstance(raw_ids, str)
-        else expect_list(raw_ids, at("engine_id"), "engine_id")
-    )
+    ids = expect_items(data.get("engine_id"), at("engine_id"), "engine_id", scalars=(str, int))
     return SnmpUser(
         name=name,
         auth=auth,
