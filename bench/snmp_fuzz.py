@@ -27,8 +27,9 @@ from snmpkit import fuzz_seeds, mutate
 from tocsin.snmp.access import Community, CommunityAccess
 from tocsin.snmp.events import TrapMapper
 from tocsin.snmp.mibs import MibIndex
+from tocsin.snmp.reasons import DUPLICATE_INFORM
 from tocsin.snmp.settings import SnmpUser
-from tocsin.sources.snmp import DUPLICATE_INFORM, TrapIntake
+from tocsin.sources.snmp import TrapIntake
 from tocsin.sources.snmpv3 import V3Receiver
 
 SENDER_ENGINE = bytes.fromhex("8000000001020304")

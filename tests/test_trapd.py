@@ -6,26 +6,35 @@ from pathlib import Path
 
 from snmpkit import TEST_MIB
 from tocsin.snmp.settings import SnmpConfig
-from tocsin.trapd import load_mibs, local_engine_id, next_boots
+from tocsin.trapd import engine_identity, load_mibs
 
 
-def test_the_engine_id_is_made_once_and_kept(tmp_path: Path) -> None:
-    """Test that a made engine ID survives restarts, and that a configured one wins."""
-    made = local_engine_id(SnmpConfig(), tmp_path)
+def test_the_engine_id_is_made_once_and_its_boots_grow_per_start(tmp_path: Path) -> None:
+    """Test our engine identity: a made ID kept across starts, boots 1, 2, 3 for it."""
+    made, boots = engine_identity(SnmpConfig(), tmp_path)
     assert made[:5] == b"\x80\x00\x00\x00\x05"
     assert len(made) == 17
-    assert local_engine_id(SnmpConfig(), tmp_path) == made
+    assert boots == 1
+    assert [engine_identity(SnmpConfig(), tmp_path) for _ in range(2)] == [(made, 2), (made, 3)]
+    assert not list(tmp_path.glob(".*.tmp"))  # written by rename, nothing left behind
+
+
+def test_a_configured_engine_id_counts_its_own_boots(tmp_path: Path) -> None:
+    """Test that a configured ID wins, starts its own count, and keeps it across starts."""
+    engine_identity(SnmpConfig(), tmp_path)
     configured = bytes.fromhex("8000000001020304")
-    assert local_engine_id(SnmpConfig(engine_id=configured), tmp_path) == configured
-    (tmp_path / "snmp-engine-id").write_text("not hex\n")
-    assert local_engine_id(SnmpConfig(), tmp_path) not in (made, b"")
+    config = SnmpConfig(engine_id=configured)
+    assert engine_identity(config, tmp_path) == (configured, 1)
+    assert engine_identity(config, tmp_path) == (configured, 2)
 
 
-def test_boots_grow_by_one_per_start(tmp_path: Path) -> None:
-    """Test snmpEngineBoots: 1, 2, 3 across starts; an unreadable file starts again at 1."""
-    assert [next_boots(tmp_path) for _ in range(3)] == [1, 2, 3]
-    (tmp_path / "snmp-engine-boots").write_text("garbage")
-    assert next_boots(tmp_path) == 1
+def test_an_unreadable_engine_file_makes_a_new_identity(tmp_path: Path) -> None:
+    """Test a damaged file: a new engine ID (senders discover it again), boots from 1."""
+    made, _ = engine_identity(SnmpConfig(), tmp_path)
+    (tmp_path / "snmp-engine.json").write_text("{not json")
+    fresh, boots = engine_identity(SnmpConfig(), tmp_path)
+    assert fresh != made
+    assert boots == 1
 
 
 def test_operator_mib_folders_are_compiled_into_state_dir(tmp_path: Path) -> None:

@@ -7,7 +7,6 @@ import contextlib
 import functools
 import math
 import time
-from collections import Counter
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -75,10 +74,7 @@ class ResultReporter:
     """
 
     def __init__(self, *, every: float = 60.0, clock: Callable[[], float] = time.monotonic) -> None:
-        self._every = every
-        self._clock = clock
-        self._last: dict[tuple[str, str], float] = {}
-        self._quiet: Counter[tuple[str, str]] = Counter()
+        self._throttle = obs.Throttle(every=every, clock=clock)
 
     def report(self, result: BatchResult) -> None:
         """Write what `log` actions asked for; count everything; log failures, rate-limited."""
@@ -117,12 +113,9 @@ class ResultReporter:
                 obs.RULE_FAILURES.labels(failure.rule, failure.stage).inc()
             else:
                 obs.ACTIONS_FAILED.labels(failure.stage).inc()
-            key = (failure.rule, failure.stage)
-            now = self._clock()
-            if now - self._last.get(key, -math.inf) < self._every:
-                self._quiet[key] += 1
+            held = self._throttle.allow((failure.rule, failure.stage))
+            if held is None:
                 continue
-            self._last[key] = now
             (log.warning if is_rule else log.error)(
                 "rule_failed" if is_rule else "action_failed",
                 rule=failure.rule,
@@ -130,7 +123,7 @@ class ResultReporter:
                 error=failure.error,
                 origin=failure.event.origin,
                 message=failure.event.message[:200],
-                not_logged_since_last=self._quiet.pop(key, 0),
+                not_logged_since_last=held,
             )
 
 
@@ -200,6 +193,17 @@ class Daemon:
             )
             await self._restore(engine, writer)
             self._set_open_gauge(book)
+            receiver = None
+            if config.snmp is not None:
+                try:
+                    receiver = TrapReceiver(
+                        config=config.snmp,
+                        state_dir=config.state_dir,
+                        clock=self.clock,
+                        batch_events=config.batch_lines,
+                    )
+                except (OSError, ValueError) as exc:
+                    raise StartupError(f"cannot set up the SNMP trap receiver: {exc}") from None
             api = ApiServer(
                 host=config.http.host,
                 port=config.http.port,
@@ -216,14 +220,7 @@ class Daemon:
                     f"cannot listen on {config.http.host}:{config.http.port}: {exc.strerror}"
                 ) from None
             traps = contextlib.AsyncExitStack()
-            receiver = None
-            if config.snmp is not None:
-                receiver = TrapReceiver(
-                    config=config.snmp,
-                    state_dir=config.state_dir,
-                    clock=self.clock,
-                    batch_events=config.batch_lines,
-                )
+            if receiver is not None:
                 try:
                     await traps.enter_async_context(receiver)
                 except OSError as exc:

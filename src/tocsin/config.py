@@ -367,5 +367,7 @@ def describe(config: Config) -> Mapping[str, Any]:
         "state_dir": str(config.state_dir),
         "rules": [str(p) for p in config.rule_paths],
         "files": [p for f in config.files for p in f.patterns],
-        "snmp": [f"{h}:{p}" for h, p in config.snmp.listen] if config.snmp else [],
+        "snmp": [f"[{h}]:{p}" if ":" in h else f"{h}:{p}" for h, p in config.snmp.listen]
+        if config.snmp
+        else [],
     }

@@ -5,8 +5,12 @@ Hot paths never touch these per item: they count in plain ints and add once per 
 
 from __future__ import annotations
 
+import collections
 import logging
+import math
 import sys
+import time
+from collections.abc import Callable, Hashable
 from typing import Any
 
 import structlog
@@ -40,6 +44,7 @@ __all__ = [
     "STORE_COMMITS",
     "STORE_COMMIT_SECONDS",
     "STORE_FAILURES",
+    "Throttle",
     "configure_logging",
 ]
 
@@ -164,6 +169,28 @@ SNMP_RECEIVE_BUFFER = Gauge(
 )
 RULES_LOADED = Gauge("tocsin_rules_loaded", "Rules compiled and active.")
 RULE_ERRORS = Gauge("tocsin_rule_errors", "Rules rejected by validation at the last load.")
+
+
+class Throttle:
+    """Let a repeated log line through at most once per `every` seconds per key, counting the rest.
+
+    A failing rule or a flood of bad packets would otherwise log thousands of lines a second.
+    """
+
+    def __init__(self, *, every: float = 60.0, clock: Callable[[], float] = time.monotonic) -> None:
+        self._every = every
+        self._clock = clock
+        self._last: dict[Hashable, float] = {}
+        self._held: collections.Counter[Hashable] = collections.Counter()
+
+    def allow(self, key: Hashable, count: int = 1) -> int | None:
+        """Return None to hold this line back, else how many were held back since the last."""
+        now = self._clock()
+        if now - self._last.get(key, -math.inf) < self._every:
+            self._held[key] += count
+            return None
+        self._last[key] = now
+        return self._held.pop(key, 0)
 
 
 def configure_logging(*, level: str = "info", fmt: str = "auto") -> None:

@@ -3,8 +3,8 @@
 from __future__ import annotations
 
 import asyncio
+import json
 import os
-import time
 from collections.abc import Awaitable, Callable
 from pathlib import Path
 from typing import Self
@@ -13,71 +13,57 @@ import structlog
 
 from tocsin import obs
 from tocsin.engine.clock import Clock
+from tocsin.files import replace_text
 from tocsin.model import Event
 from tocsin.snmp.access import CommunityAccess
 from tocsin.snmp.events import TrapMapper
 from tocsin.snmp.mibcompile import compile_mibs
 from tocsin.snmp.mibs import MibIndex
+from tocsin.snmp.reasons import BUFFER_FULL, READ_ERROR, SHUTDOWN
 from tocsin.snmp.settings import SnmpConfig
-from tocsin.sources.snmp import (
-    BUFFER_FULL,
-    READ_ERROR,
-    Intake,
-    ListenAddress,
-    TrapIntake,
-    TrapSocket,
-)
+from tocsin.sources.snmp import Intake, ListenAddress, TrapIntake, TrapSocket
 from tocsin.sources.snmpv3 import V3Receiver
 
-__all__ = ["TrapReceiver", "load_mibs", "local_engine_id", "next_boots"]
+__all__ = ["TrapReceiver", "engine_identity", "load_mibs"]
 
 log = structlog.get_logger("tocsin.snmp")
 
-ENGINE_ID_FILE = "snmp-engine-id"
-BOOTS_FILE = "snmp-engine-boots"
+ENGINE_FILE = "snmp-engine.json"  # our v3 engine ID and boot count
+_MAX_BOOTS = 2**31 - 1
 _DROPS_EVERY = 1.0  # seconds between reads of the kernel's drop counters
 _LOG_EVERY = 60.0  # seconds between log lines about them
 
 
-def local_engine_id(config: SnmpConfig, state_dir: Path) -> bytes:
-    """Return the daemon's SNMPv3 engine ID: configured, or made once and kept in state_dir.
+def engine_identity(config: SnmpConfig, state_dir: Path) -> tuple[bytes, int]:
+    """Return our SNMPv3 engine ID and boot count, counting this start, kept in state_dir.
 
-    Senders of v3 informs address the receiver by this ID, so it must not change across
-    restarts. A made one is RFC 3411 format 5 (octets), enterprise 0, 12 random bytes.
+    Senders of v3 informs address the receiver by its engine ID, so a made one (RFC 3411
+    format 5: enterprise 0, 12 random bytes) is kept across restarts, and they check its boot
+    count against what they saw last, so that only ever grows for one ID (RFC 3414, 2.2.2).
     """
-    if config.engine_id is not None:
-        return config.engine_id
-    path = state_dir / ENGINE_ID_FILE
+    path = state_dir / ENGINE_FILE
+    saved: tuple[bytes, int] | None = None
     try:
-        return bytes.fromhex(path.read_text(encoding="ascii").strip())
+        data = json.loads(path.read_text(encoding="utf-8"))
+        saved = (bytes.fromhex(data["engine_id"]), int(data["boots"]))
     except FileNotFoundError:
         pass
-    except ValueError:
-        log.warning("snmp_engine_id_unreadable", path=str(path), note="a new one is made")
-    engine_id = b"\x80\x00\x00\x00\x05" + os.urandom(12)
-    path.write_text(engine_id.hex() + "\n", encoding="ascii")
-    return engine_id
-
-
-def next_boots(state_dir: Path) -> int:
-    """Count this start in state_dir and return the count: our v3 snmpEngineBoots.
-
-    Senders of v3 informs check it against what they last saw, so it must only ever grow.
-    """
-    path = state_dir / BOOTS_FILE
-    try:
-        boots = int(path.read_text(encoding="ascii").strip()) + 1
-    except FileNotFoundError:
-        boots = 1
-    except ValueError:
-        log.warning("snmp_engine_boots_unreadable", path=str(path), note="counting from 1 again")
-        boots = 1
-    path.write_text(f"{boots}\n", encoding="ascii")
-    return boots
+    except (ValueError, KeyError, TypeError) as error:
+        log.warning("snmp_engine_file_unreadable", path=str(path), error=str(error))
+    if config.engine_id is not None:
+        engine_id = config.engine_id
+        boots = saved[1] if saved is not None and saved[0] == engine_id else 0
+    elif saved is not None:
+        engine_id, boots = saved
+    else:
+        engine_id, boots = b"\x80\x00\x00\x00\x05" + os.urandom(12), 0
+    boots = min(boots + 1, _MAX_BOOTS)
+    replace_text(path, json.dumps({"engine_id": engine_id.hex(), "boots": boots}) + "\n")
+    return engine_id, boots
 
 
 def load_mibs(config: SnmpConfig, state_dir: Path) -> MibIndex:
-    """Compile the operator's MIB folders (cached in state_dir) and load them with ours."""
+    """Compile the operator's MIB folders into state_dir/mibs and load them after ours."""
     compiled = state_dir / "mibs"
     if config.mib_dirs:
         report = compile_mibs(config.mib_dirs, compiled)
@@ -104,14 +90,14 @@ class TrapReceiver:
         )
         v3 = None
         if config.users:
+            engine_id, boots = engine_identity(config, state_dir)
             v3 = V3Receiver(
                 users=config.users,
-                engine_id=local_engine_id(config, state_dir),
-                boots=next_boots(state_dir),
-                send=lambda data, to: self._socket.send(self._intake.reply_socket(to), data, to),
+                engine_id=engine_id,
+                boots=boots,
+                send=lambda data, to: self._socket.send(self._intake.reply_socket, data, to),
             )
-        self._unlogged_drops = 0
-        self._drops_logged = -_LOG_EVERY
+        self._throttle = obs.Throttle(every=_LOG_EVERY)
         self._intake = TrapIntake(
             access=CommunityAccess(config.communities),
             mapper=TrapMapper(load_mibs(config, state_dir)),
@@ -149,16 +135,26 @@ class TrapReceiver:
     async def run(self, put: Callable[[list[Event], float], Awaitable[None]]) -> None:
         """Receive until cancelled; `put` returns once the events are in the pipeline."""
         watcher = asyncio.create_task(self._watch_drops(), name="tocsin.source.snmp.drops")
+        unqueued = 0  # accepted traps of the batch in hand that are not in the queue yet
         try:
             async for datagrams in self._socket:
                 received = self._clock.now()
                 intake = self._intake.take(datagrams, received)
                 self._count(intake)
                 events = intake.events
+                unqueued = len(events)
                 for start in range(0, len(events), self._batch_events):  # the queue's unit
                     await put(events[start : start + self._batch_events], received)
+                    unqueued -= min(self._batch_events, unqueued)
                 self._intake.acknowledge(intake, self._socket.send)
-                obs.SNMP_INFORMS_ACKED.inc(len(intake.acks) + len(intake.v3_acks))
+                self._count_acks()
+        except asyncio.CancelledError:
+            # Stopping: traps read but not queued are lost (informs among them unanswered,
+            # so their senders retry); they are counted, not silently dropped.
+            lost = self._socket.discard() + unqueued
+            if lost:
+                obs.SNMP_DROPPED.labels(SHUTDOWN).inc(lost)
+            raise
         finally:
             watcher.cancel()
 
@@ -168,9 +164,18 @@ class TrapReceiver:
             await asyncio.sleep(_DROPS_EVERY)
             self._count_kernel_drops()
 
+    def _count_acks(self) -> None:
+        if self._intake.acknowledged:
+            obs.SNMP_INFORMS_ACKED.inc(self._intake.acknowledged)
+            self._intake.acknowledged = 0
+        self._count_dropped()  # acknowledging may have failed
+
     def _count(self, intake: Intake) -> None:
         for version, count in intake.accepted.items():
             obs.SNMP_PACKETS.labels(version).inc(count)
+        self._count_dropped()
+
+    def _count_dropped(self) -> None:
         if self._intake.dropped:
             for reason, count in self._intake.dropped.items():
                 obs.SNMP_DROPPED.labels(reason).inc(count)
@@ -184,13 +189,10 @@ class TrapReceiver:
         if not drops:
             return
         obs.SNMP_DROPPED.labels(BUFFER_FULL).inc(drops)
-        self._unlogged_drops += drops
-        now = time.monotonic()
-        if now - self._drops_logged >= _LOG_EVERY:
-            self._drops_logged = now
+        held = self._throttle.allow(BUFFER_FULL, drops)
+        if held is not None:
             log.warning(
                 "snmp_receive_buffer_overflow",
-                dropped=self._unlogged_drops,
+                dropped=held + drops,
                 fix="raise sources.snmp.receive_buffer (and net.core.rmem_max)",
             )
-            self._unlogged_drops = 0

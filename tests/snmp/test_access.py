@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import ipaddress
 
-from tocsin.snmp.access import BAD_COMMUNITY, NETWORK_NOT_ALLOWED, Community, CommunityAccess
+from tocsin.snmp.access import Community, CommunityAccess
+from tocsin.snmp.reasons import BAD_COMMUNITY, NETWORK_NOT_ALLOWED
 
 
 def net(text: str) -> ipaddress.IPv4Network | ipaddress.IPv6Network:

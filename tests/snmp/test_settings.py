@@ -38,7 +38,7 @@ def test_a_full_section_parses(tmp_path: Path) -> None:
         auth_key: authpass123
         priv: AES-256
         priv_key: privpass123
-        engine_id: ["80:00:00:00:01:02:03:04", 0x800000000a0b0c0d]
+        engine_id: ["80:00:00:00:01:02:03:04", "0x800000000a0b0c0d"]
       - {name: bob, auth: MD5, auth_key: bobspass1, min_level: authNoPriv}
 """,
         )
@@ -90,6 +90,8 @@ def test_defaults(tmp_path: Path) -> None:
         ("    receive_buffer: 1KiB\n", 4, "receive_buffer must be between 4KiB and 1GiB"),
         ("    receive_buffer: lots\n", 4, "receive_buffer must be bytes, or a size like 8MiB"),
         ("    engine_id: 0x80zz\n", 4, "engine_id '0x80zz' is not hex"),
+        ("    engine_id: 0x8000000001\n", 4, "quote the engine_id ('0x8000...')"),
+        ("    engine_id: 80000009030000000001\n", 4, "quote the engine_id ('0x8000...')"),
         ("    engine_id: '0x8000'\n", 4, "engine_id is 2 bytes; it must be 5 to 32"),
         ("    communitys: []\n", 4, "unknown sources.snmp option 'communitys'"),
         ("    communities: [{community: ''}]\n", 4, "community must not be empty"),

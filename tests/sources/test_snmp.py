@@ -7,15 +7,18 @@ import ipaddress
 import random
 import shutil
 import socket
+import time
+from collections.abc import Callable
 
 import pytest
 
 from snmpkit import encode_v1, encode_v2, fuzz_seeds, get_request, link_trap, mutate
+from tocsin.engine.clock import ManualClock
 from tocsin.snmp.access import Community, CommunityAccess
 from tocsin.snmp.events import TrapMapper
 from tocsin.snmp.mibs import MibIndex
+from tocsin.snmp.reasons import DUPLICATE_INFORM
 from tocsin.sources.snmp import (
-    DUPLICATE_INFORM,
     Datagram,
     ListenAddress,
     TrapIntake,
@@ -26,9 +29,11 @@ SENDER = ("192.0.2.10", 40000)
 MIBS, _ = MibIndex.load([])
 
 
-def intake(*communities: Community) -> TrapIntake:
+def intake(*communities: Community, clock: Callable[[], float] = time.monotonic) -> TrapIntake:
     return TrapIntake(
-        access=CommunityAccess(communities or (Community(b"public"),)), mapper=TrapMapper(MIBS)
+        access=CommunityAccess(communities or (Community(b"public"),)),
+        mapper=TrapMapper(MIBS),
+        clock=clock,
     )
 
 
@@ -118,24 +123,47 @@ def test_refusals_are_counted_and_never_stop_the_batch() -> None:
     }
 
 
-def test_a_retransmitted_inform_is_one_event_and_is_answered_again() -> None:
+def test_a_retransmitted_inform_is_one_event_and_is_answered_again(clock: ManualClock) -> None:
     """Test inform dedup: one event per (sender, request-id); the answer repeats once given."""
-    receiver = intake()
+    receiver = intake(clock=clock.now)
     inform = link_trap(b"public", 4, inform=True)
     first = receiver.take([(inform, SENDER, 0), (inform, SENDER, 0)], 1.0)
     assert len(first.events) == 1
-    assert receiver.dropped == {DUPLICATE_INFORM: 1}
+    assert receiver.dropped == {DUPLICATE_INFORM: 1}  # before the answer: nothing to resend
+    assert not first.resends
     sent: list[tuple[int, bytes, tuple[str, int]]] = []
     receiver.acknowledge(first, lambda i, d, a: sent.append((i, d, a)))
+    assert receiver.acknowledged == 1
     (index, response, to) = sent[0]
     assert (index, to) == (0, SENDER)
     assert response != inform
     assert response.replace(b"\xa2", b"\xa6", 1) == inform  # the PDU tag: Response
     again = receiver.take([(inform, SENDER, 0)], 2.0)
     assert not again.events
-    assert [a[1] for a in again.acks] == [response]
+    assert not again.acks
+    assert again.resends == [(0, response, SENDER)]
+    assert receiver.dropped == {DUPLICATE_INFORM: 2}
     other_sender = receiver.take([(inform, ("192.0.2.11", 40000), 0)], 3.0)
     assert len(other_sender.events) == 1
+
+
+def test_an_inform_request_id_is_news_again_after_a_minute(clock: ManualClock) -> None:
+    """Test that a sender which restarts and reuses a request-id later is not taken for a retry."""
+    receiver = intake(clock=clock.now)
+    inform = link_trap(b"public", 4, inform=True)
+    first = receiver.take([(inform, SENDER, 0)], 1.0)
+    receiver.acknowledge(first, lambda i, d, a: None)
+    clock.advance_to(clock.now() + 59)
+    assert not receiver.take([(inform, SENDER, 0)], 2.0).events  # a retry
+    clock.advance_to(clock.now() + 2)
+    later = receiver.take([(inform, SENDER, 0)], 3.0)
+    assert len(later.events) == 1
+    assert len(later.acks) == 1
+    unanswered = receiver.take([(link_trap(b"public", 7, inform=True), SENDER, 0)], 4.0)
+    assert len(unanswered.events) == 1  # never acknowledged (the daemon stopped, say) ...
+    clock.advance_to(clock.now() + 61)
+    retry = receiver.take([(link_trap(b"public", 7, inform=True), SENDER, 0)], 5.0)
+    assert len(retry.events) == 1  # ... and not held back as a duplicate forever
 
 
 def test_100k_mutated_packets_through_the_intake_never_raise_and_are_all_accounted() -> None:

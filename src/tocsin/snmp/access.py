@@ -1,7 +1,7 @@
 """Which v1/v2c communities may send traps, and from where: default deny, like snmptrapd.
 
-Checked for every packet, so a verdict per (community, source address) is remembered in a
-bounded cache: a storm comes from few senders.
+Checked for every packet, so the network verdict of a listed community per source address is
+remembered in a bounded cache: a storm comes from few senders.
 """
 
 from __future__ import annotations
@@ -10,10 +10,10 @@ import ipaddress
 from collections.abc import Sequence
 from dataclasses import dataclass
 
-__all__ = ["BAD_COMMUNITY", "NETWORK_NOT_ALLOWED", "Community", "CommunityAccess"]
+from tocsin.snmp.reasons import BAD_COMMUNITY, NETWORK_NOT_ALLOWED
 
-BAD_COMMUNITY = "bad community"
-NETWORK_NOT_ALLOWED = "community not allowed from this network"
+__all__ = ["Community", "CommunityAccess"]
+
 
 Network = ipaddress.IPv4Network | ipaddress.IPv6Network
 
@@ -47,23 +47,24 @@ class CommunityAccess:
 
     def check(self, community: bytes, address: str) -> str | None:
         """Return None when accepted, else the reason the packet is refused."""
+        networks = self._networks.get(community)
+        if networks is None:
+            return BAD_COMMUNITY  # not cached: senders choose unknown communities, not us
+        if not networks:
+            return None
         verdict_key = (community, address)
         try:
             return self._verdicts[verdict_key]
         except KeyError:
             pass
-        verdict = self._judge(community, address)
+        verdict = self._judge(networks, address)
         if len(self._verdicts) >= _CACHE_SIZE:
             self._verdicts.clear()
         self._verdicts[verdict_key] = verdict
         return verdict
 
-    def _judge(self, community: bytes, address: str) -> str | None:
-        networks = self._networks.get(community)
-        if networks is None:
-            return BAD_COMMUNITY
-        if not networks:
-            return None
+    @staticmethod
+    def _judge(networks: tuple[Network, ...], address: str) -> str | None:
         ip = ipaddress.ip_address(address.partition("%")[0])
         if isinstance(ip, ipaddress.IPv6Address) and ip.ipv4_mapped is not None:
             ip = ip.ipv4_mapped  # an IPv4 sender seen on a dual-stack socket

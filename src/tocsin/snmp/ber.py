@@ -15,12 +15,14 @@ from typing import Any
 __all__ = [
     "SNMP_TRAP_OID",
     "SYS_UPTIME",
+    "TRAP_ADDRESS",
+    "TRAP_COMMUNITY",
     "BerError",
     "TrapMessage",
     "decode_message",
     "inform_response",
     "is_v3",
-    "message_version",
+    "read_community",
     "v1_to_v2",
 ]
 
@@ -59,8 +61,8 @@ _UNSIGNED_BITS = {_COUNTER32: 32, _GAUGE32: 32, _TIMETICKS: 32, _COUNTER64: 64}
 SYS_UPTIME = "1.3.6.1.2.1.1.3.0"
 SNMP_TRAP_OID = "1.3.6.1.6.3.1.1.4.1.0"
 _SNMP_TRAPS = "1.3.6.1.6.3.1.1.5"  # coldStart.. are .1 to .6 (RFC 3584 section 3.1)
-_TRAP_ADDRESS = "1.3.6.1.6.3.18.1.3.0"  # snmpTrapAddress.0
-_TRAP_COMMUNITY = "1.3.6.1.6.3.18.1.4.0"  # snmpTrapCommunity.0
+TRAP_ADDRESS = "1.3.6.1.6.3.18.1.3.0"  # snmpTrapAddress.0
+TRAP_COMMUNITY = "1.3.6.1.6.3.18.1.4.0"  # snmpTrapCommunity.0
 _TRAP_ENTERPRISE = "1.3.6.1.6.3.1.1.4.3.0"  # snmpTrapEnterprise.0
 
 _MAX_OID_ARCS = 128  # RFC 2578: at most 128 sub-identifiers
@@ -272,13 +274,20 @@ def is_v3(data: bytes) -> bool:
     return data[at : at + 3] == b"\x02\x01\x03"
 
 
-def message_version(data: bytes) -> int | None:
-    """Return the SNMP version field (0: v1, 1: v2c, 3: v3) of a message, None if unreadable."""
+def read_community(data: bytes) -> tuple[int, bytes]:
+    """Read only a v1/v2c message's version and community, so access is checked before the
+    rest is decoded; BerError if even those are malformed or the version is not 0 or 1."""
     try:
         start, stop = _expect(data, 0, len(data), 0x30, "message")
-        return _int32(data, start, stop, "version")[0]
-    except (BerError, IndexError, ValueError):
-        return None
+        version, pos = _int32(data, start, stop, "version")
+        if version not in (0, 1):
+            raise BerError(f"SNMP version {version} is not v1 or v2c", start)
+        c_start, c_stop = _expect(data, pos, stop, _OCTETS, "community")
+    except (IndexError, ValueError, OverflowError) as exc:
+        if isinstance(exc, BerError):
+            raise
+        raise BerError(f"malformed message ({exc.__class__.__name__})", 0) from None
+    return version, data[c_start:c_stop]
 
 
 def decode_message(data: bytes) -> TrapMessage:
@@ -363,8 +372,8 @@ def v1_to_v2(message: TrapMessage) -> tuple[tuple[str, Value], ...]:
         (SYS_UPTIME, ("TimeTicks", message.timestamp)),
         (SNMP_TRAP_OID, ("ObjectIdentifier", trap_oid)),
         *message.varbinds,
-        (_TRAP_ADDRESS, ("IpAddress", message.agent_address)),
-        (_TRAP_COMMUNITY, ("OctetString", message.community)),
+        (TRAP_ADDRESS, ("IpAddress", message.agent_address)),
+        (TRAP_COMMUNITY, ("OctetString", message.community)),
         (_TRAP_ENTERPRISE, ("ObjectIdentifier", message.enterprise)),
     )
 

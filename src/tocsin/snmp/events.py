@@ -10,30 +10,28 @@ from collections.abc import Sequence
 from typing import Any
 
 from tocsin.model import Event
-from tocsin.snmp.ber import SNMP_TRAP_OID, SYS_UPTIME, Value
+from tocsin.snmp.ber import SNMP_TRAP_OID, SYS_UPTIME, TRAP_ADDRESS, TRAP_COMMUNITY, Value
 from tocsin.snmp.mibs import MibIndex, Resolved
 
 __all__ = ["MESSAGE_CHARS", "TrapMapper", "render_octets"]
 
 MESSAGE_CHARS = 4096  # an event's message is cut here; fields.vars keep every value whole
-_TRAP_ADDRESS = "1.3.6.1.6.3.18.1.3.0"  # snmpTrapAddress.0: the agent a proxy forwarded for
 _CACHE_SIZE = 8192
 _UNSET_ADDRESS = "0.0.0.0"  # noqa: S104 - an agent address a proxy left empty
 # Modules that only name the tree's branches (enterprises, mib-2): "under enterprises" says
 # nothing a rule could use, so OIDs found only below them keep their numeric form.
 _BRANCHES = frozenset({"SNMPv2-SMI", "RFC1155-SMI"})
-# What RFC 3584 adds to a v1 trap (and a proxy to a v2 one), named even without
+# The agent a proxy forwarded for (RFC 3584 adds it to v1 traps too), named even without
 # SNMP-COMMUNITY-MIB, which tocsin does not ship: (node, name) by instance OID.
 _RFC3584 = {
-    _TRAP_ADDRESS: ("1.3.6.1.6.3.18.1.3", "snmpTrapAddress"),
-    "1.3.6.1.6.3.18.1.4.0": ("1.3.6.1.6.3.18.1.4", "snmpTrapCommunity"),
+    TRAP_ADDRESS: ("1.3.6.1.6.3.18.1.3", "snmpTrapAddress"),
 }
 
 
 def render_octets(raw: bytes) -> str:
     """Show an OCTET STRING as text when it is printable UTF-8, else as hex (aa:bb:cc)."""
     try:
-        text = raw.rstrip(b"\x00").decode()  # some agents send C strings, NUL included
+        text = (raw.rstrip(b"\x00") or raw).decode()  # some agents send C strings, NUL included
     except UnicodeDecodeError:
         return raw.hex(":")
     if text.isprintable() or all(c.isprintable() or c in "\t\r\n" for c in text):
@@ -74,8 +72,10 @@ class TrapMapper:
             if oid == SYS_UPTIME and kind == "TimeTicks" and uptime is None:
                 uptime = raw
                 continue
-            if oid == _TRAP_ADDRESS and kind == "IpAddress" and raw != _UNSET_ADDRESS:
+            if oid == TRAP_ADDRESS and kind == "IpAddress" and raw != _UNSET_ADDRESS:
                 host = raw
+            elif oid == TRAP_COMMUNITY:
+                continue  # a secret, kept out of vars and the message (fields.community has it)
             key, instance, node = self._var(oid)
             if key in named:
                 key = f"{key}.{instance}" if instance else oid

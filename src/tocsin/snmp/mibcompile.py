@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import functools
 import json
-import os
 import re
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
@@ -23,6 +22,7 @@ from pysmi.parser import SmiStarParser
 from pysmi.reader.callback import CallbackReader
 from pysmi.writer.callback import CallbackWriter
 
+from tocsin.files import replace_text
 from tocsin.snmp.mibs import SHIPPED, MibModule, MibNode, MibProblem
 
 __all__ = ["SHIPPED_SOURCES", "CompileReport", "compile_mibs"]
@@ -79,7 +79,7 @@ def compile_mibs(sources: Sequence[Path], out: Path) -> CompileReport:
     try:
         out.mkdir(parents=True, exist_ok=True)
         for name in sorted(wanted.keys() & docs.keys()):
-            _write(out / f"{name}.json", _module(name, docs[name], types).dumps())
+            replace_text(out / f"{name}.json", _module(name, docs[name], types).dumps())
             written.append(name)
         for stale in out.glob("*.json"):
             if stale.stem not in written:
@@ -182,13 +182,6 @@ def _reason(status: Any) -> str:
     line = getattr(error, "lineno", None)
     message = str(getattr(error, "msg", error))
     return f"line {line}: {message}" if isinstance(line, int) else message
-
-
-def _write(path: Path, text: str) -> None:
-    """Replace `path` with `text` at once, so a loading daemon never sees half a file."""
-    temporary = path.with_name(f".{path.name}.tmp")
-    temporary.write_text(text, encoding="utf-8")
-    os.replace(temporary, path)
 
 
 class _Types:

@@ -155,12 +155,14 @@ def _size(value: Any, where: Mark) -> int:
 
 def _engine_id(value: Any, where: Mark) -> bytes:
     """Parse an engine ID given in hex (0x optional, ':' allowed), 5 to 32 bytes (RFC 3411)."""
-    if isinstance(value, int) and not isinstance(value, bool) and value > 0:
-        text = format(value, "x")  # YAML read 0x8000... as a number
-        text = "0" * (len(text) % 2) + text
-    else:
-        text = expect_str(value, where, "an engine_id").strip().lower().replace(":", "")
-        text = text.removeprefix("0x")
+    if isinstance(value, int) and not isinstance(value, bool):
+        raise SourceError(
+            where,
+            "quote the engine_id ('0x8000...'): unquoted, YAML reads it as a number, "
+            "and a number is not the same bytes",
+        )
+    text = expect_str(value, where, "an engine_id").strip().lower().replace(":", "")
+    text = text.removeprefix("0x")
     try:
         raw = bytes.fromhex(text)
     except ValueError:

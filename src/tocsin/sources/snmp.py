@@ -11,7 +11,6 @@ the MIB mapper. Every packet it refuses is counted by reason; none raises.
 from __future__ import annotations
 
 import asyncio
-import math
 import os
 import socket
 import time
@@ -23,23 +22,29 @@ from typing import TYPE_CHECKING, Self
 import structlog
 
 from tocsin.model import Event
+from tocsin.obs import Throttle
 from tocsin.snmp.access import CommunityAccess
 from tocsin.snmp.ber import (
     BerError,
     decode_message,
     inform_response,
     is_v3,
-    message_version,
+    read_community,
     v1_to_v2,
 )
 from tocsin.snmp.events import TrapMapper, render_octets
+from tocsin.snmp.reasons import (
+    DUPLICATE_INFORM,
+    MALFORMED,
+    NO_V3_USERS,
+    NOT_A_NOTIFICATION,
+    UNSUPPORTED_VERSION,
+)
 
 if TYPE_CHECKING:
     from tocsin.sources.snmpv3 import V3Notification, V3Receiver
 
 __all__ = [
-    "BUFFER_FULL",
-    "READ_ERROR",
     "Datagram",
     "Intake",
     "ListenAddress",
@@ -49,15 +54,10 @@ __all__ = [
 
 log = structlog.get_logger(__name__)
 
-BUFFER_FULL = "receive buffer full"  # the kernel dropped packets the daemon did not read
-READ_ERROR = "receive error"  # recvfrom failed (the error is the kernel's, the packet is gone)
-MALFORMED = "malformed"
-NOT_A_NOTIFICATION = "not a trap or inform"
-UNSUPPORTED_VERSION = "unsupported version"
-DUPLICATE_INFORM = "duplicate inform"
 _BURST = 256  # datagrams read per readiness callback before the loop gets a turn
 _MAX_DATAGRAM = 65535
 _REMEMBERED_INFORMS = 4096
+_INFORM_SECONDS = 60.0  # how long an inform's (sender, request-id) is remembered: senders retry
 _REPORT_EVERY = 60.0
 
 Datagram = tuple[bytes, tuple[str, int], int]  # payload, sender, index of the receiving socket
@@ -143,6 +143,12 @@ class TrapSocket:
             self._watch()
         return batch
 
+    def discard(self) -> int:
+        """Stop reading and drop what was read but not taken; return how many (for counting)."""
+        self._close()
+        count, self._pending = len(self._pending), []
+        return count
+
     def send(self, index: int, data: bytes, address: tuple[str, int]) -> None:
         """Send a reply (an inform's Response) from the socket that got the request."""
         try:
@@ -219,12 +225,14 @@ class TrapSocket:
 
 @dataclass(slots=True)
 class Intake:
-    """What one batch of datagrams gave: events, and the informs to acknowledge once queued."""
+    """What one batch of datagrams gave: events, and the informs to answer once they are queued."""
 
     events: list[Event] = field(default_factory=list)
-    # (socket index, Response, sender, request-id) for each v2c inform
+    # (socket index, Response, sender, request-id) for each new v2c inform
     acks: list[tuple[int, bytes, tuple[str, int], int]] = field(default_factory=list)
-    v3_acks: list[V3Notification] = field(default_factory=list)
+    # (socket index, Response, sender) for retransmissions of informs already answered
+    resends: list[tuple[int, bytes, tuple[str, int]]] = field(default_factory=list)
+    v3_acks: list[tuple[int, V3Notification]] = field(default_factory=list)  # socket, inform
     accepted: Counter[str] = field(default_factory=Counter)  # packets per version
 
 
@@ -244,18 +252,20 @@ class TrapIntake:
         self._v3 = v3
         self._clock = clock
         self.dropped: Counter[str] = Counter()  # reason -> packets, drained by the daemon
-        self._reported: dict[str, float] = {}
-        self._quiet: Counter[str] = Counter()
-        # (sender, request-id) of v2c informs -> the Response once acknowledged (None: queued)
-        self._informs: OrderedDict[tuple[tuple[str, int], int], bytes | None] = OrderedDict()
-        self._v3_socket: dict[tuple[str, int], int] = {}
+        self.acknowledged = 0  # informs answered once queued, drained by the daemon
+        self.reply_socket = 0  # where pysnmp's replies leave from: set around feed and ack
+        self._throttle = Throttle(every=_REPORT_EVERY, clock=clock)
+        # (sender, request-id) of recent v2c informs -> (first seen, answered yet)
+        self._informs: OrderedDict[tuple[tuple[str, int], int], tuple[float, bool]] = OrderedDict()
 
     def take(self, datagrams: Sequence[Datagram], received: float) -> Intake:
         """Turn a batch of datagrams into events; bad ones are counted and skipped."""
         intake = Intake()
+        now = self._clock()
+        self._forget_informs(now)
         for data, sender, index in datagrams:
             try:
-                self._one(intake, data, sender, index, received)
+                self._one(intake, data, sender, index, received=received, now=now)
             except Exception as error:  # noqa: BLE001 - one packet must never stop the rest
                 self._refuse(MALFORMED, sender, f"{error.__class__.__name__}: {error}")
         return intake
@@ -268,71 +278,76 @@ class TrapIntake:
             send(index, response, sender)
             seen = (sender[:2], request_id)
             if seen in self._informs:
-                self._informs[seen] = response  # a retransmission now gets the answer again
+                self._informs[seen] = (self._informs[seen][0], True)
+            self.acknowledged += 1
+        for index, response, sender in intake.resends:
+            send(index, response, sender)
         if self._v3 is not None:
-            for notification in intake.v3_acks:
-                self._v3.ack(notification)
+            for index, notification in intake.v3_acks:
+                self.reply_socket = index
+                self.acknowledged += self._v3.ack(notification)
+            self._collect_v3(("-", 0))
 
     def _one(
-        self, intake: Intake, data: bytes, sender: tuple[str, int], index: int, received: float
+        self,
+        intake: Intake,
+        data: bytes,
+        sender: tuple[str, int],
+        index: int,
+        *,
+        received: float,
+        now: float,
     ) -> None:
         if is_v3(data):
             self._one_v3(intake, data, sender, index, received)
             return
         try:
+            _, community = read_community(data)
+        except BerError as error:
+            unsupported = error.reason.startswith("SNMP version")
+            self._refuse(UNSUPPORTED_VERSION if unsupported else MALFORMED, sender, str(error))
+            return
+        refusal = self._access.check(community, sender[0])
+        if refusal is not None:
+            self._refuse(refusal, sender, f"community {render_octets(community[:64])!r}")
+            return
+        try:
             message = decode_message(data)
         except BerError as error:
-            version = message_version(data)
-            if version is not None and version not in (0, 1):
-                self._refuse(UNSUPPORTED_VERSION, sender, f"version {version}")
-            elif error.reason.startswith("PDU "):
-                self._refuse(NOT_A_NOTIFICATION, sender, str(error))
-            else:
-                self._refuse(MALFORMED, sender, str(error))
+            reason = NOT_A_NOTIFICATION if error.reason.startswith("PDU ") else MALFORMED
+            self._refuse(reason, sender, str(error))
             return
-        refusal = self._access.check(message.community, sender[0])
-        if refusal is not None:
-            self._refuse(refusal, sender, f"community {render_octets(message.community)!r}")
-            return
+        version = "1" if message.version == 0 else "2c"
+        event = self._mapper.event(
+            varbinds=v1_to_v2(message) if message.version == 0 else message.varbinds,
+            sender=sender[:2],
+            received=received,
+            version=version,
+            pdu="inform" if message.pdu == "inform" else "trap",
+            credential=("community", render_octets(message.community)),
+        )
         if message.pdu == "inform":
             seen = (sender[:2], message.request_id)
-            if seen in self._informs:
-                response = self._informs[seen]
-                if response is None:
-                    self.dropped[DUPLICATE_INFORM] += 1  # retransmitted before we answered
-                else:  # our answer was lost: send it again
-                    intake.acks.append((index, response, sender, message.request_id))
+            known = self._informs.get(seen)
+            if known is not None:  # a retransmission
+                self.dropped[DUPLICATE_INFORM] += 1
+                if known[1]:  # we had answered: the answer was lost, so answer again
+                    intake.resends.append((index, inform_response(data, message), sender))
                 return
-            self._remember(seen, None)
+            self._informs[seen] = (now, False)
             intake.acks.append((index, inform_response(data, message), sender, message.request_id))
-        varbinds = v1_to_v2(message) if message.version == 0 else message.varbinds
-        version_name = "1" if message.version == 0 else "2c"
-        intake.events.append(
-            self._mapper.event(
-                varbinds=varbinds,
-                sender=sender[:2],
-                received=received,
-                version=version_name,
-                pdu="inform" if message.pdu == "inform" else "trap",
-                credential=("community", render_octets(message.community)),
-            )
-        )
-        intake.accepted[version_name] += 1
+        intake.events.append(event)
+        intake.accepted[version] += 1
 
     def _one_v3(
         self, intake: Intake, data: bytes, sender: tuple[str, int], index: int, received: float
     ) -> None:
         if self._v3 is None:
-            self._refuse("no SNMPv3 users configured", sender, "an SNMPv3 packet")
+            self._refuse(NO_V3_USERS, sender, "an SNMPv3 packet")
             return
-        if len(self._v3_socket) >= _REMEMBERED_INFORMS:
-            self._v3_socket.clear()
-        self._v3_socket[sender[:2]] = index
+        self.reply_socket = index
         notifications = self._v3.feed(data, sender[:2])
-        if self._v3.rejected:  # also what an earlier ack() counted
-            for reason, count in self._v3.rejected.items():
-                self._refuse(reason, sender, "SNMPv3 security check", count)
-            self._v3.rejected.clear()
+        self._collect_v3(sender)
         for notification in notifications:
             intake.events.append(
                 self._mapper.event(
@@ -346,28 +361,33 @@ class TrapIntake:
             )
             intake.accepted["3"] += 1
             if notification.pdu == "inform":
-                intake.v3_acks.append(notification)
+                intake.v3_acks.append((index, notification))
 
-    def reply_socket(self, sender: tuple[str, int]) -> int:
-        """Return which socket last heard from an SNMPv3 sender, so replies leave from it."""
-        return self._v3_socket.get(sender[:2], 0)
+    def _collect_v3(self, sender: tuple[str, int]) -> None:
+        """Count what the v3 receiver refused (in feed, or in ack for an earlier packet)."""
+        assert self._v3 is not None
+        if self._v3.rejected:
+            for reason, count in self._v3.rejected.items():
+                self._refuse(reason, sender, "SNMPv3 security check", count)
+            self._v3.rejected.clear()
 
-    def _remember(self, seen: tuple[tuple[str, int], int], response: bytes | None) -> None:
-        self._informs[seen] = response
-        if len(self._informs) > _REMEMBERED_INFORMS:
-            self._informs.popitem(last=False)
+    def _forget_informs(self, now: float) -> None:
+        """Let go of informs older than a sender retries, and of the oldest beyond the bound."""
+        informs = self._informs
+        while informs:
+            first_seen = next(iter(informs.values()))[0]
+            if now - first_seen < _INFORM_SECONDS and len(informs) <= _REMEMBERED_INFORMS:
+                break
+            informs.popitem(last=False)
 
     def _refuse(self, reason: str, sender: tuple[str, int], detail: str, count: int = 1) -> None:
         self.dropped[reason] += count
-        now = self._clock()
-        if now - self._reported.get(reason, -math.inf) < _REPORT_EVERY:
-            self._quiet[reason] += 1
-            return
-        self._reported[reason] = now
-        log.warning(
-            "snmp_packet_dropped",
-            reason=reason,
-            sender=sender[0],
-            detail=detail[:200],
-            not_logged_since_last=self._quiet.pop(reason, 0),
-        )
+        held = self._throttle.allow(reason, count)
+        if held is not None:
+            log.warning(
+                "snmp_packet_dropped",
+                reason=reason,
+                sender=sender[0],
+                detail=detail[:200],
+                not_logged_since_last=held + count - 1,
+            )

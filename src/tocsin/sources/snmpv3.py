@@ -30,6 +30,19 @@ from pysnmp.proto.api import v2c
 from pysnmp.proto.error import StatusInformation
 
 from tocsin.snmp.ber import TYPE_NAMES, Value
+from tocsin.snmp.reasons import (
+    AUTHENTICATION_FAILURE,
+    DECRYPTION_FAILURE,
+    DUPLICATE_INFORM,
+    LEVEL_TOO_LOW,
+    MALFORMED,
+    NOT_A_NOTIFICATION,
+    NOT_ANSWERED,
+    NOT_IN_TIME_WINDOW,
+    UNKNOWN_ENGINE_ID,
+    UNKNOWN_USER,
+    UNSUPPORTED_LEVEL,
+)
 from tocsin.snmp.settings import SnmpUser
 
 __all__ = ["AUTH_PROTOCOLS", "LEVELS", "PRIV_PROTOCOLS", "V3Notification", "V3Receiver"]
@@ -54,19 +67,6 @@ LEVELS = {"noAuthNoPriv": 1, "authNoPriv": 2, "authPriv": 3}
 _TIME_WINDOW = 150  # seconds (RFC 3414, section 2.2.3)
 _MAX_BOOTS = 2**31 - 1  # an engine that reached it must be reconfigured (RFC 3414, 2.2.2)
 _LEVEL_NAMES = {number: name for name, number in LEVELS.items()}
-
-# Rejection reasons, the keys of V3Receiver.rejected.
-UNKNOWN_USER = "unknown user"
-UNKNOWN_ENGINE_ID = "unknown engine id"
-AUTHENTICATION_FAILURE = "authentication failure"
-DECRYPTION_FAILURE = "decryption failure"
-NOT_IN_TIME_WINDOW = "not in time window"
-LEVEL_TOO_LOW = "security level too low"
-UNSUPPORTED_LEVEL = "unsupported security level"  # informs: level unlike the user's protocols
-NOT_A_NOTIFICATION = "not a trap or inform"
-DUPLICATE_INFORM = "duplicate inform"  # retransmitted before its first copy was acknowledged
-NOT_ANSWERED = "inform response failed"
-MALFORMED = "malformed"
 
 _REASONS: tuple[tuple[type[Exception], str], ...] = (
     (errind.UnknownSecurityName, UNKNOWN_USER),
@@ -238,21 +238,21 @@ class V3Receiver:
             self._drop(elements, MALFORMED)
             return []
 
-    def ack(self, notification: V3Notification) -> None:
-        """Send the Response to an inform once its event is accepted; nothing for a trap.
+    def ack(self, notification: V3Notification) -> bool:
+        """Send the Response to an inform once its event is accepted; True if it was sent.
 
         An inform left unacknowledged for a minute is forgotten (its sender has given up).
         """
         key = notification.ack_key
         if key is None:
-            return
+            return False
         entry = self._pending.pop(key, None)
         if entry is None:
-            return
-        self._respond(entry[1])
+            return False
         self._acked[key] = self._clock()
         if len(self._acked) > _REMEMBERED_INFORMS:
             self._acked.popitem(last=False)
+        return self._respond(entry[1])
 
     def _notify(
         self,
@@ -321,6 +321,7 @@ class V3Receiver:
         """Remember a new inform; answer or hold back a retransmission of a known one."""
         if key in self._acked:  # our Response was lost: answer again, deliver nothing
             self._respond(elements)
+            self.rejected[DUPLICATE_INFORM] += 1
             return False
         if key in self._pending:  # still waiting for ack(): it answers this latest copy
             since, older = self._pending[key]
@@ -333,7 +334,7 @@ class V3Receiver:
             self._release(self._pending.popitem(last=False)[1][1])
         return True
 
-    def _respond(self, elements: tuple[Any, ...]) -> None:
+    def _respond(self, elements: tuple[Any, ...]) -> bool:
         """Send the Response PDU for a received inform (its state is released by pysnmp)."""
         model, security_model, name, level, context_engine, context_name, version, pdu = elements[
             :8
@@ -359,6 +360,8 @@ class V3Receiver:
             )
         except Exception:  # noqa: BLE001 - too big, or `send` failed: the sender will retry
             self.rejected[NOT_ANSWERED] += 1
+            return False
+        return True
 
     def _drop(self, elements: tuple[Any, ...], reason: str) -> None:
         """Count a decoded message we will not deliver, freeing what pysnmp keeps for a reply."""
