@@ -12,8 +12,16 @@ from hypothesis import strategies as st
 from pyasn1.codec.ber import decoder
 from pysnmp.proto import api
 
-from snmpkit import encode_v1, encode_v2, mutate
-from tocsin.snmp.ber import BerError, TrapMessage, decode_message, v1_to_v2
+from snmpkit import V2, encode_v1, encode_v2, mutate
+from tocsin.snmp.ber import (
+    BerError,
+    TrapMessage,
+    decode_message,
+    inform_response,
+    is_v3,
+    read_community,
+    v1_to_v2,
+)
 
 ARCS = st.integers(0, 2**32 - 1)
 OIDS = st.builds(
@@ -240,3 +248,33 @@ def test_100k_seeded_mutations_never_crash_and_agree_when_accepted() -> None:
         accepted += 1
         assert message == reference(packet), packet.hex()
     assert accepted > 1000  # the mutations leave plenty of valid messages to compare
+
+
+def test_an_inform_response_is_the_inform_answered_as_pysnmp_reads_it() -> None:
+    """Test inform_response: pysnmp decodes a Response, same request-id and varbinds, no error."""
+    message = decode_message(SEED_INFORM)
+    response = inform_response(SEED_INFORM, message)
+    decoded, rest = decoder.decode(response, asn1Spec=V2.Message())
+    assert rest == b""
+    pdu = V2.apiMessage.get_pdu(decoded)
+    assert pdu.__class__.__name__ == "ResponsePDU"
+    assert int(V2.apiPDU.get_request_id(pdu)) == message.request_id
+    assert int(V2.apiPDU.get_error_status(pdu)) == 0
+    assert int(V2.apiPDU.get_error_index(pdu)) == 0
+    assert [(str(o), int(v)) for o, v in V2.apiPDU.get_varbinds(pdu)] == [("1.3.6.1.2.1.1.3.0", 7)]
+    with pytest.raises(ValueError, match="only an inform"):
+        inform_response(LINK_DOWN, decode_message(LINK_DOWN))
+
+
+def test_the_version_and_community_are_read_before_the_rest() -> None:
+    """Test is_v3 and read_community on v1, v2c, v3 and broken messages."""
+    assert read_community(SEED_V1) == (0, b"public")
+    assert read_community(LINK_DOWN) == (1, b"public")
+    v3 = b"\x30\x03\x02\x01\x03"
+    assert is_v3(v3)
+    assert not is_v3(LINK_DOWN)
+    assert not is_v3(b"\x30")
+    with pytest.raises(BerError, match="SNMP version 3 is not v1 or v2c"):
+        read_community(v3)
+    with pytest.raises(BerError):
+        read_community(b"\x30\x05\x02\x01\x01\x04\x09")

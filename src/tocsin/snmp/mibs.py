@@ -145,6 +145,7 @@ class MibIndex:
                 else:
                     self._labels.pop(oid, None)
         self._cache: dict[str, Resolved | None] = {}
+        self._deepest = max((oid.count(".") for oid in self._nodes), default=0)
 
     @classmethod
     def load(cls, dirs: Sequence[Path] = ()) -> tuple[MibIndex, list[MibProblem]]:
@@ -170,6 +171,9 @@ class MibIndex:
             pass
         found = None
         prefix = oid
+        extra = prefix.count(".") - self._deepest
+        if extra > 0:  # no node is that deep: start the walk at the deepest any MIB defines
+            prefix = prefix.rsplit(".", extra)[0]
         while True:
             known = self._nodes.get(prefix)
             if known is not None:
