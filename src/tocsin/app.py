@@ -7,14 +7,14 @@ import contextlib
 import functools
 import math
 import time
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Collection
 from dataclasses import dataclass
 from pathlib import Path
 
 import structlog
 
 from tocsin import __version__, obs
-from tocsin.actions.registry import ACTION_KINDS
+from tocsin.actions.registry import action_kinds
 from tocsin.api.http import ApiServer
 from tocsin.config import Config, FileSourceConfig, describe
 from tocsin.desks import Maintenance, Silences, load_silences, load_windows
@@ -54,9 +54,9 @@ class EventBatch:
 _NOTHING = EventBatch([], None, 0.0)  # no batch arrived before the tick was due
 
 
-def load_ruleset(paths: tuple[Path, ...]) -> RuleSet:
+def load_ruleset(paths: tuple[Path, ...], *, brokers: Collection[str] | None = None) -> RuleSet:
     """Load rules and log every problem with file:line; invalid rules are skipped."""
-    ruleset = load_rules(list(paths), kinds=ACTION_KINDS)
+    ruleset = load_rules(list(paths), kinds=action_kinds(brokers=brokers))
     for warning in ruleset.warnings:
         log.warning("rule_warning", problem=str(warning))
     for error in ruleset.errors:

@@ -18,6 +18,7 @@ __all__ = [
     "Incident",
     "IncidentChange",
     "IncidentState",
+    "Outgoing",
     "Severity",
     "StateRow",
     "level_from_number",
@@ -211,3 +212,16 @@ class FileOffset:
     path: str
     identity: FileIdentity
     offset: int
+
+
+@dataclass(frozen=True, slots=True)
+class Outgoing:
+    """A message an action wants delivered; kept in the store's outbox until it is sent.
+
+    `channel` names where it goes ("mqtt:BROKER"); `body` is JSON-able and means whatever
+    that channel's sender makes of it (for MQTT: topic, payload, qos, retain).
+    """
+
+    channel: str
+    rule: str
+    body: dict[str, Any]

@@ -2,16 +2,29 @@
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Collection, Mapping
 
 from tocsin.actions.drop import DropKind
 from tocsin.actions.incident import IncidentKind
 from tocsin.actions.log import LogKind
+from tocsin.actions.publish import PublishKind
 from tocsin.actions.resolve import ResolveKind
 from tocsin.rules.types import ActionKind
 
-__all__ = ["ACTION_KINDS"]
+__all__ = ["ACTION_KINDS", "action_kinds"]
 
-ACTION_KINDS: Mapping[str, ActionKind] = {
-    kind.name: kind for kind in (IncidentKind(), ResolveKind(), DropKind(), LogKind())
-}
+
+def action_kinds(*, brokers: Collection[str] | None = None) -> Mapping[str, ActionKind]:
+    """Return every action kind; `brokers` are the MQTT broker names (None: not known here)."""
+    kinds: tuple[ActionKind, ...] = (
+        IncidentKind(),
+        ResolveKind(),
+        DropKind(),
+        LogKind(),
+        PublishKind(brokers=brokers),
+    )
+    return {kind.name: kind for kind in kinds}
+
+
+# For loading rules without a config (`tocsin check PATHS`, tests): any broker name is accepted.
+ACTION_KINDS = action_kinds()

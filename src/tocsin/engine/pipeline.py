@@ -32,7 +32,7 @@ from tocsin.engine.correlators import (
 )
 from tocsin.engine.eventtime import EventTime
 from tocsin.engine.muting import Muter, hit_labels, mute_change
-from tocsin.model import Event, IncidentChange, StateRow
+from tocsin.model import Event, IncidentChange, Outgoing, StateRow
 from tocsin.mute import MuteDecision
 from tocsin.records.incidents import IncidentBook, fingerprint
 from tocsin.rules.correlation import ExpectSpec, Follower, GroupSpec
@@ -71,6 +71,7 @@ class BatchResult:
     dropped: int = 0
     changes: list[IncidentChange] = field(default_factory=list)
     logs: list[LogRequest] = field(default_factory=list)
+    outbox: list[Outgoing] = field(default_factory=list)  # committed with the batch, then sent
     outputs: list[ActionOutput] | None = None
     matches: Counter[str] = field(default_factory=Counter)
     actions: Counter[str] = field(default_factory=Counter)
@@ -141,6 +142,7 @@ class _Env:
         "logs",
         "muter",
         "observed",
+        "outbox",
         "outputs",
         "result",
         "seq",
@@ -164,6 +166,7 @@ class _Env:
         self.book = book
         self.changes = result.changes
         self.logs = result.logs
+        self.outbox = result.outbox
         self.outputs = result.outputs
         self.failures = result.failures
         self.lists = lists

@@ -11,7 +11,7 @@ from tocsin.model import LEVELS, Event
 from tocsin.parsers.base import LineParser
 from tocsin.parsers.timestamps import StampCache, epoch_of_number
 
-__all__ = ["JsonParser", "level_of"]
+__all__ = ["JsonParser", "level_of", "without_surrogates"]
 
 _TIME_KEYS = ("time", "timestamp", "@timestamp", "ts")
 _HOST_KEYS = ("host", "hostname")
@@ -68,14 +68,14 @@ _SURROGATE = re.compile("[\ud800-\udfff]")
 _SURROGATE_ESCAPE = re.compile(r"\\u[dD][89a-fA-F]")
 
 
-def _without_surrogates(value: Any) -> Any:
+def without_surrogates(value: Any) -> Any:
     """Replace lone surrogates (from escapes like \\ud83d) with U+FFFD, at any depth."""
     if isinstance(value, str):
         return _SURROGATE.sub("\ufffd", value)
     if isinstance(value, dict):
-        return {_without_surrogates(k): _without_surrogates(v) for k, v in value.items()}
+        return {without_surrogates(k): without_surrogates(v) for k, v in value.items()}
     if isinstance(value, list):
-        return [_without_surrogates(v) for v in value]
+        return [without_surrogates(v) for v in value]
     return value
 
 
@@ -102,7 +102,7 @@ class JsonParser(LineParser):
         if not isinstance(record, dict):
             return None
         if _SURROGATE_ESCAPE.search(line):  # only \uD800-\uDFFF escapes make lone surrogates
-            record = _without_surrogates(record)
+            record = without_surrogates(record)
         message = _first(record, _MESSAGE_KEYS)
         return Event(
             time=self._time(_first(record, _TIME_KEYS), received),

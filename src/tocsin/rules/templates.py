@@ -118,6 +118,22 @@ class Template:
             out.append(_text(value))
         return "".join(out)
 
+    def native(self, variables: Vars) -> Any:
+        """Return a lone `{{ path }}`'s value itself (None when missing), so JSON keeps types.
+
+        Any other template renders to text, as `render` does.
+        """
+        parts = self._parts
+        if parts is None or len(parts) != 1 or isinstance(parts[0], str):
+            return self.render(variables)
+        path = parts[0]
+        value: Any = variables.get(path[0], _MISSING)
+        for name in path[1:]:
+            if value is _MISSING:
+                break
+            value = _lookup(value, name)
+        return None if value is _MISSING else value
+
 
 def _fast_parts(source: str) -> list[str | tuple[str, ...]] | None:
     """Split a template into text and variable paths, or None when it needs real Jinja2."""

@@ -7,7 +7,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Protocol
 
-from tocsin.model import FileOffset, Incident, IncidentChange, StateRow
+from tocsin.model import FileOffset, Incident, IncidentChange, Outgoing, StateRow
 
 __all__ = ["CommitBatch", "CorrelationSnapshot", "HistoryEntry", "Store", "StoreError"]
 
@@ -43,6 +43,7 @@ class CommitBatch:
     watermark: float | None = None
     digests: dict[str, str] | None = None  # replaces every rule's saved digest
     forget: list[str] = field(default_factory=list)  # rules whose saved state goes first
+    outbox: list[Outgoing] = field(default_factory=list)  # messages to send, in order
 
     @classmethod
     def of(
@@ -52,6 +53,7 @@ class CommitBatch:
         *,
         state: list[StateRow] | None = None,
         watermark: float | None = None,
+        outbox: list[Outgoing] | None = None,
     ) -> CommitBatch:
         """Snapshot what changes touched, so later changes cannot alter what gets committed."""
         touched: dict[int, Incident] = {}
@@ -78,6 +80,7 @@ class CommitBatch:
             offsets=offsets,
             state=state or [],
             watermark=watermark,
+            outbox=outbox or [],
         )
 
     def __bool__(self) -> bool:
@@ -89,6 +92,7 @@ class CommitBatch:
             or self.digests is not None
             or self.forget
             or self.watermark is not None
+            or self.outbox
         )
 
     def extend(self, other: CommitBatch) -> None:
@@ -96,6 +100,7 @@ class CommitBatch:
         self.incidents.extend(other.incidents)
         self.history.extend(other.history)
         self.offsets.extend(other.offsets)
+        self.outbox.extend(other.outbox)
         if other.forget:
             gone = set(other.forget)
             self.state = [row for row in self.state if row[0] not in gone]
@@ -164,3 +169,12 @@ class Store(Protocol):
 
     def incident_history(self, incident_id: int) -> list[HistoryEntry]:
         """Return an incident's state changes, oldest first."""
+
+    def load_outbox(self, channel: str, after: int, limit: int) -> list[tuple[int, Outgoing]]:
+        """Return up to `limit` of a channel's unsent messages with id > `after`, in id order."""
+
+    def delete_outbox(self, ids: Sequence[int]) -> None:
+        """Delete delivered messages in their own durable transaction."""
+
+    def count_outbox(self) -> dict[str, int]:
+        """Return how many messages wait, per channel (channels with none are left out)."""

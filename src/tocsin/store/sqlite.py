@@ -14,7 +14,7 @@ from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from pathlib import Path
 
-from tocsin.model import FileIdentity, FileOffset, Incident, IncidentState
+from tocsin.model import FileIdentity, FileOffset, Incident, IncidentState, Outgoing
 from tocsin.obs import STORE_COMMIT_SECONDS, STORE_COMMITS
 from tocsin.store.base import CommitBatch, CorrelationSnapshot, HistoryEntry, StoreError
 
@@ -64,6 +64,7 @@ _INSERT_HISTORY = """
 INSERT INTO incident_history (incident_id, time, from_state, to_state, actor, note)
 VALUES (?, ?, ?, ?, ?, ?)
 """
+_INSERT_OUTBOX = "INSERT INTO outbox (channel, rule, body, created) VALUES (?, ?, ?, ?)"
 _SELECT_INCIDENTS = """
 SELECT id, fingerprint, rule, key, title, state, priority, impact, urgency,
        first_seen, last_seen, count, service, category, description, labels, resolved_at,
@@ -337,12 +338,18 @@ class SqliteStore:
                     ),
                 )
                 self._commit_correlation(conn, batch, state)
+                now = time.time()
+                conn.executemany(
+                    _INSERT_OUTBOX,
+                    ((o.channel, o.rule, json.dumps(o.body), now) for o in batch.outbox),
+                )
         except (sqlite3.Error, ValueError, OverflowError) as exc:
             # ValueError covers text SQLite cannot encode (a path with undecodable bytes);
             # as a StoreError it is retried and reported instead of stopping the writer.
             raise StoreError(
                 f"could not commit {len(incidents)} incidents, {len(batch.history)} history "
-                f"entries and {len(offsets)} offsets to {self._path}: {exc}"
+                f"entries, {len(offsets)} offsets and {len(batch.outbox)} outbox messages "
+                f"to {self._path}: {exc}"
             ) from exc
         STORE_COMMIT_SECONDS.observe(time.perf_counter() - started)
         STORE_COMMITS.inc()
@@ -409,6 +416,36 @@ class SqliteStore:
             "ON CONFLICT (name) DO UPDATE SET data = excluded.data",
             (name, data),
         )
+
+    def load_outbox(self, channel: str, after: int, limit: int) -> list[tuple[int, Outgoing]]:
+        """Return up to `limit` unsent messages of `channel` with id > `after`, oldest first."""
+        rows = self._query(
+            "SELECT id, rule, body FROM outbox WHERE channel = ? AND id > ? ORDER BY id LIMIT ?",
+            (channel, after, limit),
+        )
+        return [
+            (row["id"], Outgoing(channel, row["rule"], json.loads(row["body"]))) for row in rows
+        ]
+
+    def delete_outbox(self, ids: Sequence[int]) -> None:
+        """Delete delivered messages now, durably, so a restart does not send them again."""
+        if not ids:
+            return
+        if self._readonly:
+            raise StoreError(f"the store {self._path} was opened read-only")
+        conn = self._db
+        try:
+            with _transaction(conn):
+                conn.executemany("DELETE FROM outbox WHERE id = ?", ((i,) for i in ids))
+        except sqlite3.Error as exc:
+            raise StoreError(
+                f"could not delete {len(ids)} sent outbox messages from {self._path}: {exc}"
+            ) from exc
+
+    def count_outbox(self) -> dict[str, int]:
+        """Return how many messages wait to be sent, per channel."""
+        rows = self._query("SELECT channel, COUNT(*) FROM outbox GROUP BY channel")
+        return {row[0]: row[1] for row in rows}
 
     def _save_record(self, what: str, sql: str, params: tuple[object, ...]) -> None:
         """Run one upsert in its own fsync'd transaction, as a StoreError if it fails."""

@@ -1,0 +1,416 @@
+"""Broker connections; the only module that imports aiomqtt and paho.
+
+aiomqtt connects, subscribes, publishes and disconnects. Three things it does not do are
+done here, on the paho client it wraps (checked at import, so an incompatible release fails
+at start, not under load):
+
+- Deliveries skip aiomqtt's per-message queue and future: paho's callback appends to a list
+  and the consumer takes them in batches.
+- QoS 1 messages are acknowledged only when the consumer says so (paho's manual acks),
+  after their events are committed; acks of one batch leave in one write.
+- paho reads every packet with two or three recv() calls; a read-ahead wrapper serves them
+  from one large read, and the reader callback hands the loop back every few thousand
+  packets instead of draining a fast broker forever.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import random
+import ssl
+import struct
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+import aiomqtt
+import paho.mqtt.client as paho
+import structlog
+from aiomqtt.exceptions import MqttConnectError
+from paho.mqtt.packettypes import PacketTypes
+from paho.mqtt.properties import Properties
+from paho.mqtt.subscribeoptions import SubscribeOptions
+
+from tocsin.mqtt.settings import BrokerConfig
+
+__all__ = ["BrokerDownError", "BrokerLink", "Delivery", "SubscribeResult"]
+
+log = structlog.get_logger("tocsin.mqtt")
+
+_READ_SIZE = 256 * 1024  # bytes per recv() of the read-ahead
+_PACKETS_PER_WAKE = 2048  # packets one reader callback handles before the loop runs others
+_STABLE = 10.0  # seconds a connection must last for the backoff to start again from the floor
+_PUBACK = 0x40
+_PUBLISH_TIMEOUT = 30.0  # seconds for the broker to acknowledge one published message
+
+# (connection generation, mid, qos, dup, retain, topic or None if not UTF-8, payload).
+# A plain tuple of atoms: paho's message object (with its v5 properties) is garbage at once
+# instead of thousands of tracked objects the cyclic GC walks again and again. A message is
+# acknowledged only on the connection that delivered it; after a reconnect the broker sends
+# it again instead.
+Delivery = tuple[int, int, int, bool, bool, str | None, bytes]
+
+
+class BrokerDownError(Exception):
+    """The broker is not connected (or went away during the call); try again later."""
+
+
+@dataclass(frozen=True, slots=True)
+class SubscribeResult:
+    """What the broker granted for one filter: a QoS, or the reason it refused."""
+
+    filter: str
+    granted: int | None  # None: refused
+    reason: str = ""
+
+
+def _check_paho() -> None:
+    """Refuse to run on a paho or aiomqtt whose internals differ from what this module uses."""
+    missing = [
+        name
+        for name in ("_create_socket", "_packet_queue", "manual_ack_set", "loop_read")
+        if not hasattr(paho.Client, name)
+    ]
+    if missing:
+        raise ImportError(f"unsupported paho-mqtt version: no Client.{', '.join(missing)}")
+
+
+_check_paho()
+
+
+class _ReadAhead:
+    """A socket whose recv() is served from one large read: paho asks for 1-5 bytes at a time."""
+
+    __slots__ = ("_buf", "_pos", "_sock")
+
+    def __init__(self, sock: Any) -> None:
+        self._sock = sock
+        self._buf = b""
+        self._pos = 0
+
+    def recv(self, size: int) -> bytes:
+        """Return up to `size` buffered bytes, reading more only when the buffer is empty."""
+        pos = self._pos
+        buf = self._buf
+        if pos >= len(buf):
+            buf = bytes(self._sock.recv(_READ_SIZE))  # BlockingIOError, SSLWantRead pass on
+            if not buf:
+                return buf
+            self._buf = buf
+            pos = 0
+        chunk = buf[pos : pos + size]
+        self._pos = pos + len(chunk)
+        return chunk
+
+    def pending(self) -> int:
+        """Bytes readable without a syscall: ours plus what TLS decrypted and holds."""
+        inner = getattr(self._sock, "pending", None)
+        return len(self._buf) - self._pos + (inner() if inner is not None else 0)
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._sock, name)
+
+
+def _tls_context(broker: BrokerConfig) -> ssl.SSLContext | None:
+    tls = broker.tls
+    if tls is None:
+        return None
+    context = ssl.create_default_context(cafile=str(tls.ca) if tls.ca else None)
+    if tls.cert is not None:
+        context.load_cert_chain(str(tls.cert), str(tls.key) if tls.key else None)
+    if not tls.verify:
+        context.check_hostname = False
+        context.verify_mode = ssl.CERT_NONE
+    return context
+
+
+def _reason(error: BaseException) -> str:
+    """A short, stable reason for metrics: what kind of failure, not its details."""
+    if isinstance(error, MqttConnectError):
+        return "refused"
+    if isinstance(error, aiomqtt.MqttCodeError):
+        return "connection lost"
+    text = str(error).lower()
+    if "timed out" in text:
+        return "timeout"
+    if "refused" in text:
+        return "connection refused"
+    if "certificate" in text or "ssl" in text or "tls" in text:
+        return "tls"
+    return "error"
+
+
+class BrokerLink:
+    """One broker: connect and reconnect forever, subscribe, buffer deliveries, ack, publish.
+
+    Counters (`connects`, `disconnects`, ...) are plain numbers the daemon turns into metrics.
+    """
+
+    def __init__(
+        self,
+        broker: BrokerConfig,
+        filters: Sequence[tuple[str, int]],
+        *,
+        high_water: int = 16384,
+        on_state: Callable[[str, dict[str, Any]], None] | None = None,
+    ) -> None:
+        self.broker = broker
+        self._filters = list(filters)
+        self._high_water = high_water
+        self._on_state = on_state or (lambda _what, _about: None)
+        self._deliveries: list[Delivery] = []
+        self._ready = asyncio.Event()
+        self._connected = asyncio.Event()
+        self.generation = 0
+        self._client: aiomqtt.Client | None = None
+        self._paho: paho.Client | None = None
+        self._sock: _ReadAhead | None = None
+        self._paused = False
+        self._session_seen = False
+        self.session_present: bool | None = None
+        self.subscribed: list[SubscribeResult] = []
+
+    # ---------------------------------------------------------------- receiving
+
+    @property
+    def waiting(self) -> int:
+        """Deliveries received and not yet taken."""
+        return len(self._deliveries)
+
+    async def wait(self) -> None:
+        """Return once deliveries are waiting."""
+        while not self._deliveries:
+            self._ready.clear()
+            await self._ready.wait()
+
+    def take(self, limit: int) -> list[Delivery]:
+        """Take up to `limit` deliveries in arrival order; reading resumes when there is room."""
+        deliveries = self._deliveries
+        if len(deliveries) <= limit:
+            taken, self._deliveries = deliveries, []
+        else:
+            taken, self._deliveries = deliveries[:limit], deliveries[limit:]
+        if self._paused and len(self._deliveries) < self._high_water // 2:
+            self._resume()
+        return taken
+
+    def ack(self, mids: Sequence[tuple[int, int]]) -> int:
+        """Acknowledge (generation, mid) pairs of QoS 1 messages, in one write; returns how many.
+
+        Messages of an earlier connection are not acknowledged: the broker sends them again
+        (flagged as a duplicate) on the new one.
+        """
+        client = self._paho
+        generation = self.generation
+        if client is None:
+            return 0
+        data = b"".join(
+            struct.pack("!BBH", _PUBACK, 2, mid) for gen, mid in mids if gen == generation
+        )
+        if data:
+            client._packet_queue(_PUBACK, data, 0, 0)
+        return len(data) // 4
+
+    def _on_message(self, _client: Any, _userdata: Any, message: paho.MQTTMessage) -> None:
+        try:
+            topic: str | None = message.topic
+        except UnicodeDecodeError:
+            topic = None
+        deliveries = self._deliveries
+        deliveries.append(
+            (
+                self.generation,
+                message.mid,
+                message.qos,
+                message.dup,
+                message.retain,
+                topic,
+                bytes(message.payload),
+            )
+        )
+        if len(deliveries) == 1:
+            self._ready.set()
+        if len(deliveries) >= self._high_water and not self._paused:
+            self._pause()
+
+    def _pause(self) -> None:
+        """Stop reading: the consumer is behind. QoS 1 waits in the broker; TCP holds QoS 0."""
+        self._paused = True
+        if self._sock is not None:
+            with contextlib.suppress(ValueError, OSError):
+                asyncio.get_running_loop().remove_reader(self._sock.fileno())
+
+    def _resume(self) -> None:
+        self._paused = False
+        sock = self._sock
+        if sock is not None and sock.fileno() >= 0:
+            loop = asyncio.get_running_loop()
+            loop.add_reader(sock.fileno(), self._readable, sock)
+            loop.call_soon(self._readable, sock)  # bytes may already be buffered
+
+    def _readable(self, sock: _ReadAhead) -> None:
+        """Read packets until the buffer is empty or this wake's share is used."""
+        client = self._paho
+        if client is None or sock is not self._sock or self._paused:
+            return
+        try:
+            for _ in range(_PACKETS_PER_WAKE):
+                if client.loop_read() != paho.MQTT_ERR_SUCCESS or self._paused:
+                    return
+                if not sock.pending():
+                    return
+            asyncio.get_running_loop().call_soon(self._readable, sock)
+        except Exception as exc:  # noqa: BLE001 - a broken connection: end it, the loop reconnects
+            self._lost(exc)
+
+    def _lost(self, exc: BaseException) -> None:
+        client = self._client
+        if client is not None and not client._disconnected.done():
+            client._disconnected.set_exception(exc)
+
+    # ---------------------------------------------------------------- publishing
+
+    async def publish(self, topic: str, payload: bytes, qos: int, retain: bool) -> None:
+        """Send one message; returns once the broker has it (QoS 1) or it was written (QoS 0)."""
+        client = self._client
+        if client is None or not self._connected.is_set():
+            raise BrokerDownError(f"broker {self.broker.name} is not connected")
+        try:
+            await client.publish(topic, payload, qos, retain, timeout=_PUBLISH_TIMEOUT)
+        except aiomqtt.MqttError as exc:
+            raise BrokerDownError(f"publish to {self.broker.name} failed: {exc}") from None
+
+    async def connected(self) -> None:
+        """Return once the broker is connected."""
+        await self._connected.wait()
+
+    @property
+    def is_connected(self) -> bool:
+        """Whether a session is up right now."""
+        return self._connected.is_set()
+
+    # ---------------------------------------------------------------- connection
+
+    def _make_client(self) -> aiomqtt.Client:
+        broker = self.broker
+        v5 = broker.version == "5"
+        properties = None
+        if v5:
+            properties = Properties(PacketTypes.CONNECT)  # type: ignore[no-untyped-call]
+            properties.SessionExpiryInterval = broker.session_expiry
+            properties.ReceiveMaximum = broker.receive_maximum
+        context = _tls_context(broker)
+        client = aiomqtt.Client(
+            broker.host,
+            broker.port,
+            username=broker.username,
+            password=broker.password,
+            identifier=broker.client_id,
+            protocol=aiomqtt.ProtocolVersion.V5 if v5 else aiomqtt.ProtocolVersion.V311,
+            clean_session=None if v5 else False,
+            # v5: resume the session (aiomqtt's default wipes it once); 3.1.1: clean_session
+            clean_start=False if v5 else paho.MQTT_CLEAN_START_FIRST_ONLY,
+            keepalive=broker.keepalive,
+            properties=properties,
+            tls_context=context,
+            tls_insecure=None if broker.tls is None else not broker.tls.verify,
+            max_inflight_messages=256,
+            timeout=10,
+        )
+        client.pending_calls_threshold = 1 << 30  # publishes in flight are normal, not a warning
+        inner = client._client
+        inner.manual_ack_set(True)
+        inner.on_message = self._on_message
+        aiomqtt_open = inner.on_socket_open
+        aiomqtt_connect = inner.on_connect
+        make_socket = inner._create_socket
+        loop = asyncio.get_running_loop()
+
+        def create_socket() -> _ReadAhead:
+            sock = _ReadAhead(make_socket())
+            self._sock = sock
+            return sock
+
+        def on_socket_open(c: paho.Client, userdata: Any, sock: Any) -> None:
+            assert aiomqtt_open is not None
+            aiomqtt_open(c, userdata, sock)
+            # Runs after aiomqtt's add_reader (same thread hop), so ours replaces it.
+            loop.call_soon_threadsafe(loop.add_reader, sock.fileno(), self._readable, sock)
+
+        def on_connect(c: paho.Client, userdata: Any, flags: Any, *rest: Any) -> None:
+            self.session_present = bool(getattr(flags, "session_present", False))
+            assert aiomqtt_connect is not None
+            aiomqtt_connect(c, userdata, flags, *rest)
+
+        inner._create_socket = create_socket  # type: ignore[method-assign]
+        inner.on_socket_open = on_socket_open
+        inner.on_connect = on_connect
+        return client
+
+    async def run(self) -> None:
+        """Stay connected until cancelled, reconnecting with jittered exponential backoff."""
+        broker = self.broker
+        delay = broker.reconnect_min
+        while True:
+            client = self._make_client()
+            self._client = client
+            self._paho = client._client
+            self.generation += 1
+            started = time.monotonic()
+            try:
+                async with client:
+                    await self._subscribe(client)
+                    self._connected.set()
+                    self._announce_session()
+                    self._on_state("connected", {"session_present": self.session_present})
+                    await client._disconnected
+            except asyncio.CancelledError:
+                raise
+            except Exception as exc:  # noqa: BLE001 - any failure: log, count, retry
+                up = self._connected.is_set()
+                self._on_state(
+                    "disconnected" if up else "connect_failed",
+                    {"reason": _reason(exc), "error": str(exc) or type(exc).__name__},
+                )
+            finally:
+                self._connected.clear()
+                self._client = None
+                self._paho = None
+                self._sock = None
+                self._paused = False
+            if time.monotonic() - started > _STABLE:
+                delay = broker.reconnect_min
+            wait = delay / 2 + random.uniform(0, delay / 2)  # noqa: S311 - jitter, not crypto
+            self._on_state("reconnecting", {"retry_in": round(wait, 3)})
+            await asyncio.sleep(wait)
+            delay = min(delay * 2, broker.reconnect_max)
+
+    async def _subscribe(self, client: aiomqtt.Client) -> None:
+        """Subscribe to every filter in one request; a refused filter is logged, not fatal."""
+        if not self._filters:
+            return
+        v5 = self.broker.version == "5"
+        topics: list[tuple[str, Any]] = [
+            (
+                f,
+                SubscribeOptions(qos=qos, noLocal=not f.startswith("$share/")) if v5 else qos,
+            )
+            for f, qos in self._filters
+        ]
+        codes: Sequence[Any] = await client.subscribe(topics)
+        results = []
+        for (f, _qos), code in zip(self._filters, codes, strict=True):
+            value = int(getattr(code, "value", code))  # a ReasonCode, or an int on 3.1.1
+            if value >= 0x80:
+                results.append(SubscribeResult(f, None, str(code) if value != 0x80 else "refused"))
+            else:
+                results.append(SubscribeResult(f, value))
+        self.subscribed = results
+
+    def _announce_session(self) -> None:
+        """A resumed session keeps what was queued while away; a new one after an old lost it."""
+        if self.session_present is False and self._session_seen:
+            self._on_state("session_lost", {})
+        self._session_seen = True
