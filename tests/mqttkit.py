@@ -87,6 +87,7 @@ class Broker:
     def start(self, timeout: float = 10.0) -> None:
         """Start mosquitto and wait until it accepts connections."""
         assert self.proc is None, "already running"
+        self.root.mkdir(parents=True, exist_ok=True)
         log = (self.root / "mosquitto.log").open("ab")
         self.proc = subprocess.Popen(
             [MOSQUITTO, "-c", str(self.config())], stdout=log, stderr=log, stdin=subprocess.DEVNULL

@@ -21,7 +21,9 @@ from tocsin.desks import Maintenance, Silences, load_silences, load_windows
 from tocsin.engine.clock import Clock, SystemClock
 from tocsin.engine.muting import Muter
 from tocsin.engine.pipeline import RULE_STAGES, BatchResult, Engine
-from tocsin.model import Event, FileOffset
+from tocsin.model import Event, FileOffset, Outgoing
+from tocsin.mqttd import MqttService
+from tocsin.outbox import OutboxSender
 from tocsin.parsers import Parser, make_parser
 from tocsin.records.incidents import IncidentBook
 from tocsin.records.priority import PRIORITIES
@@ -49,6 +51,7 @@ class EventBatch:
     events: list[Event]
     checkpoint: FileOffset | None
     read_at: float
+    on_commit: Callable[[], None] | None = None  # e.g. acknowledge the messages to the broker
 
 
 _NOTHING = EventBatch([], None, 0.0)  # no batch arrived before the tick was due
@@ -140,6 +143,11 @@ class Daemon:
         self._writer: StoreWriter | None = None
         self._maintenance: Maintenance | None = None
         self._reporter = ResultReporter()
+        self._senders: dict[str, OutboxSender] = {}
+        self._outbox_limits: dict[str, int] = {}
+        self._outbox_done: dict[str, tuple[int, int]] = {}  # (sent, failures) exported so far
+        self._outbox_throttle = obs.Throttle(every=60.0)
+        self._mqtt: MqttService | None = None
         self.ready = asyncio.Event()
 
     async def run(self, stop: asyncio.Event) -> bool:
@@ -153,7 +161,7 @@ class Daemon:
             ) from None
         obs.BUILD.info({"version": __version__})
         obs.QUEUE_CAPACITY.set(self._queue.maxsize * config.batch_lines)
-        ruleset = load_ruleset(config.rule_paths)
+        ruleset = load_ruleset(config.rule_paths, brokers=list(config.mqtt_brokers))
         try:
             tokens = (
                 frozenset(read_tokens(config.http.tokens_file))
@@ -204,6 +212,15 @@ class Daemon:
                     )
                 except (OSError, ValueError) as exc:
                     raise StartupError(f"cannot set up the SNMP trap receiver: {exc}") from None
+            mqtt = None
+            if config.mqtt_brokers:
+                mqtt = MqttService(
+                    brokers=config.mqtt_brokers,
+                    subscriptions=config.mqtt_subscriptions,
+                    clock=self.clock,
+                    batch_events=config.batch_lines,
+                )
+                self._mqtt = mqtt
             api = ApiServer(
                 host=config.http.host,
                 port=config.http.port,
@@ -226,6 +243,11 @@ class Daemon:
                 except OSError as exc:
                     await api.stop()
                     raise StartupError(str(exc.strerror or exc)) from None
+            senders: list[asyncio.Task[None]] = []
+            if mqtt is not None:
+                # Closed after the final commits, so their acknowledgements still go out.
+                await traps.enter_async_context(mqtt)
+                senders = await self._start_senders(mqtt, writer)
             # A file that several entries match belongs to the first of them, in config order.
             earlier = [
                 [p for spec in config.files[:i] for p in spec.patterns]
@@ -251,6 +273,16 @@ class Daemon:
                         name="tocsin.source.snmp",
                     )
                 )
+            if mqtt is not None:
+                for name, consume in mqtt.consumers().items():
+                    sources.append(
+                        asyncio.create_task(
+                            self._supervise(
+                                functools.partial(consume, self._put), {"mqtt_broker": name}
+                            ),
+                            name=f"tocsin.source.mqtt.{name}",
+                        )
+                    )
             processor = asyncio.create_task(self._process(engine, writer), name="tocsin.engine")
             try:
                 log.info(
@@ -269,8 +301,9 @@ class Daemon:
                 waiter.cancel()
                 clean = await self._shutdown(sources, processor, writer)
             finally:
-                for task in (*sources, processor):
+                for task in (*sources, processor, *senders):
                     task.cancel()
+                await asyncio.gather(*senders, return_exceptions=True)
                 await traps.aclose()
                 await api.stop()
         return clean
@@ -366,13 +399,18 @@ class Daemon:
         events: list[Event],
         read_at: float,
         source: str = "snmp",
+        on_commit: Callable[[], None] | None = None,
+        *,
         checkpoint: FileOffset | None = None,
     ) -> None:
-        """Queue a source's events; returns once they are in the pipeline (the backpressure)."""
+        """Queue a source's events; returns once they are in the pipeline (the backpressure).
+
+        `on_commit` runs once everything the events changed is committed.
+        """
         obs.EVENTS_RECEIVED.labels(source).inc(len(events))
         self._queued_events += len(events)
         obs.QUEUE_DEPTH.set(self._queued_events)
-        await self._queue.put(EventBatch(events, checkpoint, read_at))
+        await self._queue.put(EventBatch(events, checkpoint, read_at, on_commit))
 
     async def _read_files(
         self, spec: FileSourceConfig, saved: dict[str, FileOffset], exclude: list[str]
@@ -407,7 +445,7 @@ class Daemon:
                 if parser.errors:
                     obs.PARSE_ERRORS.labels(parser.name).inc(parser.errors)
                     parser.errors = 0
-                await self._put(events, read_at, "log", lines.checkpoint)
+                await self._put(events, read_at, "log", checkpoint=lines.checkpoint)
                 # Where a restarted source resumes: after what is already queued.
                 saved[lines.path] = lines.checkpoint
 
@@ -451,23 +489,102 @@ class Daemon:
         obs.QUEUE_DEPTH.set(self._queued_events)
         result = engine.process(batch.events)
         offsets = [batch.checkpoint] if batch.checkpoint is not None else []
-        committed = await writer.submit(
-            CommitBatch.of(result.changes, offsets, state=result.state, watermark=result.watermark)
-        )
+        committed = await self._commit(writer, result, offsets)
         committed.add_done_callback(_latency_observer(batch.read_at, self.clock.now))
+        if batch.on_commit is not None:
+            committed.add_done_callback(_succeeded(batch.on_commit))
         self._report(engine, result)
+
+    async def _commit(
+        self, writer: StoreWriter, result: BatchResult, offsets: list[FileOffset]
+    ) -> asyncio.Future[None]:
+        """Submit a batch's effects, its messages for the outbox among them."""
+        outbox = self._admit(result.outbox)
+        committed = await writer.submit(
+            CommitBatch.of(
+                result.changes,
+                offsets,
+                state=result.state,
+                watermark=result.watermark,
+                outbox=outbox,
+            )
+        )
+        if outbox:
+            woken = {m.channel for m in outbox}
+            for channel in woken:
+                sender = self._senders[channel]
+                sender.added(sum(1 for m in outbox if m.channel == channel))
+                committed.add_done_callback(_succeeded(sender.wake))
+        return committed
+
+    def _admit(self, outbox: list[Outgoing]) -> list[Outgoing]:
+        """Keep the messages whose channel has room; count and log the rest."""
+        if not outbox:
+            return outbox
+        kept: list[Outgoing] = []
+        room = {c: self._outbox_limits[c] - s.pending for c, s in self._senders.items()}
+        for message in outbox:
+            channel = message.channel
+            if room.get(channel, 0) > 0:
+                room[channel] -= 1
+                kept.append(message)
+                continue
+            obs.OUTBOX_DROPPED.labels(channel).inc()
+            held = self._outbox_throttle.allow(channel)
+            if held is not None:
+                log.error(
+                    "outbox_full",
+                    channel=channel,
+                    rule=message.rule,
+                    dropped=held + 1,
+                    limit=self._outbox_limits.get(channel, 0),
+                    note="the channel is unknown" if channel not in self._senders else "",
+                )
+        return kept
+
+    async def _start_senders(
+        self, mqtt: MqttService, writer: StoreWriter
+    ) -> list[asyncio.Task[None]]:
+        """Start one outbox sender per broker; say so when rows wait for a channel now gone."""
+        tasks = []
+        for channel, send in mqtt.channels.items():
+            sender = OutboxSender(channel=channel, writer=writer, send=send)
+            self._senders[channel] = sender
+            self._outbox_limits[channel] = mqtt.outbox_limit(channel)
+            tasks.append(asyncio.create_task(sender.run(), name=f"tocsin.outbox.{channel}"))
+        waiting = await writer.call(lambda s: s.count_outbox())
+        for channel, count in waiting.items():
+            if channel not in self._senders:
+                log.warning(
+                    "outbox_orphaned",
+                    channel=channel,
+                    messages=count,
+                    note="no configured broker sends these; they stay until it is configured again",
+                )
+        return tasks
 
     async def _tick(self, engine: Engine, writer: StoreWriter) -> None:
         """Let event time follow the wall clock: fire due timers, drop idle keys."""
         if self._maintenance is not None:
             await self._maintenance.remind()
         result = engine.tick()
-        if result.changes or result.state:
-            await writer.submit(
-                CommitBatch.of(result.changes, [], state=result.state, watermark=result.watermark)
-            )
+        if result.changes or result.state or result.outbox:
+            await self._commit(writer, result, [])
         self._report(engine, result)
         self._set_key_gauges(engine)
+        self._export_outbox()
+
+    def _export_outbox(self) -> None:
+        """Turn the senders' counters into metrics (once a tick: they change per message)."""
+        for channel, sender in self._senders.items():
+            obs.OUTBOX_PENDING.labels(channel).set(sender.pending)
+            sent, failures = sender.sent, sender.failures
+            done = self._outbox_done.get(channel, (0, 0))
+            if sent > done[0]:
+                obs.OUTBOX_SENT.labels(channel).inc(sent - done[0])
+            if failures > done[1]:
+                obs.OUTBOX_FAILURES.labels(channel).inc(failures - done[1])
+            self._outbox_done[channel] = (sent, failures)
 
     def _report(self, engine: Engine, result: BatchResult) -> None:
         self._reporter.report(result)
@@ -491,11 +608,26 @@ class Daemon:
             "status": "ok" if self.ready.is_set() else "starting",
             "queued_events": self._queued_events,
         }
+        if self._mqtt is not None:
+            down = [n for n, link in self._mqtt.links.items() if not link.is_connected]
+            if down:
+                health["status"] = "degraded"
+                health["mqtt_disconnected"] = down
         failing_since = self._writer.failing_since if self._writer is not None else None
         if failing_since is not None:
             health["status"] = "degraded"
             health["store_failing_for_seconds"] = round(time.monotonic() - failing_since, 1)
         return health
+
+
+def _succeeded(then: Callable[[], None]) -> Callable[[asyncio.Future[None]], None]:
+    """A done-callback that calls `then` if the future succeeded."""
+
+    def call(future: asyncio.Future[None]) -> None:
+        if not future.cancelled() and future.exception() is None:
+            then()
+
+    return call
 
 
 def _latency_observer(

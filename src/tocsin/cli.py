@@ -17,7 +17,7 @@ from pathlib import Path
 import structlog
 
 from tocsin import __version__
-from tocsin.actions.registry import ACTION_KINDS
+from tocsin.actions.registry import action_kinds
 from tocsin.config import Config, CorrelationConfig, load_config
 from tocsin.obs import configure_logging
 from tocsin.parsers import PARSER_KINDS
@@ -178,6 +178,7 @@ async def _serve(config: Config) -> int:
 
 def _check(config_path: Path | None, rule_paths: Sequence[Path]) -> int:
     paths = list(rule_paths)
+    brokers = None  # without a config, publish actions may name any broker
     if config_path is not None:
         try:
             config = load_config(config_path)
@@ -186,10 +187,11 @@ def _check(config_path: Path | None, rule_paths: Sequence[Path]) -> int:
             return EXIT_INVALID
         if not paths:
             paths = list(config.rule_paths)
+        brokers = list(config.mqtt_brokers)
     if not paths:
         print("tocsin check: give --config or rule paths", file=sys.stderr)
         return EXIT_USAGE
-    ruleset = load_rules(paths, kinds=ACTION_KINDS)
+    ruleset = load_rules(paths, kinds=action_kinds(brokers=brokers))
     for warning in ruleset.warnings:
         print(f"{warning.mark}: warning: {warning.message}", file=sys.stderr)
     for error in ruleset.errors:
@@ -212,6 +214,7 @@ def _replay(args: argparse.Namespace) -> int:
     priorities = PriorityMatrix()
     correlation = CorrelationConfig()
     muter = None
+    brokers = None
     if args.config is not None:
         try:
             config = load_config(args.config)
@@ -221,6 +224,7 @@ def _replay(args: argparse.Namespace) -> int:
         rule_paths, priorities = list(config.rule_paths), config.priorities
         correlation = config.correlation
         muter = Muter(silences=SilenceBook(), windows=config.maintenance, inhibit=config.inhibit)
+        brokers = list(config.mqtt_brokers)
     else:
         rule_paths = list(args.rules)
     tz = None
@@ -234,7 +238,7 @@ def _replay(args: argparse.Namespace) -> int:
     if missing:
         print(f"tocsin replay: no such file: {', '.join(missing)}", file=sys.stderr)
         return EXIT_USAGE
-    ruleset = load_rules(rule_paths, kinds=ACTION_KINDS)
+    ruleset = load_rules(rule_paths, kinds=action_kinds(brokers=brokers))
     for error in ruleset.errors:
         print(f"{error} (rule skipped)", file=sys.stderr)
     _tune_gc()

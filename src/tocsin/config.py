@@ -9,6 +9,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from tocsin.mqtt.settings import BrokerConfig, Subscription, parse_brokers, parse_subscriptions
 from tocsin.mute.inhibit import InhibitRule, parse_inhibit_rules
 from tocsin.mute.schedule import MaintenanceWindow, parse_windows
 from tocsin.parsers import PARSER_KINDS
@@ -39,6 +40,7 @@ _TOP = (
     "sources",
     "correlation",
     "muting",
+    "mqtt",
 )
 _FILE_KEYS = (
     "path",
@@ -106,6 +108,8 @@ class Config:
     maintenance: tuple[MaintenanceWindow, ...] = ()
     inhibit: tuple[InhibitRule, ...] = ()
     snmp: SnmpConfig | None = None  # None: no trap receiver
+    mqtt_brokers: Mapping[str, BrokerConfig] = field(default_factory=dict)
+    mqtt_subscriptions: tuple[Subscription, ...] = ()
 
 
 def _section(data: MarkedMap, key: str, allowed: tuple[str, ...]) -> MarkedMap:
@@ -306,7 +310,13 @@ def load_config(path: Path) -> Config:
     muting_list = expect_items(root.get("muting"), at("muting"), "'muting'")
     muting_paths = tuple(_path(base, m, at("muting"), "a muting file") for m in muting_list)
     windows, inhibit = load_muting(muting_paths)
-    sources = _section(root, "sources", ("files", "snmp"))
+    sources = _section(root, "sources", ("files", "snmp", "mqtt"))
+    brokers = parse_brokers(root["mqtt"], at("mqtt"), base) if "mqtt" in root else {}
+    subscriptions = (
+        parse_subscriptions(sources["mqtt"], value_mark(sources, "mqtt", at("sources")), brokers)
+        if sources.get("mqtt") is not None
+        else ()
+    )
     files_spec = sources.get("files", [])
     files_where = value_mark(sources, "files", at("sources"))
     files_list = expect_list(files_spec, files_where, "sources.files") if files_spec else []
@@ -357,6 +367,8 @@ def load_config(path: Path) -> Config:
         snmp=parse_snmp(sources["snmp"], value_mark(sources, "snmp", at("sources")), base)
         if "snmp" in sources
         else None,
+        mqtt_brokers=brokers,
+        mqtt_subscriptions=subscriptions,
     )
 
 
@@ -370,4 +382,9 @@ def describe(config: Config) -> Mapping[str, Any]:
         "snmp": [f"[{h}]:{p}" if ":" in h else f"{h}:{p}" for h, p in config.snmp.listen]
         if config.snmp
         else [],
+        "mqtt": [
+            f"{b.name}={b.host}:{b.port}{' (tls)' if b.tls else ''}"
+            for b in config.mqtt_brokers.values()
+        ],
+        "mqtt_subscriptions": [s.filter for s in config.mqtt_subscriptions],
     }

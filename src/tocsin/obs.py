@@ -167,6 +167,69 @@ SNMP_RECEIVE_BUFFER = Gauge(
     "Receive buffer the kernel granted each trap socket.",
     ["listen"],
 )
+MQTT_MESSAGES = Counter(
+    "tocsin_mqtt_messages_total",
+    "MQTT messages received, per subscription (resent duplicates not included).",
+    ["subscription"],
+)
+MQTT_DROPPED = Counter(
+    "tocsin_mqtt_messages_dropped_total",
+    "MQTT messages that made no event, per broker and reason (duplicate, no subscription, "
+    "invalid topic).",
+    ["broker", "reason"],
+)
+MQTT_PAYLOAD_ERRORS = Counter(
+    "tocsin_mqtt_payload_errors_total",
+    "MQTT payloads that failed, per subscription and reason (too large, invalid json, "
+    "invalid utf-8, ...); each became a decode_error event or was dropped, per on_error.",
+    ["subscription", "reason"],
+)
+MQTT_REDELIVERED = Counter(
+    "tocsin_mqtt_redelivered_total",
+    "MQTT messages the broker flagged as sent before (after a reconnect or broker restart).",
+    ["broker"],
+)
+MQTT_CONNECTED = Gauge("tocsin_mqtt_connected", "1 while connected to the broker.", ["broker"])
+MQTT_CONNECTS = Counter(
+    "tocsin_mqtt_connects_total", "Successful connections to the broker.", ["broker"]
+)
+MQTT_DISCONNECTS = Counter(
+    "tocsin_mqtt_disconnects_total",
+    "Connections lost, per broker and reason.",
+    ["broker", "reason"],
+)
+MQTT_CONNECT_FAILURES = Counter(
+    "tocsin_mqtt_connect_failures_total",
+    "Connection attempts that failed, per broker and reason.",
+    ["broker", "reason"],
+)
+MQTT_SESSIONS_LOST = Counter(
+    "tocsin_mqtt_sessions_lost_total",
+    "Reconnects where the broker had no session for us (messages sent meanwhile are lost).",
+    ["broker"],
+)
+MQTT_SUBSCRIBED = Gauge(
+    "tocsin_mqtt_subscribed",
+    "1 if the broker granted the subscription at the last connect, 0 if it refused it.",
+    ["broker", "filter"],
+)
+MQTT_PUBLISHED = Counter(
+    "tocsin_mqtt_published_total", "Messages published by actions, per broker.", ["broker"]
+)
+OUTBOX_PENDING = Gauge(
+    "tocsin_outbox_pending", "Messages from actions waiting to be delivered.", ["channel"]
+)
+OUTBOX_SENT = Counter("tocsin_outbox_sent_total", "Messages from actions delivered.", ["channel"])
+OUTBOX_FAILURES = Counter(
+    "tocsin_outbox_failures_total",
+    "Failed delivery attempts (each is retried with backoff).",
+    ["channel"],
+)
+OUTBOX_DROPPED = Counter(
+    "tocsin_outbox_dropped_total",
+    "Messages from actions not kept because the channel's outbox was full.",
+    ["channel"],
+)
 RULES_LOADED = Gauge("tocsin_rules_loaded", "Rules compiled and active.")
 RULE_ERRORS = Gauge("tocsin_rule_errors", "Rules rejected by validation at the last load.")
 

@@ -1,0 +1,303 @@
+"""The daemon's MQTT side: broker links, turning deliveries into queued batches, publishing."""
+
+from __future__ import annotations
+
+import asyncio
+from collections import deque
+from collections.abc import Awaitable, Callable, Mapping, Sequence
+from typing import Any, Self
+
+import structlog
+
+from tocsin import obs
+from tocsin.engine.clock import Clock
+from tocsin.model import Event, Outgoing
+from tocsin.mqtt.events import MessageMapper
+from tocsin.mqtt.redelivery import Redeliveries
+from tocsin.mqtt.settings import BrokerConfig, Subscription
+from tocsin.mqtt.topics import Router
+from tocsin.sources.mqtt import BrokerLink, Delivery
+
+__all__ = ["MQTT_CHANNEL", "AckQueue", "MqttService", "Put"]
+
+log = structlog.get_logger("tocsin.mqtt")
+
+MQTT_CHANNEL = "mqtt:"  # outbox channel prefix; the broker's name follows
+_LOG_EVERY = 60.0  # seconds between log lines about one kind of dropped message
+
+# Queue events; `on_commit` runs once they are committed (the daemon's `_put`).
+Put = Callable[[list[Event], float, str, Callable[[], None] | None], Awaitable[None]]
+
+# Reasons a message made no event (besides payloads a subscription drops).
+DUPLICATE = "duplicate"
+NO_SUBSCRIPTION = "no subscription"
+INVALID_TOPIC = "invalid topic"
+
+
+class AckQueue:
+    """Acknowledge batches in the order they were received, each once it is committed.
+
+    MQTT wants acknowledgements in receive order; commits finish in order too, but a batch
+    that made no events is done at once and must still wait for those before it.
+    """
+
+    __slots__ = ("_ack", "_slots")
+
+    def __init__(self, ack: Callable[[Sequence[tuple[int, int]]], int]) -> None:
+        self._ack = ack
+        self._slots: deque[list[Any]] = deque()  # [acks, done]
+
+    def __len__(self) -> int:
+        return len(self._slots)
+
+    def add(self, acks: list[tuple[int, int]]) -> Callable[[], None]:
+        """Queue one batch's (generation, mid) pairs; call the result once it is committed."""
+        slot: list[Any] = [acks, False]
+        self._slots.append(slot)
+
+        def done() -> None:
+            slot[1] = True
+            self._flush()
+
+        return done
+
+    def _flush(self) -> None:
+        slots = self._slots
+        ready: list[tuple[int, int]] = []
+        while slots and slots[0][1]:
+            ready.extend(slots.popleft()[0])
+        if ready:
+            self._ack(ready)
+
+
+class _BrokerIntake:
+    """One broker's subscriptions: route, skip resends, map, count."""
+
+    def __init__(self, broker: BrokerConfig, subscriptions: Sequence[Subscription]) -> None:
+        self.broker = broker.name
+        self.router = Router(subscriptions)
+        self.mappers = {s.name: MessageMapper(s) for s in subscriptions}
+        self.redeliveries = Redeliveries()
+        self.dropped: dict[str, int] = {}
+        self.redelivered = 0
+        self.received: dict[str, int] = {}
+
+    def take(
+        self, deliveries: list[Delivery], received: float
+    ) -> tuple[list[Event], list[tuple[int, int]]]:
+        """Return the events of a batch and the (generation, mid) of its QoS 1 messages."""
+        events: list[Event] = []
+        acks: list[tuple[int, int]] = []
+        route = self.router.route
+        repeated = self.redeliveries.repeated
+        mappers = self.mappers
+        counts = self.received
+        for generation, mid, qos, dup, retain, topic, payload in deliveries:
+            if qos:
+                acks.append((generation, mid))
+            if dup:
+                self.redelivered += 1
+            if topic is None:
+                self._drop(INVALID_TOPIC)
+                continue
+            subscription = route(topic)
+            if subscription is None:
+                self._drop(NO_SUBSCRIPTION)
+                continue
+            if qos and repeated(topic, mid, payload, dup):
+                self._drop(DUPLICATE)
+                continue
+            name = subscription.name
+            counts[name] = counts.get(name, 0) + 1
+            event = mappers[name].map(topic, topic.split("/"), payload, qos, retain, received)
+            if event is not None:
+                events.append(event)
+        return events, acks
+
+    def _drop(self, reason: str) -> None:
+        self.dropped[reason] = self.dropped.get(reason, 0) + 1
+
+
+class MqttService:
+    """Every configured broker: connections, the subscription consumers, the publishers."""
+
+    def __init__(
+        self,
+        *,
+        brokers: Mapping[str, BrokerConfig],
+        subscriptions: Sequence[Subscription],
+        clock: Clock,
+        batch_events: int = 2048,
+    ) -> None:
+        self._clock = clock
+        self._batch = batch_events
+        self._throttle = obs.Throttle(every=_LOG_EVERY)
+        self.links: dict[str, BrokerLink] = {}
+        self._intakes: dict[str, _BrokerIntake] = {}
+        for name, broker in brokers.items():
+            mine = [s for s in subscriptions if s.broker == name]
+            self.links[name] = BrokerLink(
+                broker,
+                [(s.filter, s.qos) for s in mine],
+                high_water=max(4 * batch_events, 1024),
+                on_state=self._state_reporter(name),
+            )
+            if mine:
+                self._intakes[name] = _BrokerIntake(broker, mine)
+        self._tasks: list[asyncio.Task[None]] = []
+
+    @property
+    def channels(self) -> dict[str, Callable[[Sequence[Outgoing]], Awaitable[int]]]:
+        """Outbox channel -> its send function, one per broker."""
+        return {MQTT_CHANNEL + name: self._sender(link) for name, link in self.links.items()}
+
+    def outbox_limit(self, channel: str) -> int:
+        """How many messages may wait for this channel's broker."""
+        return self.links[channel.removeprefix(MQTT_CHANNEL)].broker.outbox_limit
+
+    async def __aenter__(self) -> Self:
+        """Start connecting to every broker; returns at once (connections come up on their own)."""
+        for name, link in self.links.items():
+            obs.MQTT_CONNECTED.labels(name).set(0)
+            self._tasks.append(asyncio.create_task(link.run(), name=f"tocsin.mqtt.{name}"))
+        return self
+
+    async def __aexit__(self, *exc_info: object) -> None:
+        """Disconnect cleanly: acknowledgements queued by the last commits go out first."""
+        await asyncio.sleep(0)  # let commit callbacks that are due queue their acks
+        for task in self._tasks:
+            task.cancel()
+        await asyncio.gather(*self._tasks, return_exceptions=True)
+        self._tasks.clear()
+        for name in self.links:
+            obs.MQTT_CONNECTED.labels(name).set(0)
+
+    def consumers(self) -> dict[str, Callable[[Put], Awaitable[None]]]:
+        """Broker name -> a source task body, for each broker with subscriptions."""
+        return {
+            name: (lambda put, name=name: self._consume(name, put))  # type: ignore[misc]
+            for name in self._intakes
+        }
+
+    async def _consume(self, name: str, put: Put) -> None:
+        """Take deliveries in batches, queue their events, acknowledge once committed."""
+        link = self.links[name]
+        intake = self._intakes[name]
+        acks = AckQueue(link.ack)
+        while True:
+            await link.wait()
+            deliveries = link.take(self._batch)
+            received = self._clock.now()
+            events, pending = intake.take(deliveries, received)
+            self._count(intake)
+            done = acks.add(pending)
+            if events:
+                await put(events, received, "mqtt", done)
+            else:
+                done()
+
+    def _count(self, intake: _BrokerIntake) -> None:
+        """Move one batch's counts into the metrics; log dropped kinds at most once a minute."""
+        broker = intake.broker
+        for subscription, count in intake.received.items():
+            obs.MQTT_MESSAGES.labels(subscription).inc(count)
+        intake.received.clear()
+        if intake.redelivered:
+            obs.MQTT_REDELIVERED.labels(broker).inc(intake.redelivered)
+            intake.redelivered = 0
+        for reason, count in intake.dropped.items():
+            obs.MQTT_DROPPED.labels(broker, reason).inc(count)
+            if reason != DUPLICATE:
+                self._log_dropped(broker, reason, count)
+        intake.dropped.clear()
+        for mapper in intake.mappers.values():
+            if not mapper.errors:
+                continue
+            name = mapper.subscription.name
+            for reason, count in mapper.errors.items():
+                obs.MQTT_PAYLOAD_ERRORS.labels(name, reason).inc(count)
+                self._log_dropped(broker, reason, count, subscription=name)
+            mapper.errors.clear()
+
+    def _log_dropped(self, broker: str, reason: str, count: int, subscription: str = "") -> None:
+        held = self._throttle.allow((broker, subscription, reason), count)
+        if held is None:
+            return
+        about = {"subscription": subscription} if subscription else {}
+        log.warning(
+            "mqtt_message_problem", broker=broker, reason=reason, count=held + count, **about
+        )
+
+    def _sender(self, link: BrokerLink) -> Callable[[Sequence[Outgoing]], Awaitable[int]]:
+        async def send(messages: Sequence[Outgoing]) -> int:
+            """Publish in order; wait for the broker rather than fail while it is away."""
+            await link.connected()
+            results = await asyncio.gather(
+                *(
+                    link.publish(
+                        str(m.body["topic"]),
+                        str(m.body["payload"]).encode(),
+                        int(m.body["qos"]),
+                        bool(m.body["retain"]),
+                    )
+                    for m in messages
+                ),
+                return_exceptions=True,
+            )
+            delivered = 0
+            for result in results:
+                if isinstance(result, BaseException):
+                    if delivered == 0:
+                        raise result
+                    break
+                delivered += 1
+            obs.MQTT_PUBLISHED.labels(link.broker.name).inc(delivered)
+            return delivered
+
+        return send
+
+    def _state_reporter(self, name: str) -> Callable[[str, dict[str, Any]], None]:
+        """Log and count one broker's connection changes."""
+
+        def report(what: str, about: dict[str, Any]) -> None:
+            link = self.links.get(name)
+            broker = link.broker if link is not None else None
+            where = f"{broker.host}:{broker.port}" if broker is not None else ""
+            if what == "connected":
+                obs.MQTT_CONNECTED.labels(name).set(1)
+                obs.MQTT_CONNECTS.labels(name).inc()
+                log.info("mqtt_connected", broker=name, address=where, **about)
+                if link is not None:
+                    for result in link.subscribed:
+                        if result.granted is None:
+                            log.error(
+                                "mqtt_subscription_refused",
+                                broker=name,
+                                filter=result.filter,
+                                reason=result.reason,
+                            )
+                        obs.MQTT_SUBSCRIBED.labels(name, result.filter).set(
+                            0 if result.granted is None else 1
+                        )
+            elif what == "disconnected":
+                obs.MQTT_CONNECTED.labels(name).set(0)
+                obs.MQTT_DISCONNECTS.labels(name, about["reason"]).inc()
+                log.warning("mqtt_disconnected", broker=name, address=where, **about)
+            elif what == "connect_failed":
+                obs.MQTT_CONNECT_FAILURES.labels(name, about["reason"]).inc()
+                held = self._throttle.allow((name, "connect"))
+                if held is not None:
+                    log.warning(
+                        "mqtt_connect_failed", broker=name, address=where, **about, unlogged=held
+                    )
+            elif what == "session_lost":
+                obs.MQTT_SESSIONS_LOST.labels(name).inc()
+                log.warning(
+                    "mqtt_session_lost",
+                    broker=name,
+                    note="the broker kept no session: messages sent while away are lost",
+                )
+            else:
+                log.debug("mqtt_" + what, broker=name, **about)
+
+        return report
