@@ -35,10 +35,8 @@ class Redeliveries:
         key = hash((topic, mid, payload))
         seen = self._seen
         if key in seen:
-            if dup:
-                return True
-            # A new message that happens to repeat an old one's id and content: keep it.
-            return False
+            # Not flagged as resent: a new message that repeats an old one's id and content.
+            return dup
         seen.add(key)
         order = self._order
         order.append(key)
