@@ -1,8 +1,11 @@
-"""A real mosquitto per test (own process, port and persistence dir) and a paho publisher."""
+"""A real mosquitto per test (own process, port and persistence dir), a paho publisher, a test PKI."""
 
 from __future__ import annotations
 
 import contextlib
+import dataclasses
+import datetime
+import ipaddress
 import os
 import shutil
 import signal
@@ -15,10 +18,27 @@ from pathlib import Path
 
 import paho.mqtt.client as paho
 import pytest
+from cryptography import x509
+from cryptography.hazmat.primitives import hashes, serialization
+from cryptography.hazmat.primitives.asymmetric import ec
+from cryptography.x509.oid import NameOID
 
-__all__ = ["Broker", "Publisher", "free_port", "needs_mosquitto"]
+from tocsin.mqtt.settings import BrokerConfig
+
+__all__ = [
+    "Broker",
+    "Pki",
+    "Publisher",
+    "Tls",
+    "free_port",
+    "link_config",
+    "make_pki",
+    "needs_mosquitto",
+    "running_broker",
+]
 
 MOSQUITTO = shutil.which("mosquitto") or "/usr/sbin/mosquitto"
+MOSQUITTO_PASSWD = shutil.which("mosquitto_passwd") or "/usr/bin/mosquitto_passwd"
 
 needs_mosquitto = pytest.mark.skipif(
     not Path(MOSQUITTO).exists(), reason="mosquitto is not installed (scripts/bootstrap test)"
@@ -50,6 +70,8 @@ class Broker:
     port: int = field(default_factory=free_port)
     tls: Tls | None = None
     tls_port: int = field(default_factory=free_port)
+    users: dict[str, str] = field(default_factory=dict)  # name -> password; none: anonymous
+    acl: str = ""  # acl_file text (mosquitto's `user`/`topic` lines)
     extra: str = ""  # more mosquitto.conf lines
     proc: subprocess.Popen[bytes] | None = None
     starts: int = 0
@@ -60,7 +82,7 @@ class Broker:
         data.mkdir(parents=True, exist_ok=True)
         lines = [
             "per_listener_settings false",
-            "allow_anonymous true",
+            f"allow_anonymous {'false' if self.users else 'true'}",
             "persistence true",
             f"persistence_location {data}/",
             "max_inflight_messages 0",
@@ -72,6 +94,12 @@ class Broker:
         ]
         if os.geteuid() == 0:
             lines.insert(0, "user root")  # else it drops to `mosquitto`, who cannot write data/
+        if self.users:
+            lines.append(f"password_file {self._password_file()}")
+        if self.acl:
+            acl = self.root / "acl"
+            acl.write_text(self.acl)
+            lines.append(f"acl_file {acl}")
         if self.tls is not None:
             lines += [
                 f"listener {self.tls_port} 127.0.0.1",
@@ -83,6 +111,24 @@ class Broker:
         path = self.root / "mosquitto.conf"
         path.write_text("\n".join(lines) + "\n" + self.extra)
         return path
+
+    def _password_file(self) -> Path:
+        """Write the users' hashed passwords with mosquitto_passwd."""
+        path = self.root / "passwords"
+        path.unlink(missing_ok=True)
+        for name, password in self.users.items():
+            create = [] if path.exists() else ["-c"]
+            subprocess.run(
+                [MOSQUITTO_PASSWD, *create, "-b", str(path), name, password],
+                check=True,
+                capture_output=True,
+            )
+        return path
+
+    def forget_sessions(self) -> None:
+        """Delete the persistence file of a stopped broker: it starts with no sessions."""
+        assert self.proc is None, "stop it first"
+        (self.root / "data" / "mosquitto.db").unlink()
 
     def start(self, timeout: float = 10.0) -> None:
         """Start mosquitto and wait until it accepts connections."""
@@ -167,12 +213,127 @@ class Publisher:
     def send(
         self, messages: Iterable[tuple[str, bytes | str]], *, qos: int = 1, retain: bool = False
     ) -> list[paho.MQTTMessageInfo]:
-        """Queue messages for sending; returns their infos."""
+        """Queue messages once connected; paho resends unacknowledged ones after a reconnect."""
+        deadline = time.monotonic() + 30
+        while not self.client.is_connected():
+            if time.monotonic() > deadline:
+                raise AssertionError("the publisher did not connect")
+            time.sleep(0.01)
         return [self.client.publish(topic, payload, qos, retain) for topic, payload in messages]
 
     @staticmethod
     def wait(infos: list[paho.MQTTMessageInfo], timeout: float = 30.0) -> None:
-        """Wait until the broker acknowledged every one."""
+        """Wait until the broker acknowledged every one (messages queued while the
+        connection was down count too: paho sends them after it reconnects)."""
         deadline = time.monotonic() + timeout
         for info in infos:
-            info.wait_for_publish(max(0.01, deadline - time.monotonic()))
+            while not info._published:  # noqa: SLF001 - is_published() raises for NO_CONN
+                if time.monotonic() > deadline:
+                    raise AssertionError(f"message {info.mid} was not acknowledged in time")
+                time.sleep(0.005)
+
+
+def link_config(port: int, **changes: object) -> BrokerConfig:
+    """Return a broker config for 127.0.0.1:`port` with test-sized timings; `changes` replace."""
+    config = BrokerConfig(
+        name="test",
+        host="127.0.0.1",
+        port=port,
+        version="5",
+        client_id=f"tocsin-test-{os.getpid()}",
+        keepalive=30,
+        session_expiry=600,
+        receive_maximum=65535,
+        username=None,
+        password=None,
+        tls=None,
+        reconnect_min=0.02,
+        reconnect_max=0.2,
+        outbox_limit=1000,
+    )
+    return dataclasses.replace(config, **changes)  # type: ignore[arg-type]
+
+
+@dataclass(frozen=True)
+class Pki:
+    """PEM files of a test CA, a server cert it signed (127.0.0.1, localhost), a client cert,
+    and an unrelated CA that signed nothing here."""
+
+    ca: Path
+    server_cert: Path
+    server_key: Path
+    client_cert: Path
+    client_key: Path
+    other_ca: Path
+
+    def tls(self, *, require_client_cert: bool = False) -> Tls:
+        """Return the broker side of this PKI."""
+        return Tls(self.ca, self.server_cert, self.server_key, require_client_cert)
+
+
+def _name(common_name: str) -> x509.Name:
+    return x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, common_name)])
+
+
+def _certificate(
+    subject: str,
+    key: ec.EllipticCurvePrivateKey,
+    issuer: tuple[x509.Name, ec.EllipticCurvePrivateKey] | None,
+    extensions: list[tuple[x509.ExtensionType, bool]],
+) -> x509.Certificate:
+    """Sign a certificate for `key` by `issuer` (name and key), or self-signed if None."""
+    now = datetime.datetime.now(datetime.UTC)
+    issuer_name, issuer_key = issuer or (_name(subject), key)
+    builder = (
+        x509.CertificateBuilder()
+        .subject_name(_name(subject))
+        .issuer_name(issuer_name)
+        .public_key(key.public_key())
+        .serial_number(x509.random_serial_number())
+        .not_valid_before(now - datetime.timedelta(hours=1))
+        .not_valid_after(now + datetime.timedelta(days=1))
+    )
+    for extension, critical in extensions:
+        builder = builder.add_extension(extension, critical=critical)
+    return builder.sign(issuer_key, hashes.SHA256())
+
+
+def _write(path: Path, cert: x509.Certificate, key: ec.EllipticCurvePrivateKey | None) -> Path:
+    path.write_bytes(cert.public_bytes(serialization.Encoding.PEM))
+    if key is not None:
+        path.with_suffix(".key").write_bytes(
+            key.private_bytes(
+                serialization.Encoding.PEM,
+                serialization.PrivateFormat.PKCS8,
+                serialization.NoEncryption(),
+            )
+        )
+    return path
+
+
+def make_pki(root: Path) -> Pki:
+    """Write a fresh test CA, server and client certificates and a second CA under `root`."""
+    root.mkdir(parents=True, exist_ok=True)
+    ca_key, other_key, server_key, client_key = (
+        ec.generate_private_key(ec.SECP256R1()) for _ in range(4)
+    )
+    authority = [(x509.BasicConstraints(ca=True, path_length=None), True)]
+    ca = _certificate("tocsin test CA", ca_key, None, authority)
+    other = _certificate("some other CA", other_key, None, authority)
+    signer = (ca.subject, ca_key)
+    leaf: list[tuple[x509.ExtensionType, bool]] = [
+        (x509.BasicConstraints(ca=False, path_length=None), True)
+    ]
+    names = x509.SubjectAlternativeName(
+        [x509.IPAddress(ipaddress.ip_address("127.0.0.1")), x509.DNSName("localhost")]
+    )
+    server = _certificate("127.0.0.1", server_key, signer, [*leaf, (names, False)])
+    client = _certificate("tocsin test client", client_key, signer, leaf)
+    return Pki(
+        ca=_write(root / "ca.pem", ca, None),
+        server_cert=_write(root / "server.pem", server, server_key),
+        server_key=root / "server.key",
+        client_cert=_write(root / "client.pem", client, client_key),
+        client_key=root / "client.key",
+        other_ca=_write(root / "other-ca.pem", other, None),
+    )

@@ -218,6 +218,7 @@ class Daemon:
                     brokers=config.mqtt_brokers,
                     subscriptions=config.mqtt_subscriptions,
                     clock=self.clock,
+                    state_dir=config.state_dir,
                     batch_events=config.batch_lines,
                 )
                 self._mqtt = mqtt

@@ -3,19 +3,23 @@
 from __future__ import annotations
 
 import asyncio
+import json
 from collections import deque
 from collections.abc import Awaitable, Callable, Mapping, Sequence
+from pathlib import Path
 from typing import Any, Self
 
 import structlog
 
 from tocsin import obs
 from tocsin.engine.clock import Clock
+from tocsin.files import replace_text
 from tocsin.model import Event, Outgoing
 from tocsin.mqtt.events import MessageMapper
-from tocsin.mqtt.redelivery import Redeliveries
+from tocsin.mqtt.redelivery import RecentKeys, Redeliveries
 from tocsin.mqtt.settings import BrokerConfig, Subscription
 from tocsin.mqtt.topics import Router
+from tocsin.rules.templates import Template
 from tocsin.sources.mqtt import BrokerLink, Delivery
 
 __all__ = ["MQTT_CHANNEL", "AckQueue", "MqttService", "Put"]
@@ -23,6 +27,7 @@ __all__ = ["MQTT_CHANNEL", "AckQueue", "MqttService", "Put"]
 log = structlog.get_logger("tocsin.mqtt")
 
 MQTT_CHANNEL = "mqtt:"  # outbox channel prefix; the broker's name follows
+DEDUPE_FILE = "mqtt-dedupe.json"  # the identities `dedupe_key` saw lately, kept over a restart
 _LOG_EVERY = 60.0  # seconds between log lines about one kind of dropped message
 
 # Queue events; `on_commit` runs once they are committed (the daemon's `_put`).
@@ -77,6 +82,11 @@ class _BrokerIntake:
         self.broker = broker.name
         self.router = Router(subscriptions)
         self.mappers = {s.name: MessageMapper(s) for s in subscriptions}
+        self.identities = {
+            s.name: (s.dedupe_key, RecentKeys(s.dedupe_window))
+            for s in subscriptions
+            if s.dedupe_key is not None
+        }
         self.redeliveries = Redeliveries()
         self.dropped: dict[str, int] = {}
         self.redelivered = 0
@@ -92,6 +102,7 @@ class _BrokerIntake:
         repeated = self.redeliveries.repeated
         mappers = self.mappers
         counts = self.received
+        identities = self.identities
         for generation, mid, qos, dup, retain, topic, payload in deliveries:
             if qos:
                 acks.append((generation, mid))
@@ -110,9 +121,22 @@ class _BrokerIntake:
             name = subscription.name
             counts[name] = counts.get(name, 0) + 1
             event = mappers[name].map(topic, topic.split("/"), payload, qos, retain, received)
-            if event is not None:
-                events.append(event)
+            if event is None:
+                continue
+            if identities and name in identities and self._seen(identities[name], event):
+                self._drop(DUPLICATE)
+                continue
+            events.append(event)
         return events, acks
+
+    def _seen(self, identity: tuple[Template, RecentKeys], event: Event) -> bool:
+        """Whether the event's configured identity was seen lately; no identity: not a repeat."""
+        template, recent = identity
+        try:
+            key = template.render(event.fields)
+        except (ValueError, RecursionError):  # TemplateRenderError is a ValueError
+            return False
+        return bool(key) and recent.repeated(key, event.received)
 
     def _drop(self, reason: str) -> None:
         self.dropped[reason] = self.dropped.get(reason, 0) + 1
@@ -127,9 +151,11 @@ class MqttService:
         brokers: Mapping[str, BrokerConfig],
         subscriptions: Sequence[Subscription],
         clock: Clock,
+        state_dir: Path | None = None,
         batch_events: int = 2048,
     ) -> None:
         self._clock = clock
+        self._dedupe_path = state_dir / DEDUPE_FILE if state_dir is not None else None
         self._batch = batch_events
         self._throttle = obs.Throttle(every=_LOG_EVERY)
         self.links: dict[str, BrokerLink] = {}
@@ -157,6 +183,7 @@ class MqttService:
 
     async def __aenter__(self) -> Self:
         """Start connecting to every broker; returns at once (connections come up on their own)."""
+        self._load_identities()
         for name, link in self.links.items():
             obs.MQTT_CONNECTED.labels(name).set(0)
             self._tasks.append(asyncio.create_task(link.run(), name=f"tocsin.mqtt.{name}"))
@@ -171,6 +198,37 @@ class MqttService:
         self._tasks.clear()
         for name in self.links:
             obs.MQTT_CONNECTED.labels(name).set(0)
+        self._save_identities()
+
+    def _load_identities(self) -> None:
+        """Take back the identities `dedupe_key` saw before a restart: a broker resends what
+        was processed but not acknowledged when the connection or the daemon went down."""
+        if self._dedupe_path is None:
+            return
+        try:
+            saved = json.loads(self._dedupe_path.read_text(encoding="utf-8"))
+            for intake in self._intakes.values():
+                for name, (_template, recent) in intake.identities.items():
+                    recent.restore([(str(k), float(t)) for k, t in saved.get(name, [])])
+        except FileNotFoundError:
+            return
+        except (OSError, ValueError, TypeError, AttributeError) as error:
+            log.warning(
+                "mqtt_dedupe_file_unreadable", path=str(self._dedupe_path), error=str(error)
+            )
+
+    def _save_identities(self) -> None:
+        data = {
+            name: recent.entries()
+            for intake in self._intakes.values()
+            for name, (_template, recent) in intake.identities.items()
+        }
+        if not data or self._dedupe_path is None:
+            return
+        try:
+            replace_text(self._dedupe_path, json.dumps(data, separators=(",", ":")))
+        except OSError as error:
+            log.warning("mqtt_dedupe_file_not_saved", path=str(self._dedupe_path), error=str(error))
 
     def consumers(self) -> dict[str, Callable[[Put], Awaitable[None]]]:
         """Broker name -> a source task body, for each broker with subscriptions."""

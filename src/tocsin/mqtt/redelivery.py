@@ -6,13 +6,17 @@ id. Some of them already became events: the acknowledgement was queued behind th
 or was in flight when the connection dropped. Those are recognized by (topic, packet id,
 payload) among the last `size` QoS 1 messages taken, and skipped. Packet ids are reused
 only after 65,535 others, so a match within the window is the same message.
+
+A publisher that resends (its acknowledgement was lost in a broker restart) makes a new
+message with a new packet id: only an identity in the payload tells those apart, and a
+subscription may name one (`dedupe_key`); `RecentKeys` remembers them for a while.
 """
 
 from __future__ import annotations
 
 from collections import deque
 
-__all__ = ["Redeliveries"]
+__all__ = ["RecentKeys", "Redeliveries"]
 
 
 class Redeliveries:
@@ -43,3 +47,56 @@ class Redeliveries:
         if len(order) > self._size:
             seen.discard(order.popleft())
         return False
+
+
+class RecentKeys:
+    """Identities seen within the last `window` seconds (at most `size` of them)."""
+
+    __slots__ = ("_order", "_seen", "_size", "_window")
+
+    def __init__(self, window: float, size: int = 100_000) -> None:
+        if window <= 0 or size < 1:
+            raise ValueError("window must be positive and size at least 1")
+        self._window = window
+        self._size = size
+        self._seen: dict[str, float] = {}
+        self._order: deque[tuple[float, str]] = deque()
+
+    def __len__(self) -> int:
+        return len(self._seen)
+
+    def repeated(self, key: str, now: float) -> bool:
+        """Whether `key` was seen within the window; if not, remember it from `now`."""
+        self._expire(now)
+        seen = self._seen
+        if key in seen:
+            return True
+        seen[key] = now
+        order = self._order
+        order.append((now, key))
+        if len(order) > self._size:
+            _, oldest = order.popleft()
+            seen.pop(oldest, None)
+        return False
+
+    def entries(self) -> list[tuple[str, float]]:
+        """Every remembered (key, time), oldest first, to carry across a restart."""
+        seen = self._seen
+        return [(key, at) for at, key in self._order if seen.get(key) == at]
+
+    def restore(self, entries: list[tuple[str, float]]) -> None:
+        """Remember saved (key, time) pairs, oldest first; expired ones go at the next call."""
+        for key, at in entries:
+            if key not in self._seen:
+                self._seen[key] = at
+                self._order.append((at, key))
+                if len(self._order) > self._size:
+                    _, oldest = self._order.popleft()
+                    self._seen.pop(oldest, None)
+
+    def _expire(self, now: float) -> None:
+        order = self._order
+        horizon = now - self._window
+        while order and order[0][0] <= horizon:
+            _, key = order.popleft()
+            self._seen.pop(key, None)

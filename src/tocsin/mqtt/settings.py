@@ -80,6 +80,8 @@ _SUBSCRIPTION_KEYS = (
     "time_field",
     "max_payload",
     "on_error",
+    "dedupe_key",
+    "dedupe_window",
 )
 _SIZE = re.compile(r"(\d+)\s*(B|KiB|MiB|)", re.IGNORECASE)
 _UNITS = {"": 1, "b": 1, "kib": 1 << 10, "mib": 1 << 20}
@@ -145,6 +147,8 @@ class Subscription:
     time_field: tuple[str, ...] | None
     max_payload: int
     on_error: str
+    dedupe_key: Template | None = None  # a message's identity: repeats in the window are dropped
+    dedupe_window: float = 600.0
 
 
 def parse_brokers(spec: Any, where: Mark, base: Path) -> dict[str, BrokerConfig]:
@@ -415,6 +419,8 @@ def _subscription(spec: Any, where: Mark, brokers: Mapping[str, BrokerConfig]) -
         time_field=time_field,
         max_payload=_size(data.get("max_payload", 1 << 20), at("max_payload")),
         on_error=_choice(data, "on_error", ON_ERROR, at("on_error")),
+        dedupe_key=_template(data, "dedupe_key", at("dedupe_key")),
+        dedupe_window=_seconds(data, "dedupe_window", 600.0, at, least=1.0, most=7 * 86400.0),
     )
 
 
