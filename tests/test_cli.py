@@ -168,3 +168,22 @@ def test_replay_reports_rule_failures(tmp_path: Path, capsys: pytest.CaptureFixt
     err = capsys.readouterr().err
     assert "  bad-key [key]: 2" in err
     assert "can only concatenate" in err
+
+
+def test_check_knows_the_configured_brokers(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """Test that with --config a publish action to a broker the config lacks is an error."""
+    rules = tmp_path / "rules.yaml"
+    rules.write_text(
+        "rules:\n  - id: p\n    match: {program: a}\n"
+        "    actions: [{publish: {broker: alert, topic: t, payload: x}}]\n"
+    )
+    config = tmp_path / "tocsin.yaml"
+    config.write_text(f"rules: [{rules}]\nmqtt:\n  brokers:\n    alerts: {{host: h}}\n")
+    assert main(["check", "--config", str(config)]) == 1
+    err = capsys.readouterr().err
+    assert f"{rules}:4:" in err
+    assert "unknown mqtt broker 'alert'" in err
+    assert "did you mean 'alerts'" in err
+    assert main(["check", str(rules)]) == 0  # no config: any broker name is accepted

@@ -121,3 +121,59 @@ def test_missing_file(tmp_path: Path) -> None:
     """Test that a missing config file is a clear error, not a traceback."""
     with pytest.raises(SourceError, match="cannot read file: No such file or directory"):
         load_config(tmp_path / "nope.yaml")
+
+
+def test_mqtt_brokers_and_subscriptions(tmp_path: Path) -> None:
+    """Test that `mqtt.brokers` and `sources.mqtt` reach the config, paths resolved."""
+    (tmp_path / "mqtt.pass").write_text("s3cret\n")
+    config = load_config(
+        write(
+            tmp_path,
+            "mqtt:\n  brokers:\n    site: {host: broker.example, username: tocsin,"
+            " password_file: mqtt.pass, client_id: ops1}\n"
+            "sources:\n  mqtt:\n    - topic: sensors/+/temp\n      topic_fields: sensors/{room}/temp\n",
+        )
+    )
+    broker = config.mqtt_brokers["site"]
+    assert (broker.host, broker.port, broker.version, broker.password) == (
+        "broker.example",
+        1883,
+        "5",
+        "s3cret",
+    )
+    assert "s3cret" not in repr(config)
+    [subscription] = config.mqtt_subscriptions
+    assert (subscription.broker, subscription.filter, subscription.qos) == (
+        "site",
+        "sensors/+/temp",
+        1,
+    )
+    assert load_config(write(tmp_path, "{}\n")).mqtt_brokers == {}
+
+
+@pytest.mark.parametrize(
+    ("text", "message"),
+    [
+        (
+            "sources:\n  mqtt:\n    - topic: a/b\n",
+            "3:5: sources.mqtt needs a broker under mqtt.brokers",
+        ),
+        (
+            "mqtt:\n  brokers:\n    b: {host: h}\nsources:\n  mqtt:\n    - {topic: a/b, broker: c}\n",
+            "6:28: unknown broker 'c'",
+        ),
+        (
+            "mqtt:\n  brokers:\n    b: {host: h, password: x, username: u}\n",
+            None,
+        ),
+    ],
+)
+def test_mqtt_config_errors(tmp_path: Path, text: str, message: str | None) -> None:
+    """Test that MQTT mistakes in the config name file:line like every other option."""
+    path = write(tmp_path, text)
+    with pytest.raises(SourceError) as caught:
+        load_config(path)
+    if message is not None:
+        assert str(caught.value).startswith(f"{path}:{message}")
+    else:
+        assert "password_file or password_env" in str(caught.value)
