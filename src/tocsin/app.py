@@ -612,8 +612,9 @@ class Daemon:
         if self._mqtt is not None:
             down = [n for n, link in self._mqtt.links.items() if not link.is_connected]
             if down:
-                health["status"] = "degraded"
                 health["mqtt_disconnected"] = down
+                if health["status"] == "ok":
+                    health["status"] = "degraded"
         failing_since = self._writer.failing_since if self._writer is not None else None
         if failing_since is not None:
             health["status"] = "degraded"

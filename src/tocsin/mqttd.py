@@ -242,17 +242,23 @@ class MqttService:
         link = self.links[name]
         intake = self._intakes[name]
         acks = AckQueue(link.ack)
-        while True:
-            await link.wait()
-            deliveries = link.take(self._batch)
-            received = self._clock.now()
-            events, pending = intake.take(deliveries, received)
-            self._count(intake)
-            done = acks.add(pending)
-            if events:
-                await put(events, received, "mqtt", done)
-            else:
-                done()
+        try:
+            while True:
+                await link.wait()
+                deliveries = link.take(self._batch)
+                received = self._clock.now()
+                events, pending = intake.take(deliveries, received)
+                self._count(intake)
+                done = acks.add(pending)
+                if events:
+                    await put(events, received, "mqtt", done)
+                else:
+                    done()
+        except Exception:
+            # Deliveries taken and never acknowledged are resent only on a new connection;
+            # without one the broker stops at its in-flight limit. Start afresh.
+            link.reconnect("the consumer failed")
+            raise
 
     def _count(self, intake: _BrokerIntake) -> None:
         """Move one batch's counts into the metrics; log dropped kinds at most once a minute."""

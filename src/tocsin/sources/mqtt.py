@@ -132,6 +132,8 @@ def _reason(error: BaseException) -> str:
         return "refused"
     if isinstance(error, aiomqtt.MqttCodeError):
         return "connection lost"
+    if isinstance(error, ConnectionResetError):
+        return "closed"
     text = str(error).lower()
     if "timed out" in text:
         return "timeout"
@@ -168,6 +170,7 @@ class BrokerLink:
         self._paho: paho.Client | None = None
         self._sock: _ReadAhead | None = None
         self._paused = False
+        self._closing = ""  # why we end the connection ourselves
         self._session_seen = False
         self.session_present: bool | None = None
         self.subscribed: list[SubscribeResult] = []
@@ -264,6 +267,23 @@ class BrokerLink:
             asyncio.get_running_loop().call_soon(self._readable, sock)
         except Exception as exc:  # noqa: BLE001 - a broken connection: end it, the loop reconnects
             self._lost(exc)
+
+    def reconnect(self, why: str) -> None:
+        """End the connection (the run loop makes a new one): the broker resends what is
+        not acknowledged."""
+        if self._paho is not None and self._connected.is_set():
+            self._closing = why
+            self._paho.disconnect()
+
+    def _close_socket(self) -> None:
+        """Close a socket paho left open (a failure it did not see); stop watching it first."""
+        sock = self._sock
+        if sock is None or sock.fileno() < 0:
+            return
+        loop = asyncio.get_running_loop()
+        loop.remove_reader(sock.fileno())
+        loop.remove_writer(sock.fileno())
+        sock.close()
 
     def _lost(self, exc: BaseException) -> None:
         client = self._client
@@ -365,7 +385,8 @@ class BrokerLink:
                     self._connected.set()
                     self._announce_session()
                     self._on_state("connected", {"session_present": self.session_present})
-                    await client._disconnected
+                    await client._disconnected  # aiomqtt's; set when the connection ends
+                    raise ConnectionResetError(self._closing or "closed")
             except asyncio.CancelledError:
                 raise
             except Exception as exc:  # noqa: BLE001 - any failure: log, count, retry
@@ -376,10 +397,12 @@ class BrokerLink:
                 )
             finally:
                 self._connected.clear()
+                self._close_socket()
                 self._client = None
                 self._paho = None
                 self._sock = None
                 self._paused = False
+                self._closing = ""
             if time.monotonic() - started > _STABLE:
                 delay = broker.reconnect_min
             wait = delay / 2 + random.uniform(0, delay / 2)  # noqa: S311 - jitter, not crypto
