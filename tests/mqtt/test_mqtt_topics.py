@@ -10,16 +10,25 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from tocsin.mqtt.settings import Subscription, parse_brokers, parse_subscriptions
-from tocsin.mqtt.topics import Router, TopicFields, filter_error, matches, split_share
-from tocsin.yamlsrc import load_yaml
+from tocsin.mqtt.topics import Router, TopicFields, filter_error, matches, overlap, split_share
+from tocsin.yamlsrc import SourceError, load_yaml
 
 
 def subscriptions(*filters: str) -> tuple[Subscription, ...]:
-    """Return one subscription per filter, on one broker, in this order."""
-    items = "".join(f"    - {{topic: '{f}', name: s{i}}}\n" for i, f in enumerate(filters))
-    doc = load_yaml(f"mqtt:\n  brokers: {{b: {{host: h}}}}\nsources:\n  mqtt:\n{items}", name="t")
-    brokers = parse_brokers(doc["mqtt"], doc.mark, Path())
-    return parse_subscriptions(doc["sources"]["mqtt"], doc.mark, brokers)
+    """Return one subscription per filter, on one broker, in this order.
+
+    Each is parsed on its own: the config refuses overlapping filters on one broker, but the
+    router must still pick the first of them if it ever gets some.
+    """
+    found: list[Subscription] = []
+    for i, f in enumerate(filters):
+        item = f"    - {{topic: '{f}', name: s{i}}}\n"
+        doc = load_yaml(
+            f"mqtt:\n  brokers: {{b: {{host: h}}}}\nsources:\n  mqtt:\n{item}", name="t"
+        )
+        brokers = parse_brokers(doc["mqtt"], doc.mark, Path())
+        found.extend(parse_subscriptions(doc["sources"]["mqtt"], doc.mark, brokers))
+    return tuple(found)
 
 
 @pytest.mark.parametrize(
@@ -229,3 +238,39 @@ def test_router_agrees_with_matches(filter_: str, topic: str) -> None:
     (subscription,) = subscriptions(filter_)
     routed = Router([subscription]).route(topic)
     assert (routed is subscription) is matches(filter_, topic)
+
+
+@pytest.mark.parametrize(
+    ("first", "second", "expected"),
+    [
+        ("a/b", "a/b", True),
+        ("a/+", "a/b", True),
+        ("a/#", "a", True),
+        ("a", "a/+", False),
+        ("a/b", "a/c", False),
+        ("#", "$SYS/x", False),
+        ("$SYS/#", "#", False),
+        ("+/b", "a/+", True),
+        ("a/b/c", "a/#", True),
+        ("sensors/#", "sensors/+/+/temp", True),
+        ("x/y", "x/y/z", False),
+        ("+", "$x", False),
+        ("a/+/c", "a/b/d", False),
+    ],
+)
+def test_overlap(first: str, second: str, expected: bool) -> None:
+    """Test that two filters overlap exactly when some topic matches both, either way round."""
+    assert overlap(first, second) is expected
+    assert overlap(second, first) is expected
+
+
+def test_overlapping_filters_on_one_broker_are_refused() -> None:
+    """Test that an MQTT 5 broker's one copy per matching subscription is ruled out at load."""
+    text = (
+        "mqtt:\n  brokers: {b: {host: h}}\nsources:\n  mqtt:\n"
+        "    - {topic: 'sensors/#', name: all}\n    - {topic: '$share/g/sensors/+/t', name: t}\n"
+    )
+    doc = load_yaml(text, name="t")
+    brokers = parse_brokers(doc["mqtt"], doc.mark, Path())
+    with pytest.raises(SourceError, match=r"t:6:7: topic '\$share/g/sensors/\+/t' overlaps"):
+        parse_subscriptions(doc["sources"]["mqtt"], doc.mark, brokers)

@@ -15,7 +15,7 @@ from pathlib import Path
 from typing import Any
 
 from tocsin.model import LEVELS
-from tocsin.mqtt.topics import TopicFields, filter_error, split_share
+from tocsin.mqtt.topics import TopicFields, filter_error, overlap, split_share
 from tocsin.rules.schema import (
     check_keys,
     expect_bool,
@@ -368,6 +368,16 @@ def parse_subscriptions(
                 f"topic {subscription.filter!r} on broker '{subscription.broker}' is subscribed "
                 f"twice (first at line {first.line})",
             )
+        for other in subscriptions:
+            if other.broker == subscription.broker and overlap(
+                other.topic_filter, subscription.topic_filter
+            ):
+                raise SourceError(
+                    at,
+                    f"topic {subscription.filter!r} overlaps {other.filter!r} on broker "
+                    f"'{subscription.broker}': an MQTT 5 broker would deliver a message matching "
+                    "both twice; narrow one of them",
+                )
         first = names.setdefault(subscription.name, at)
         if first is not at:
             raise SourceError(

@@ -16,7 +16,15 @@ from typing import TYPE_CHECKING
 if TYPE_CHECKING:
     from tocsin.mqtt.settings import Subscription
 
-__all__ = ["MAX_TOPIC_BYTES", "Router", "TopicFields", "filter_error", "matches", "split_share"]
+__all__ = [
+    "MAX_TOPIC_BYTES",
+    "Router",
+    "TopicFields",
+    "filter_error",
+    "matches",
+    "overlap",
+    "split_share",
+]
 
 MAX_TOPIC_BYTES = 65535  # an MQTT string's length is a 16-bit number
 _SHARE = "$share/"
@@ -80,6 +88,28 @@ def matches(filter_: str, topic: str) -> bool:
     if topic.startswith("$") and filter_.startswith(_WILDCARDS):
         return False
     return _match(filter_.split("/"), topic.split("/"))
+
+
+def overlap(first: str, second: str) -> bool:
+    """Return whether some topic matches both filters (without their `$share/GROUP/` prefix).
+
+    An MQTT 5 broker sends such a topic once per matching subscription, so the daemon
+    refuses two overlapping filters on one broker rather than make two events of a message.
+    """
+    a, b = first.split("/"), second.split("/")
+    if a[0] != b[0] and (
+        (a[0].startswith("$") and b[0] in _WILDCARDS)
+        or (b[0].startswith("$") and a[0] in _WILDCARDS)
+    ):
+        return False
+    for left, right in zip(a, b, strict=False):
+        if left == "#" or right == "#":
+            return True
+        if left not in (right, "+") and right != "+":
+            return False
+    longer = a if len(a) > len(b) else b
+    rest = longer[min(len(a), len(b)) :]
+    return not rest or rest == ["#"]
 
 
 @dataclass(frozen=True, slots=True)
