@@ -169,7 +169,8 @@ SNMP_RECEIVE_BUFFER = Gauge(
 )
 MQTT_MESSAGES = Counter(
     "tocsin_mqtt_messages_total",
-    "MQTT messages received, per subscription (resent duplicates not included).",
+    "MQTT messages received, per subscription (broker resends not included; repeats that "
+    "dedupe_key drops are).",
     ["subscription"],
 )
 MQTT_DROPPED = Counter(
@@ -180,8 +181,9 @@ MQTT_DROPPED = Counter(
 )
 MQTT_PAYLOAD_ERRORS = Counter(
     "tocsin_mqtt_payload_errors_total",
-    "MQTT payloads that failed, per subscription and reason (too large, invalid json, "
-    "invalid utf-8, ...); each became a decode_error event or was dropped, per on_error.",
+    "MQTT message problems, per subscription and reason: a payload that is too large, "
+    "invalid json or invalid utf-8 became a decode_error event or was dropped (on_error); "
+    "a failed host or message template or an unreadable time field still made its event.",
     ["subscription", "reason"],
 )
 MQTT_REDELIVERED = Counter(
