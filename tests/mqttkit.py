@@ -2,17 +2,19 @@
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import dataclasses
 import datetime
 import ipaddress
+import json
 import os
 import shutil
 import signal
 import socket
 import subprocess
 import time
-from collections.abc import Iterable, Iterator
+from collections.abc import AsyncIterator, Iterable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -24,21 +26,30 @@ from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import NameOID
 
 from tocsin.mqtt.settings import BrokerConfig
+from tocsin.sources.mqtt import BrokerLink, Delivery
 
 __all__ = [
+    "WAIT",
     "Broker",
     "Pki",
     "Publisher",
     "Tls",
+    "collect",
     "free_port",
     "link_config",
     "make_pki",
     "needs_mosquitto",
+    "payloads",
+    "refusing_subscriptions",
     "running_broker",
+    "running_link",
 ]
 
 MOSQUITTO = shutil.which("mosquitto") or "/usr/sbin/mosquitto"
 MOSQUITTO_PASSWD = shutil.which("mosquitto_passwd") or "/usr/bin/mosquitto_passwd"
+DYNSEC = next(Path("/usr/lib").glob("*/mosquitto_dynamic_security.so"), None)
+
+WAIT = 10.0  # seconds one awaited thing may take before a test fails
 
 needs_mosquitto = pytest.mark.skipif(
     not Path(MOSQUITTO).exists(), reason="mosquitto is not installed (scripts/bootstrap test)"
@@ -227,10 +238,37 @@ class Publisher:
         connection was down count too: paho sends them after it reconnects)."""
         deadline = time.monotonic() + timeout
         for info in infos:
-            while not info._published:  # noqa: SLF001 - is_published() raises for NO_CONN
+            while not info._published:  # is_published() raises for NO_CONN
                 if time.monotonic() > deadline:
                     raise AssertionError(f"message {info.mid} was not acknowledged in time")
                 time.sleep(0.005)
+
+
+def refusing_subscriptions(root: Path, *patterns: str) -> str:
+    """Return mosquitto.conf lines that refuse anonymous subscriptions matching `patterns`.
+
+    mosquitto's acl_file grants every subscription and filters at delivery; its dynamic
+    security plugin can refuse one in the SUBACK.
+    """
+    if DYNSEC is None:
+        pytest.skip("mosquitto's dynamic security plugin is not installed")
+    root.mkdir(parents=True, exist_ok=True)
+    acls = [{"acltype": "subscribePattern", "topic": p, "allow": False} for p in patterns]
+    config = {
+        "defaultACLAccess": {
+            "publishClientSend": True,
+            "publishClientReceive": True,
+            "subscribe": True,
+            "unsubscribe": True,
+        },
+        "clients": [],
+        "groups": [{"groupname": "anonymous", "roles": [{"rolename": "limited"}]}],
+        "roles": [{"rolename": "limited", "acls": acls}],
+        "anonymousGroup": "anonymous",
+    }
+    path = root / "dynamic-security.json"
+    path.write_text(json.dumps(config))
+    return f"plugin {DYNSEC}\nplugin_opt_config_file {path}\n"
 
 
 def link_config(port: int, **changes: object) -> BrokerConfig:
@@ -252,6 +290,39 @@ def link_config(port: int, **changes: object) -> BrokerConfig:
         outbox_limit=1000,
     )
     return dataclasses.replace(config, **changes)  # type: ignore[arg-type]
+
+
+@contextlib.asynccontextmanager
+async def running_link(link: BrokerLink, *, connect: bool = True) -> AsyncIterator[BrokerLink]:
+    """Run the link for the block (connected first, unless `connect` is false)."""
+    task = asyncio.create_task(link.run())
+    try:
+        if connect:
+            async with asyncio.timeout(WAIT):
+                await link.connected()
+        yield link
+    finally:
+        task.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await task
+
+
+async def collect(link: BrokerLink, count: int, *, ack: bool = True) -> list[Delivery]:
+    """Take `count` deliveries, acknowledging QoS 1 ones as they are taken unless `ack` is off."""
+    taken: list[Delivery] = []
+    async with asyncio.timeout(WAIT):
+        while len(taken) < count:
+            await link.wait()
+            batch = link.take(count - len(taken))
+            if ack:
+                link.ack([(d[0], d[1]) for d in batch if d[2]])
+            taken += batch
+    return taken
+
+
+def payloads(deliveries: list[Delivery]) -> list[bytes]:
+    """Return the payloads of deliveries."""
+    return [d[6] for d in deliveries]
 
 
 @dataclass(frozen=True)

@@ -83,19 +83,26 @@ _check_paho()
 class _ReadAhead:
     """A socket whose recv() is served from one large read: paho asks for 1-5 bytes at a time."""
 
-    __slots__ = ("_buf", "_pos", "_sock")
+    __slots__ = ("_buf", "_pos", "_sock", "failure")
 
     def __init__(self, sock: Any) -> None:
         self._sock = sock
         self._buf = b""
         self._pos = 0
+        self.failure: OSError | None = None  # why reading failed: paho only logs it
 
     def recv(self, size: int) -> bytes:
         """Return up to `size` buffered bytes, reading more only when the buffer is empty."""
         pos = self._pos
         buf = self._buf
         if pos >= len(buf):
-            buf = bytes(self._sock.recv(_READ_SIZE))  # BlockingIOError, SSLWantRead pass on
+            try:
+                buf = bytes(self._sock.recv(_READ_SIZE))
+            except (BlockingIOError, ssl.SSLWantReadError, ssl.SSLWantWriteError):
+                raise  # nothing to read yet
+            except OSError as exc:
+                self.failure = exc
+                raise
             if not buf:
                 return buf
             self._buf = buf
@@ -285,6 +292,11 @@ class BrokerLink:
         loop.remove_writer(sock.fileno())
         sock.close()
 
+    def _watch(self, sock: _ReadAhead) -> None:
+        """Read the new socket with ours, unless paho closed it already (the peer hung up)."""
+        if sock.fileno() >= 0:
+            asyncio.get_running_loop().add_reader(sock.fileno(), self._readable, sock)
+
     def _lost(self, exc: BaseException) -> None:
         client = self._client
         if client is not None and not client._disconnected.done():
@@ -297,8 +309,21 @@ class BrokerLink:
         client = self._client
         if client is None or not self._connected.is_set():
             raise BrokerDownError(f"broker {self.broker.name} is not connected")
+        # aiomqtt waits out its timeout for a PUBACK that a lost connection will never bring.
+        lost = client._disconnected
+        sending = asyncio.ensure_future(
+            client.publish(topic, payload, qos, retain, timeout=_PUBLISH_TIMEOUT)
+        )
         try:
-            await client.publish(topic, payload, qos, retain, timeout=_PUBLISH_TIMEOUT)
+            await asyncio.wait((sending, lost), return_when=asyncio.FIRST_COMPLETED)
+        finally:
+            unsent = not sending.done()
+            if unsent:
+                sending.cancel()
+        if unsent:
+            raise BrokerDownError(f"the connection to {self.broker.name} was lost")
+        try:
+            sending.result()
         except aiomqtt.MqttError as exc:
             raise BrokerDownError(f"publish to {self.broker.name} failed: {exc}") from None
 
@@ -357,16 +382,30 @@ class BrokerLink:
             assert aiomqtt_open is not None
             aiomqtt_open(c, userdata, sock)
             # Runs after aiomqtt's add_reader (same thread hop), so ours replaces it.
-            loop.call_soon_threadsafe(loop.add_reader, sock.fileno(), self._readable, sock)
+            loop.call_soon_threadsafe(self._watch, sock)
 
         def on_connect(c: paho.Client, userdata: Any, flags: Any, *rest: Any) -> None:
             self.session_present = bool(getattr(flags, "session_present", False))
             assert aiomqtt_connect is not None
             aiomqtt_connect(c, userdata, flags, *rest)
 
+        def on_disconnect(
+            c: paho.Client, userdata: Any, flags: Any, reason: Any, *rest: Any
+        ) -> None:
+            connecting = client._connected
+            if not connecting.done():  # aiomqtt ignores this and waits out its connect timeout
+                failure = self._sock.failure if self._sock is not None else None
+                connecting.set_exception(
+                    aiomqtt.MqttCodeError(reason, "connection lost before CONNACK")
+                    if failure is None
+                    else aiomqtt.MqttError(str(failure))
+                )
+            client._on_disconnect(c, userdata, flags, reason, *rest)
+
         inner._create_socket = create_socket  # type: ignore[method-assign]
         inner.on_socket_open = on_socket_open
         inner.on_connect = on_connect
+        inner.on_disconnect = on_disconnect
         return client
 
     async def run(self) -> None:
