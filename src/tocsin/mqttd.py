@@ -28,6 +28,7 @@ log = structlog.get_logger("tocsin.mqtt")
 
 MQTT_CHANNEL = "mqtt:"  # outbox channel prefix; the broker's name follows
 DEDUPE_FILE = "mqtt-dedupe.json"  # the identities `dedupe_key` saw lately, kept over a restart
+FILTERS_FILE = "mqtt-subscriptions.json"  # what each broker's session may be subscribed to
 _LOG_EVERY = 60.0  # seconds between log lines about one kind of dropped message
 
 # Queue events; `on_commit` runs once they are committed (the daemon's `_put`).
@@ -156,6 +157,7 @@ class MqttService:
     ) -> None:
         self._clock = clock
         self._dedupe_path = state_dir / DEDUPE_FILE if state_dir is not None else None
+        self._filters_path = state_dir / FILTERS_FILE if state_dir is not None else None
         self._batch = batch_events
         self._throttle = obs.Throttle(every=_LOG_EVERY)
         self.links: dict[str, BrokerLink] = {}
@@ -184,6 +186,7 @@ class MqttService:
     async def __aenter__(self) -> Self:
         """Start connecting to every broker; returns at once (connections come up on their own)."""
         self._load_identities()
+        self._find_stale_filters()
         for name, link in self.links.items():
             obs.MQTT_CONNECTED.labels(name).set(0)
             self._tasks.append(asyncio.create_task(link.run(), name=f"tocsin.mqtt.{name}"))
@@ -199,6 +202,37 @@ class MqttService:
         for name in self.links:
             obs.MQTT_CONNECTED.labels(name).set(0)
         self._save_identities()
+
+    def _find_stale_filters(self) -> None:
+        """Note the filters an earlier config subscribed to: a persistent session keeps them
+        (messages would still come) until they are unsubscribed at the next connect."""
+        if self._filters_path is None:
+            return
+        try:
+            saved = json.loads(self._filters_path.read_text(encoding="utf-8"))
+            for name, link in self.links.items():
+                current = {f for f, _qos in link.filters}
+                link.stale = [str(f) for f in saved.get(name, []) if f not in current]
+        except FileNotFoundError:
+            pass
+        except (OSError, ValueError, TypeError, AttributeError) as error:
+            log.warning(
+                "mqtt_filters_file_unreadable", path=str(self._filters_path), error=str(error)
+            )
+        self._save_filters()
+
+    def _save_filters(self) -> None:
+        if self._filters_path is None:
+            return
+        data = {
+            name: [f for f, _qos in link.filters] + link.stale for name, link in self.links.items()
+        }
+        try:
+            replace_text(self._filters_path, json.dumps(data, separators=(",", ":")))
+        except OSError as error:
+            log.warning(
+                "mqtt_filters_file_not_saved", path=str(self._filters_path), error=str(error)
+            )
 
     def _load_identities(self) -> None:
         """Take back the identities `dedupe_key` saw before a restart: a broker resends what
@@ -328,6 +362,8 @@ class MqttService:
             broker = link.broker if link is not None else None
             where = f"{broker.host}:{broker.port}" if broker is not None else ""
             if what == "connected":
+                if "unsubscribed" in about:
+                    self._save_filters()
                 obs.MQTT_CONNECTED.labels(name).set(1)
                 obs.MQTT_CONNECTS.labels(name).inc()
                 log.info("mqtt_connected", broker=name, address=where, **about)

@@ -12,6 +12,7 @@ from pathlib import Path
 import paho.mqtt.client as paho
 import pytest
 from daemon import Daemon, wait_until
+
 from mqttkit import Broker, Publisher, needs_mosquitto
 
 pytestmark = [pytest.mark.integration, needs_mosquitto]
@@ -169,7 +170,8 @@ def test_alerts_wait_in_the_outbox_while_the_broker_is_away(tmp_path: Path) -> N
         "reconnect_min: 50ms, reconnect_max: 300ms}\n"
     )
     rules = SENSOR_RULES.replace(
-        'topic: "alerts/{{ fields.site }}"', 'broker: alerts\n          topic: "alerts/{{ fields.site }}"'
+        'topic: "alerts/{{ fields.site }}"',
+        'broker: alerts\n          topic: "alerts/{{ fields.site }}"',
     )
     sources = SENSORS.replace("    - topic: sensors", "    - broker: sensors\n      topic: sensors")
     sources = sources.replace("    - topic: plain/#", "    - broker: sensors\n      topic: plain/#")
@@ -270,6 +272,43 @@ def test_broker_and_daemon_restarts_under_load_lose_nothing_and_double_nothing(
         seen = counts()
         assert sorted(seen) == list(range(total))
         assert {seq: n for seq, n in seen.items() if n != 1} == {}
+        assert daemon.stop() == 0
+    finally:
+        broker.stop(signal.SIGKILL)
+
+
+def test_removed_filters_are_unsubscribed_and_retained_messages_come_once(
+    tmp_path: Path,
+) -> None:
+    """A filter dropped from the config stops delivering; a retained message is not
+    delivered again at each connect of the persistent session (MQTT 5 retain handling)."""
+    broker = Broker(tmp_path / "broker")
+    broker.start()
+    daemon = Daemon(
+        tmp_path / "d", sources=SENSORS, extra=_broker_config(broker), rules=SENSOR_RULES
+    )
+    try:
+        with Publisher(broker.port) as pub:
+            Publisher.wait(
+                pub.send([("sensors/lima/d1/temp", json.dumps({"temp": 45}))], retain=True)
+            )
+        daemon.start()
+        wait_until(lambda: _metric(daemon, "tocsin_mqtt_messages_total") == 1, what="retained")
+        assert daemon.stop() == 0
+        daemon.sources = SENSORS.split("    - topic: plain/#", maxsplit=1)[0]  # plain/# is gone
+        daemon.__post_init__()  # rewrite the config
+        daemon.start()
+        wait_until(lambda: "unsubscribed" in daemon.output(), what="the stale filter dropped")
+        with Publisher(broker.port) as pub:
+            Publisher.wait(
+                pub.send([("plain/x", "gone"), ("sensors/lima/d2/temp", json.dumps({"temp": 1}))])
+            )
+        wait_until(lambda: _metric(daemon, "tocsin_mqtt_messages_total") == 1, what="one message")
+        time.sleep(0.3)  # a plain/x delivery or a second retained copy would be counted now
+        assert _metric(daemon, "tocsin_mqtt_messages_total") == 1
+        assert _metric(daemon, "tocsin_mqtt_messages_dropped_total") == 0
+        saved = json.loads((daemon.root / "state" / "mqtt-subscriptions.json").read_text())
+        assert saved == {"local": ["sensors/+/+/temp"]}
         assert daemon.stop() == 0
     finally:
         broker.stop(signal.SIGKILL)

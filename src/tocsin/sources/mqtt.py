@@ -166,7 +166,7 @@ class BrokerLink:
         on_state: Callable[[str, dict[str, Any]], None] | None = None,
     ) -> None:
         self.broker = broker
-        self._filters = list(filters)
+        self.filters = list(filters)
         self._high_water = high_water
         self._on_state = on_state or (lambda _what, _about: None)
         self._deliveries: list[Delivery] = []
@@ -180,6 +180,8 @@ class BrokerLink:
         self._closing = ""  # why we end the connection ourselves
         self._session_seen = False
         self.session_present: bool | None = None
+        self.stale: list[str] = []  # filters an earlier config subscribed in the session
+        self.unsubscribed: list[str] = []  # stale filters dropped at the last connect
         self.subscribed: list[SubscribeResult] = []
 
     # ---------------------------------------------------------------- receiving
@@ -423,7 +425,10 @@ class BrokerLink:
                     await self._subscribe(client)
                     self._connected.set()
                     self._announce_session()
-                    self._on_state("connected", {"session_present": self.session_present})
+                    about: dict[str, Any] = {"session_present": self.session_present}
+                    if self.unsubscribed:
+                        about["unsubscribed"] = self.unsubscribed
+                    self._on_state("connected", about)
                     await client._disconnected  # aiomqtt's; set when the connection ends
                     raise ConnectionResetError(self._closing or "closed")
             except asyncio.CancelledError:
@@ -450,20 +455,33 @@ class BrokerLink:
             delay = min(delay * 2, broker.reconnect_max)
 
     async def _subscribe(self, client: aiomqtt.Client) -> None:
-        """Subscribe to every filter in one request; a refused filter is logged, not fatal."""
-        if not self._filters:
-            return
+        """Drop filters the config no longer has, then subscribe to every filter in one
+        request; a refused filter is logged, not fatal."""
+        self.unsubscribed = []
+        if self.stale:
+            if self.session_present:
+                await client.unsubscribe(self.stale)
+                self.unsubscribed = self.stale
+            self.stale = []
         v5 = self.broker.version == "5"
         topics: list[tuple[str, Any]] = [
             (
                 f,
-                SubscribeOptions(qos=qos, noLocal=not f.startswith("$share/")) if v5 else qos,
+                SubscribeOptions(
+                    qos=qos,
+                    noLocal=not f.startswith("$share/"),  # not our own publishes (no loops)
+                    retainHandling=SubscribeOptions.RETAIN_SEND_IF_NEW_SUB,  # not at every connect
+                )
+                if v5
+                else qos,
             )
-            for f, qos in self._filters
+            for f, qos in self.filters
         ]
+        if not topics:
+            return
         codes: Sequence[Any] = await client.subscribe(topics)
         results = []
-        for (f, _qos), code in zip(self._filters, codes, strict=True):
+        for (f, _qos), code in zip(self.filters, codes, strict=True):
             value = int(getattr(code, "value", code))  # a ReasonCode, or an int on 3.1.1
             if value >= 0x80:
                 results.append(SubscribeResult(f, None, str(code) if value != 0x80 else "refused"))
