@@ -165,11 +165,10 @@ class TopicFields:
 
 
 class Router:
-    """Attribute a received topic to the first subscription, in config order, that matches it.
+    """Attribute a received topic to the subscription of one broker whose filter matches it.
 
-    A broker may deliver one copy per matching subscription or merge them into one; either
-    way each message is counted once, against this one subscription. Give it the
-    subscriptions of one broker.
+    The config refuses overlapping filters on one broker; should several match anyway, the
+    first in config order wins.
     """
 
     __slots__ = ("_cache", "_cache_size", "_exact", "_wildcards")
