@@ -433,12 +433,16 @@ _SUBSCRIPTION_ERRORS = [
         "time_field needs the json decoder",
     ),
     (ONE_SUBSCRIPTION + "      time_field: a..b\n", 7, "time_field 'a..b' is not a dotted path"),
-    (ONE_SUBSCRIPTION + "      max_payload: 0\n", 7, "max_payload must be from 1B to 256MiB"),
-    (ONE_SUBSCRIPTION + "      max_payload: 257MiB\n", 7, "max_payload must be from 1B to 256MiB"),
+    (ONE_SUBSCRIPTION + "      max_payload: 0\n", 7, "max_payload must be between 1B and 256MiB"),
     (
-        ONE_SUBSCRIPTION + "      max_payload: 1GiB\n",
+        ONE_SUBSCRIPTION + "      max_payload: 257MiB\n",
         7,
-        "max_payload must be bytes, or a size like 256KiB or 1MiB",
+        "max_payload must be between 1B and 256MiB",
+    ),
+    (
+        ONE_SUBSCRIPTION + "      max_payload: 1TiB\n",
+        7,
+        "max_payload must be bytes, or a size like 512KiB or 8MiB",
     ),
     (ONE_SUBSCRIPTION + "      broker: locl\n", 7, "unknown broker 'locl' (did you mean 'local'?)"),
     (

@@ -88,7 +88,11 @@ def test_defaults(tmp_path: Path) -> None:
         ("    listen: ['1.2.3.4:99999']\n", 4, "port 99999 is not 0 to 65535"),
         ("    listen: []\n", 4, "sources.snmp.listen needs at least one address"),
         ("    receive_buffer: 1KiB\n", 4, "receive_buffer must be between 4KiB and 1GiB"),
-        ("    receive_buffer: lots\n", 4, "receive_buffer must be bytes, or a size like 8MiB"),
+        (
+            "    receive_buffer: lots\n",
+            4,
+            "receive_buffer must be bytes, or a size like 512KiB or 8MiB",
+        ),
         ("    engine_id: 0x80zz\n", 4, "engine_id '0x80zz' is not hex"),
         ("    engine_id: 0x8000000001\n", 4, "quote the engine_id ('0x8000...')"),
         ("    engine_id: 80000009030000000001\n", 4, "quote the engine_id ('0x8000...')"),

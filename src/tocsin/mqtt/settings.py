@@ -23,6 +23,7 @@ from tocsin.rules.schema import (
     expect_map,
     expect_str,
     parse_duration,
+    parse_size,
 )
 from tocsin.rules.templates import Template, TemplateCompileError, compile_template
 from tocsin.yamlsrc import Mark, MarkedMap, SourceError, did_you_mean, key_mark, value_mark
@@ -83,8 +84,6 @@ _SUBSCRIPTION_KEYS = (
     "dedupe_key",
     "dedupe_window",
 )
-_SIZE = re.compile(r"(\d+)\s*(B|KiB|MiB|)", re.IGNORECASE)
-_UNITS = {"": 1, "b": 1, "kib": 1 << 10, "mib": 1 << 20}
 _MAX_SESSION_EXPIRY = 2**32 - 2  # 2**32 - 1 means "never expires" in MQTT 5
 
 
@@ -427,7 +426,13 @@ def _subscription(spec: Any, where: Mark, brokers: Mapping[str, BrokerConfig]) -
         program=expect_str(data.get("program", "mqtt"), at("program"), "program"),
         level=str(level),
         time_field=time_field,
-        max_payload=_size(data.get("max_payload", 1 << 20), at("max_payload")),
+        max_payload=parse_size(
+            data.get("max_payload", 1 << 20),
+            at("max_payload"),
+            "max_payload",
+            least=1,
+            most=256 << 20,
+        ),
         on_error=_choice(data, "on_error", ON_ERROR, at("on_error")),
         dedupe_key=_template(data, "dedupe_key", at("dedupe_key")),
         dedupe_window=_seconds(data, "dedupe_window", 600.0, at, least=1.0, most=7 * 86400.0),
@@ -492,17 +497,3 @@ def _template(data: MarkedMap, key: str, where: Mark) -> Template | None:
         return compile_template(source)
     except TemplateCompileError as exc:
         raise SourceError(where, f"{key} is not a valid template: {exc}") from None
-
-
-def _size(value: Any, where: Mark) -> int:
-    """Parse max_payload: bytes, or a number with B, KiB or MiB."""
-    if isinstance(value, int) and not isinstance(value, bool):
-        size = value
-    else:
-        match = _SIZE.fullmatch(expect_str(value, where, "max_payload").strip())
-        if match is None:
-            raise SourceError(where, "max_payload must be bytes, or a size like 256KiB or 1MiB")
-        size = int(match[1]) * _UNITS[match[2].lower()]
-    if not 1 <= size <= 256 << 20:
-        raise SourceError(where, "max_payload must be from 1B to 256MiB")
-    return size

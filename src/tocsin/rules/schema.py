@@ -18,6 +18,7 @@ __all__ = [
     "expect_str",
     "kind_of",
     "parse_duration",
+    "parse_size",
     "plain_errors",
 ]
 
@@ -117,6 +118,34 @@ def check_keys(
     for key in required:
         if key not in data:
             raise errors(data.mark, f"missing required key '{key}'")
+
+
+_SIZE = re.compile(r"(\d+)\s*(B|KiB|MiB|GiB|)", re.IGNORECASE)
+_SIZE_UNITS = {"": 1, "b": 1, "kib": 1 << 10, "mib": 1 << 20, "gib": 1 << 30}
+
+
+def _shown_size(size: int) -> str:
+    """Write a bound the way a config would: 4KiB, 256MiB, 1GiB."""
+    for unit, factor in (("GiB", 1 << 30), ("MiB", 1 << 20), ("KiB", 1 << 10)):
+        if size >= factor and size % factor == 0:
+            return f"{size // factor}{unit}"
+    return f"{size}B"
+
+
+def parse_size(value: Any, where: Mark, what: str, *, least: int, most: int) -> int:
+    """Parse a byte count: a number, or one with B, KiB, MiB or GiB; within [least, most]."""
+    if isinstance(value, int) and not isinstance(value, bool):
+        size = value
+    else:
+        match = _SIZE.fullmatch(expect_str(value, where, what).strip())
+        if match is None:
+            raise SourceError(where, f"{what} must be bytes, or a size like 512KiB or 8MiB")
+        size = int(match[1]) * _SIZE_UNITS[match[2].lower()]
+    if not least <= size <= most:
+        raise SourceError(
+            where, f"{what} must be between {_shown_size(least)} and {_shown_size(most)}"
+        )
+    return size
 
 
 _DURATION = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*(ms|s|m|h|d)?\s*$")

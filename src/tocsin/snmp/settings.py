@@ -12,7 +12,14 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from tocsin.rules.schema import check_keys, expect_items, expect_list, expect_map, expect_str
+from tocsin.rules.schema import (
+    check_keys,
+    expect_items,
+    expect_list,
+    expect_map,
+    expect_str,
+    parse_size,
+)
 from tocsin.snmp.access import Community
 from tocsin.yamlsrc import Mark, SourceError, value_mark
 
@@ -33,8 +40,6 @@ ALL_IPV4 = "0.0.0.0"  # noqa: S104 - a trap receiver listens for the network; sn
 DEFAULT_LISTEN: tuple[tuple[str, int], ...] = ((ALL_IPV4, 162),)
 _KEYS = ("listen", "receive_buffer", "engine_id", "mibs", "communities", "users")
 _USER_KEYS = ("name", "auth", "auth_key", "priv", "priv_key", "engine_id", "min_level")
-_SIZE = re.compile(r"(\d+)\s*(KiB|MiB|GiB|)", re.IGNORECASE)
-_UNITS = {"": 1, "kib": 1 << 10, "mib": 1 << 20, "gib": 1 << 30}
 _MIN_KEY = 8  # RFC 3414, section 11.2: shorter passphrases are refused by net-snmp too
 
 
@@ -104,8 +109,12 @@ def parse_snmp(spec: Any, where: Mark, base: Path) -> SnmpConfig:
         seen[user.name] = index
     return SnmpConfig(
         listen=listen,
-        receive_buffer=_size(
-            data.get("receive_buffer", DEFAULT_RECEIVE_BUFFER), at("receive_buffer")
+        receive_buffer=parse_size(
+            data.get("receive_buffer", DEFAULT_RECEIVE_BUFFER),
+            at("receive_buffer"),
+            "receive_buffer",
+            least=4096,
+            most=1 << 30,
         ),
         engine_id=_engine_id(data["engine_id"], at("engine_id")) if "engine_id" in data else None,
         mib_dirs=mib_dirs,
@@ -138,19 +147,6 @@ def _address(value: Any, where: Mark) -> tuple[str, int]:
     except ValueError:
         raise SourceError(where, f"listen host {host!r} is not an IP address") from None
     return host, port
-
-
-def _size(value: Any, where: Mark) -> int:
-    if isinstance(value, int) and not isinstance(value, bool):
-        size = value
-    else:
-        match = _SIZE.fullmatch(expect_str(value, where, "receive_buffer").strip())
-        if match is None:
-            raise SourceError(where, "receive_buffer must be bytes, or a size like 8MiB or 512KiB")
-        size = int(match[1]) * _UNITS[match[2].lower()]
-    if not 4096 <= size <= 1 << 30:
-        raise SourceError(where, "receive_buffer must be between 4KiB and 1GiB")
-    return size
 
 
 def _engine_id(value: Any, where: Mark) -> bytes:
