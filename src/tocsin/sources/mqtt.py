@@ -29,11 +29,13 @@ import aiomqtt
 import paho.mqtt.client as paho
 import structlog
 from aiomqtt.exceptions import MqttConnectError
+from paho.mqtt.enums import CallbackAPIVersion
 from paho.mqtt.packettypes import PacketTypes
 from paho.mqtt.properties import Properties
 from paho.mqtt.subscribeoptions import SubscribeOptions
 
 from tocsin.mqtt.settings import BrokerConfig
+from tocsin.mqtt.wire import Publish, split_publish
 
 __all__ = ["BrokerDownError", "BrokerLink", "Delivery", "SubscribeResult"]
 
@@ -67,14 +69,16 @@ class SubscribeResult:
 
 
 def _check_paho() -> None:
-    """Refuse to run on a paho or aiomqtt whose internals differ from what this module uses."""
+    """Refuse to run on a paho whose internals differ from what this module uses."""
+    client = paho.Client(CallbackAPIVersion.VERSION2)
+    message = paho.MQTTMessage(1, b"t")
     missing = [
         name
-        for name in ("_create_socket", "_packet_queue", "manual_ack_set", "loop_read")
-        if not hasattr(paho.Client, name)
-    ]
-    if missing:
-        raise ImportError(f"unsupported paho-mqtt version: no Client.{', '.join(missing)}")
+        for name in ("_create_socket", "_packet_queue", "_in_packet", "_last_bytes_received")
+        if not hasattr(client, name)
+    ] + [name for name in ("_topic",) if not hasattr(message, name)]
+    if missing or not isinstance(client._in_packet, dict):
+        raise ImportError(f"unsupported paho-mqtt version: it lacks {', '.join(missing)}")
 
 
 _check_paho()
@@ -110,6 +114,13 @@ class _ReadAhead:
         chunk = buf[pos : pos + size]
         self._pos = pos + len(chunk)
         return chunk
+
+    def take_publish(self, v5: bool) -> Publish | None:
+        """Take the plain PUBLISH packet at the read position, if a whole one is buffered."""
+        found = split_publish(self._buf, self._pos, v5=v5)
+        if found is not None:
+            self._pos = found[0]
+        return found
 
     def pending(self) -> int:
         """Bytes readable without a syscall: ours plus what TLS decrypted and holds."""
@@ -177,6 +188,7 @@ class BrokerLink:
         self._paho: paho.Client | None = None
         self._sock: _ReadAhead | None = None
         self._paused = False
+        self._v5 = broker.version == "5"
         self._closing = ""  # why we end the connection ourselves
         self._session_seen = False
         self.session_present: bool | None = None
@@ -226,22 +238,20 @@ class BrokerLink:
         return len(data) // 4
 
     def _on_message(self, _client: Any, _userdata: Any, message: paho.MQTTMessage) -> None:
-        try:
-            topic: str | None = message.topic
-        except UnicodeDecodeError:
-            topic = None
-        deliveries = self._deliveries
-        deliveries.append(
-            (
-                self.generation,
-                message.mid,
-                message.qos,
-                message.dup,
-                message.retain,
-                topic,
-                bytes(message.payload),
-            )
+        """Take a message paho decoded (a packet the fast path left to it)."""
+        self._deliver(
+            message.mid, message.qos, message.dup, message.retain, message._topic, message.payload
         )
+
+    def _deliver(  # noqa: PLR0917 - the fields of one message, as the packet carries them
+        self, mid: int, qos: int, dup: bool, retain: bool, topic: bytes, payload: bytes | bytearray
+    ) -> None:
+        try:
+            text: str | None = topic.decode()
+        except UnicodeDecodeError:
+            text = None
+        deliveries = self._deliveries
+        deliveries.append((self.generation, mid, qos, dup, retain, text, bytes(payload)))
         if len(deliveries) == 1:
             self._ready.set()
         if len(deliveries) >= self._high_water and not self._paused:
@@ -263,12 +273,28 @@ class BrokerLink:
             loop.call_soon(self._readable, sock)  # bytes may already be buffered
 
     def _readable(self, sock: _ReadAhead) -> None:
-        """Read packets until the buffer is empty or this wake's share is used."""
+        """Read packets until the buffer is empty or this wake's share is used.
+
+        Between packets (paho holds none half-read), a whole plain PUBLISH in the buffer is
+        decoded here; everything else goes through paho's loop_read.
+        """
         client = self._paho
         if client is None or sock is not self._sock or self._paused:
             return
+        v5 = self._v5
+        taken = 0
         try:
             for _ in range(_PACKETS_PER_WAKE):
+                if client._in_packet["command"] == 0:
+                    found = sock.take_publish(v5)
+                    if found is not None:
+                        taken += 1
+                        _, header, topic, mid, payload = found
+                        qos = (header >> 1) & 3
+                        self._deliver(mid, qos, bool(header & 8), bool(header & 1), topic, payload)
+                        if self._paused:
+                            return
+                        continue
                 if client.loop_read() != paho.MQTT_ERR_SUCCESS or self._paused:
                     return
                 if not sock.pending():
@@ -276,6 +302,9 @@ class BrokerLink:
             asyncio.get_running_loop().call_soon(self._readable, sock)
         except Exception as exc:  # noqa: BLE001 - a broken connection: end it, the loop reconnects
             self._lost(exc)
+        finally:
+            if taken:
+                client._last_bytes_received = time.monotonic()  # paho's keepalive clock
 
     def reconnect(self, why: str) -> None:
         """End the connection (the run loop makes a new one): the broker resends what is
