@@ -102,7 +102,7 @@ BERLIN: Delivery = (1, 1, 1, False, False, "sensors/berlin/temp", b'{"v": 1}')
 def test_the_intake_routes_maps_and_counts() -> None:
     """Test routing to the subscription that matches, the events, acks and drop counts."""
     intake, _ = configured()
-    events, acks = intake.take(
+    events, acks, _ = intake.take(
         [
             BERLIN,
             (1, 0, 0, False, True, "sensors/berlin/hum", b"55"),
@@ -135,7 +135,7 @@ def test_the_intake_skips_a_resend_it_took_and_keeps_one_it_did_not() -> None:
     intake.take([BERLIN], RECEIVED)
     resend = (2, 1, 1, True, False, "sensors/berlin/temp", b'{"v": 1}')
     unseen = (2, 9, 1, True, False, "sensors/paris/temp", b'{"v": 2}')
-    events, acks = intake.take([resend, unseen], RECEIVED)
+    events, acks, _ = intake.take([resend, unseen], RECEIVED)
     assert [event.fields["site"] for event in events] == ["paris"]
     assert acks == [(2, 1), (2, 9)]
     assert intake.dropped == {"duplicate": 1}
@@ -143,11 +143,22 @@ def test_the_intake_skips_a_resend_it_took_and_keeps_one_it_did_not() -> None:
     assert intake.received == {"temps": 2}  # the first batch's and paris
 
 
+def test_a_batch_that_never_reached_the_queue_is_forgotten() -> None:
+    """Test that forgetting a lost batch lets the broker's resends of it through as new."""
+    intake, _ = configured()
+    _, _, learned = intake.take([BERLIN], RECEIVED)
+    intake.forget(learned)  # its put was cancelled: nothing of it was queued
+    resend = (2, 1, 1, True, False, "sensors/berlin/temp", b'{"v": 1}')
+    events, _, _ = intake.take([resend], RECEIVED)
+    assert [event.fields["site"] for event in events] == ["berlin"]
+    assert intake.dropped == {}
+
+
 def test_the_intake_keeps_repeated_qos0_and_unflagged_messages() -> None:
     """Test that only a flagged QoS 1 resend is skipped: QoS 0 and unflagged repeats count."""
     intake, _ = configured()
     hum: Delivery = (1, 0, 0, False, False, "sensors/berlin/hum", b"55")
-    events, _ = intake.take([BERLIN, BERLIN, hum, hum], RECEIVED)
+    events, _, _ = intake.take([BERLIN, BERLIN, hum, hum], RECEIVED)
     assert len(events) == 4
     assert intake.dropped == {}
 

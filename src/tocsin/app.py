@@ -301,6 +301,8 @@ class Daemon:
                 await asyncio.wait({waiter, processor}, return_when=asyncio.FIRST_COMPLETED)
                 waiter.cancel()
                 clean = await self._shutdown(sources, processor, writer)
+                if mqtt is not None:
+                    mqtt.keep_identities = clean
             finally:
                 for task in (*sources, processor, *senders):
                     task.cancel()

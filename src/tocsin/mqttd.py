@@ -30,9 +30,14 @@ MQTT_CHANNEL = "mqtt:"  # outbox channel prefix; the broker's name follows
 DEDUPE_FILE = "mqtt-dedupe.json"  # the identities `dedupe_key` saw lately, kept over a restart
 FILTERS_FILE = "mqtt-subscriptions.json"  # what each broker's session may be subscribed to
 _LOG_EVERY = 60.0  # seconds between log lines about one kind of dropped message
+_DISCONNECT_WAIT = 5.0  # seconds for the links to disconnect cleanly at shutdown
 
 # Queue events; `on_commit` runs once they are committed (the daemon's `_put`).
 Put = Callable[[list[Event], float, str, Callable[[], None] | None], Awaitable[None]]
+
+# What one batch taught the duplicate checks: its QoS 1 messages (topic, mid, payload), and
+# the (subscription, identity) pairs `dedupe_key` made.
+Learned = tuple[list[tuple[str, int, bytes]], list[tuple[str, str]]]
 
 # Reasons a message made no event (besides payloads a subscription drops).
 DUPLICATE = "duplicate"
@@ -95,10 +100,29 @@ class _BrokerIntake:
 
     def take(
         self, deliveries: list[Delivery], received: float
+    ) -> tuple[list[Event], list[tuple[int, int]], Learned]:
+        """Return the events of a batch, the (generation, mid) of its QoS 1 messages, and
+        what the duplicate checks learned from it (to `forget` if its events are lost)."""
+        learned: Learned = ([], [])
+        try:
+            events, acks = self._take(deliveries, received, learned)
+        except BaseException:
+            self.forget(learned)
+            raise
+        return events, acks, learned
+
+    def forget(self, learned: Learned) -> None:
+        """Unlearn a batch whose events never reached the queue: its resends are new."""
+        self.redeliveries.forget(learned[0])
+        for name, key in learned[1]:
+            self.identities[name][1].forget(key)
+
+    def _take(
+        self, deliveries: list[Delivery], received: float, learned: Learned
     ) -> tuple[list[Event], list[tuple[int, int]]]:
-        """Return the events of a batch and the (generation, mid) of its QoS 1 messages."""
         events: list[Event] = []
         acks: list[tuple[int, int]] = []
+        messages, keys = learned
         route = self.router.route
         repeated = self.redeliveries.repeated
         mappers = self.mappers
@@ -116,28 +140,33 @@ class _BrokerIntake:
             if subscription is None:
                 self._drop(NO_SUBSCRIPTION)
                 continue
-            if qos and repeated(topic, mid, payload, dup):
-                self._drop(DUPLICATE)
-                continue
+            if qos:
+                if repeated(topic, mid, payload, dup):
+                    self._drop(DUPLICATE)
+                    continue
+                messages.append((topic, mid, payload))
             name = subscription.name
             counts[name] = counts.get(name, 0) + 1
             event = mappers[name].map(topic, topic.split("/"), payload, qos, retain, received)
             if event is None:
                 continue
-            if identities and name in identities and self._seen(identities[name], event):
-                self._drop(DUPLICATE)
-                continue
+            if identities and name in identities:
+                key = self._identity(identities[name][0], event)
+                if key:
+                    if identities[name][1].repeated(key, event.received):
+                        self._drop(DUPLICATE)
+                        continue
+                    keys.append((name, key))
             events.append(event)
         return events, acks
 
-    def _seen(self, identity: tuple[Template, RecentKeys], event: Event) -> bool:
-        """Whether the event's configured identity was seen lately; no identity: not a repeat."""
-        template, recent = identity
+    @staticmethod
+    def _identity(template: Template, event: Event) -> str:
+        """The event's configured identity; "" (no duplicate check) when it cannot be made."""
         try:
-            key = template.render(event.fields)
+            return template.render(event.fields)
         except (ValueError, RecursionError):  # TemplateRenderError is a ValueError
-            return False
-        return bool(key) and recent.repeated(key, event.received)
+            return ""
 
     def _drop(self, reason: str) -> None:
         self.dropped[reason] = self.dropped.get(reason, 0) + 1
@@ -173,6 +202,9 @@ class MqttService:
             if mine:
                 self._intakes[name] = _BrokerIntake(broker, mine)
         self._tasks: list[asyncio.Task[None]] = []
+        # False when the stop gave up batches uncommitted: their identities must not be
+        # kept, or the broker's resends of those messages would count as duplicates.
+        self.keep_identities = True
 
     @property
     def channels(self) -> dict[str, Callable[[Sequence[Outgoing]], Awaitable[int]]]:
@@ -197,11 +229,15 @@ class MqttService:
         await asyncio.sleep(0)  # let commit callbacks that are due queue their acks
         for task in self._tasks:
             task.cancel()
-        await asyncio.gather(*self._tasks, return_exceptions=True)
+        # aiomqtt waits up to 10 s for a clean disconnect; a dead link must not hold the stop.
+        _done, stuck = await asyncio.wait(self._tasks, timeout=_DISCONNECT_WAIT)
+        for task in stuck:
+            log.warning("mqtt_disconnect_timeout", task=task.get_name())
         self._tasks.clear()
         for name in self.links:
             obs.MQTT_CONNECTED.labels(name).set(0)
-        self._save_identities()
+        if self.keep_identities:
+            self._save_identities()
 
     def _find_stale_filters(self) -> None:
         """Note the filters an earlier config subscribed to: a persistent session keeps them
@@ -281,13 +317,17 @@ class MqttService:
                 await link.wait()
                 deliveries = link.take(self._batch)
                 received = self._clock.now()
-                events, pending = intake.take(deliveries, received)
+                events, pending, learned = intake.take(deliveries, received)
                 self._count(intake)
                 done = acks.add(pending)
-                if events:
-                    await put(events, received, "mqtt", done)
-                else:
+                if not events:
                     done()
+                    continue
+                try:
+                    await put(events, received, "mqtt", done)
+                except BaseException:
+                    intake.forget(learned)  # never queued: the broker's resends must count
+                    raise
         except Exception:
             # Deliveries taken and never acknowledged are resent only on a new connection;
             # without one the broker stops at its in-flight limit. Start afresh.
@@ -350,9 +390,26 @@ class MqttService:
                     break
                 delivered += 1
             obs.MQTT_PUBLISHED.labels(link.broker.name).inc(delivered)
+            self._report_refused(link)
             return delivered
 
         return send
+
+    def _report_refused(self, link: BrokerLink) -> None:
+        """Count and log publishes the broker refused: done with, as retrying cannot help."""
+        refused, link.refused = link.refused, []
+        name = link.broker.name
+        for reason in refused:
+            obs.MQTT_PUBLISH_REFUSED.labels(name, reason).inc()
+            held = self._throttle.allow((name, "publish refused", reason))
+            if held is not None:
+                log.error(
+                    "mqtt_publish_refused",
+                    broker=name,
+                    reason=reason,
+                    count=held + 1,
+                    note="the broker refused the message; it is not sent again",
+                )
 
     def _state_reporter(self, name: str) -> Callable[[str, dict[str, Any]], None]:
         """Log and count one broker's connection changes."""

@@ -218,6 +218,12 @@ MQTT_SUBSCRIBED = Gauge(
 MQTT_PUBLISHED = Counter(
     "tocsin_mqtt_published_total", "Messages published by actions, per broker.", ["broker"]
 )
+MQTT_PUBLISH_REFUSED = Counter(
+    "tocsin_mqtt_publish_refused_total",
+    "Messages from actions the broker refused (MQTT 5 reason code, e.g. not authorized); "
+    "they are not retried.",
+    ["broker", "reason"],
+)
 OUTBOX_PENDING = Gauge(
     "tocsin_outbox_pending", "Messages from actions waiting to be delivered.", ["channel"]
 )

@@ -95,3 +95,19 @@ def test_recent_keys_need_a_window_and_room(window: float, size: int) -> None:
     """Test that a non-positive window or no room is refused."""
     with pytest.raises(ValueError, match="window must be positive"):
         RecentKeys(window, size)
+
+
+def test_forgotten_messages_and_keys_are_new_again() -> None:
+    """Test that a batch whose events were lost can be taken again when it is resent."""
+    seen = Redeliveries()
+    assert not seen.repeated("a/b", 7, b"x", False)
+    seen.forget([("a/b", 7, b"x")])
+    assert not seen.repeated("a/b", 7, b"x", True)
+    keys = RecentKeys(window=60.0)
+    assert not keys.repeated("k", 1.0)
+    keys.forget("k")
+    assert not keys.repeated("k", 2.0)
+    assert keys.repeated("k", 3.0)
+    assert keys.entries() == [("k", 2.0)]
+    assert keys.repeated("k", 61.5)  # the forgotten 1.0 entry expired; the 2.0 one holds
+    assert not keys.repeated("k", 62.5)  # and now that one expired too

@@ -48,6 +48,12 @@ class Redeliveries:
             seen.discard(order.popleft())
         return False
 
+    def forget(self, messages: list[tuple[str, int, bytes]]) -> None:
+        """Unlearn (topic, mid, payload) of messages whose events were never queued: when
+        the broker resends them, they are new."""
+        for message in messages:
+            self._seen.discard(hash(message))
+
 
 class RecentKeys:
     """Identities seen within the last `window` seconds (at most `size` of them)."""
@@ -72,11 +78,8 @@ class RecentKeys:
         if key in seen:
             return True
         seen[key] = now
-        order = self._order
-        order.append((now, key))
-        if len(order) > self._size:
-            _, oldest = order.popleft()
-            seen.pop(oldest, None)
+        self._order.append((now, key))
+        self._trim()
         return False
 
     def entries(self) -> list[tuple[str, float]]:
@@ -90,13 +93,26 @@ class RecentKeys:
             if key not in self._seen:
                 self._seen[key] = at
                 self._order.append((at, key))
-                if len(self._order) > self._size:
-                    _, oldest = self._order.popleft()
-                    self._seen.pop(oldest, None)
+        self._trim()
+
+    def forget(self, key: str) -> None:
+        """Unlearn a key whose event was never queued."""
+        self._seen.pop(key, None)
+
+    def _trim(self) -> None:
+        """Drop the oldest entries beyond `size`."""
+        order = self._order
+        seen = self._seen
+        while len(order) > self._size:
+            at, key = order.popleft()
+            if seen.get(key) == at:
+                del seen[key]
 
     def _expire(self, now: float) -> None:
         order = self._order
+        seen = self._seen
         horizon = now - self._window
         while order and order[0][0] <= horizon:
-            _, key = order.popleft()
-            self._seen.pop(key, None)
+            at, key = order.popleft()
+            if seen.get(key) == at:  # not forgotten and seen again since
+                del seen[key]

@@ -74,7 +74,14 @@ def _check_paho() -> None:
     message = paho.MQTTMessage(1, b"t")
     missing = [
         name
-        for name in ("_create_socket", "_packet_queue", "_in_packet", "_last_bytes_received")
+        for name in (
+            "_create_socket",
+            "_packet_queue",
+            "_sock_close",
+            "_sock",
+            "_in_packet",
+            "_last_bytes_received",
+        )
         if not hasattr(client, name)
     ] + [name for name in ("_topic",) if not hasattr(message, name)]
     if missing or not isinstance(client._in_packet, dict):
@@ -193,6 +200,7 @@ class BrokerLink:
         self._session_seen = False
         self.session_present: bool | None = None
         self.stale: list[str] = []  # filters an earlier config subscribed in the session
+        self.refused: list[str] = []  # reasons the broker gave for refusing our publishes
         self.unsubscribed: list[str] = []  # stale filters dropped at the last connect
         self.subscribed: list[SubscribeResult] = []
 
@@ -314,14 +322,12 @@ class BrokerLink:
             self._paho.disconnect()
 
     def _close_socket(self) -> None:
-        """Close a socket paho left open (a failure it did not see); stop watching it first."""
-        sock = self._sock
-        if sock is None or sock.fileno() < 0:
-            return
-        loop = asyncio.get_running_loop()
-        loop.remove_reader(sock.fileno())
-        loop.remove_writer(sock.fileno())
-        sock.close()
+        """Close a socket paho left open (a failure it did not see) the way paho does, so
+        aiomqtt stops watching it and ends its keepalive task."""
+        client = self._paho
+        if client is not None and client._sock is not None:
+            with contextlib.suppress(OSError, ValueError):
+                client._sock_close()
 
     def _watch(self, sock: _ReadAhead) -> None:
         """Read the new socket with ours, unless paho closed it already (the peer hung up)."""
@@ -401,6 +407,7 @@ class BrokerLink:
         inner.on_message = self._on_message
         aiomqtt_open = inner.on_socket_open
         aiomqtt_connect = inner.on_connect
+        aiomqtt_published: Any = inner.on_publish
         make_socket = inner._create_socket
         loop = asyncio.get_running_loop()
 
@@ -435,8 +442,15 @@ class BrokerLink:
 
         inner._create_socket = create_socket  # type: ignore[method-assign]
         inner.on_socket_open = on_socket_open
+
+        def on_publish(c: paho.Client, userdata: Any, mid: int, code: Any, *rest: Any) -> None:
+            if getattr(code, "is_failure", False):  # MQTT 5: the broker refused the message
+                self.refused.append(str(code))
+            aiomqtt_published(c, userdata, mid, code, *rest)
+
         inner.on_connect = on_connect
         inner.on_disconnect = on_disconnect
+        inner.on_publish = on_publish
         return client
 
     async def run(self) -> None:
@@ -462,7 +476,10 @@ class BrokerLink:
                     raise ConnectionResetError(self._closing or "closed")
             except asyncio.CancelledError:
                 raise
-            except Exception as exc:  # noqa: BLE001 - any failure: log, count, retry
+            except Exception as exc:  # any failure: log, count, retry
+                task = asyncio.current_task()
+                if task is not None and task.cancelling():
+                    raise  # stopping: aiomqtt's disconnect failed, which must not hide that
                 up = self._connected.is_set()
                 self._on_state(
                     "disconnected" if up else "connect_failed",
