@@ -413,7 +413,11 @@ class Daemon:
         obs.EVENTS_RECEIVED.labels(source).inc(len(events))
         self._queued_events += len(events)
         obs.QUEUE_DEPTH.set(self._queued_events)
-        await self._queue.put(EventBatch(events, checkpoint, read_at, on_commit))
+        try:
+            await self._queue.put(EventBatch(events, checkpoint, read_at, on_commit))
+        except BaseException:  # cancelled while the queue was full (stopping): not queued
+            self._queued_events -= len(events)
+            raise
 
     async def _read_files(
         self, spec: FileSourceConfig, saved: dict[str, FileOffset], exclude: list[str]
