@@ -304,7 +304,8 @@ async def running_link(link: BrokerLink, *, connect: bool = True) -> AsyncIterat
     finally:
         task.cancel()
         with contextlib.suppress(asyncio.CancelledError):
-            await task
+            async with asyncio.timeout(WAIT):  # a link that ignores its cancel fails the test
+                await task
 
 
 async def collect(link: BrokerLink, count: int, *, ack: bool = True) -> list[Delivery]:

@@ -91,6 +91,15 @@ def _check_paho() -> None:
 _check_paho()
 
 
+def _stop_if_cancelled() -> None:
+    """Raise the cancellation that Python 3.11's asyncio.wait_for (which aiomqtt awaits
+    with) can swallow when its future completes as the task is cancelled: else a stopping
+    link would go on to wait on its connection forever."""
+    task = asyncio.current_task()
+    if task is not None and task.cancelling():
+        raise asyncio.CancelledError
+
+
 class _ReadAhead:
     """A socket whose recv() is served from one large read: paho asks for 1-5 bytes at a time."""
 
@@ -466,6 +475,7 @@ class BrokerLink:
             try:
                 async with client:
                     await self._subscribe(client)
+                    _stop_if_cancelled()
                     self._connected.set()
                     self._announce_session()
                     about: dict[str, Any] = {"session_present": self.session_present}
@@ -476,10 +486,8 @@ class BrokerLink:
                     raise ConnectionResetError(self._closing or "closed")
             except asyncio.CancelledError:
                 raise
-            except Exception as exc:  # any failure: log, count, retry
-                task = asyncio.current_task()
-                if task is not None and task.cancelling():
-                    raise  # stopping: aiomqtt's disconnect failed, which must not hide that
+            except Exception as exc:  # noqa: BLE001 - any failure: log, count, retry
+                _stop_if_cancelled()  # stopping: a failed disconnect must not hide that
                 up = self._connected.is_set()
                 self._on_state(
                     "disconnected" if up else "connect_failed",
