@@ -160,7 +160,7 @@ SNMP_DROPPED = Counter(
 )
 SNMP_INFORMS_ACKED = Counter(
     "tocsin_snmp_informs_acknowledged_total",
-    "Informs answered, each once its event was in the pipeline.",
+    "Informs answered, each once its event was committed.",
 )
 SNMP_RECEIVE_BUFFER = Gauge(
     "tocsin_snmp_receive_buffer_bytes",

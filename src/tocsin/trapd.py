@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import functools
 import json
 import os
 from collections.abc import Awaitable, Callable
@@ -24,9 +25,12 @@ from tocsin.snmp.settings import SnmpConfig
 from tocsin.sources.snmp import Intake, ListenAddress, TrapIntake, TrapSocket
 from tocsin.sources.snmpv3 import V3Receiver
 
-__all__ = ["TrapReceiver", "engine_identity", "load_mibs"]
+__all__ = ["Put", "TrapReceiver", "engine_identity", "load_mibs"]
 
 log = structlog.get_logger("tocsin.snmp")
+
+# Queue events (events, received, source, then a callback for once they are committed).
+Put = Callable[[list[Event], float, str, Callable[[], None] | None], Awaitable[None]]
 
 ENGINE_FILE = "snmp-engine.json"  # our v3 engine ID and boot count
 _MAX_BOOTS = 2**31 - 1
@@ -132,8 +136,9 @@ class TrapReceiver:
     async def __aexit__(self, *exc_info: object) -> None:
         await self._socket.__aexit__(*exc_info)
 
-    async def run(self, put: Callable[[list[Event], float], Awaitable[None]]) -> None:
-        """Receive until cancelled; `put` returns once the events are in the pipeline."""
+    async def run(self, put: Put) -> None:
+        """Receive until cancelled; `put` returns once the events are in the pipeline, and
+        calls its last argument once they are committed: then informs are answered."""
         watcher = asyncio.create_task(self._watch_drops(), name="tocsin.source.snmp.drops")
         unqueued = 0  # accepted traps of the batch in hand that are not in the queue yet
         try:
@@ -143,11 +148,14 @@ class TrapReceiver:
                 self._count(intake)
                 events = intake.events
                 unqueued = len(events)
+                answer = functools.partial(self._answer, intake)
                 for start in range(0, len(events), self._batch_events):  # the queue's unit
-                    await put(events[start : start + self._batch_events], received)
-                    unqueued -= min(self._batch_events, unqueued)
-                self._intake.acknowledge(intake, self._socket.send)
-                self._count_acks()
+                    last = start + self._batch_events >= len(events)
+                    chunk = events[start : start + self._batch_events]
+                    await put(chunk, received, "snmp", answer if last else None)
+                    unqueued -= len(chunk)
+                if not events:
+                    answer()  # resends of informs already answered, refusals to count
         except asyncio.CancelledError:
             # Stopping: traps read but not queued are lost (informs among them unanswered,
             # so their senders retry); they are counted, not silently dropped.
@@ -157,6 +165,11 @@ class TrapReceiver:
             raise
         finally:
             watcher.cancel()
+
+    def _answer(self, intake: Intake) -> None:
+        """Answer a batch's informs, once its events are committed (commits keep order)."""
+        self._intake.acknowledge(intake, self._socket.send)
+        self._count_acks()
 
     async def _watch_drops(self) -> None:
         """Read the kernel's drop counters every second, busy or idle (a storm may just stop)."""

@@ -252,7 +252,7 @@ class TrapIntake:
         self._v3 = v3
         self._clock = clock
         self.dropped: Counter[str] = Counter()  # reason -> packets, drained by the daemon
-        self.acknowledged = 0  # informs answered once queued, drained by the daemon
+        self.acknowledged = 0  # informs answered once committed, drained by the daemon
         self.reply_socket = 0  # where pysnmp's replies leave from: set around feed and ack
         self._throttle = Throttle(every=_REPORT_EVERY, clock=clock)
         # (sender, request-id) of recent v2c informs -> (first seen, answered yet)
@@ -273,7 +273,7 @@ class TrapIntake:
     def acknowledge(
         self, intake: Intake, send: Callable[[int, bytes, tuple[str, int]], None]
     ) -> None:
-        """Answer the batch's informs: call this once its events are in the pipeline."""
+        """Answer the batch's informs: call this once its events are committed."""
         for index, response, sender, request_id in intake.acks:
             send(index, response, sender)
             seen = (sender[:2], request_id)
