@@ -36,7 +36,12 @@ __all__ = [
     "MaintenanceCalendar",
     "MaintenanceWindow",
     "TimeRange",
+    "offset_change",
+    "parse_clock",
+    "parse_cyclic",
+    "parse_time_zone",
     "parse_windows",
+    "utc_offset",
 ]
 
 WEEKDAYS: tuple[str, ...] = (
@@ -202,8 +207,8 @@ class MaintenanceWindow:
             upcoming = self._cuts[index] if index < len(self._cuts) else _DAY
             step = at + (upcoming - minute) * 60
             offset = local.utcoffset()
-            if _offset(step, zone) != offset:
-                step = _offset_change(at, step, offset, zone)
+            if utc_offset(step, zone) != offset:
+                step = offset_change(at, step, offset, zone)
             if step > limit:
                 return None
             if self.active(step) != state:
@@ -223,17 +228,18 @@ class MaintenanceWindow:
         )
 
 
-def _offset(moment: int, zone: datetime.tzinfo) -> datetime.timedelta | None:
+def utc_offset(moment: int, zone: datetime.tzinfo) -> datetime.timedelta | None:
+    """Return the zone's UTC offset at an epoch second (None for a zone without one)."""
     return datetime.datetime.fromtimestamp(moment, zone).utcoffset()
 
 
-def _offset_change(
+def offset_change(
     before: int, after: int, offset: datetime.timedelta | None, zone: datetime.tzinfo
 ) -> int:
     """Return the first minute in (before, after] whose UTC offset differs from `offset`."""
     while after - before > 60:
         middle = before + (after - before) // 120 * 60
-        if _offset(middle, zone) == offset:
+        if utc_offset(middle, zone) == offset:
             before = middle
         else:
             after = middle
@@ -312,7 +318,9 @@ def _window(spec: Any, where: Mark, number: int) -> MaintenanceWindow:
     problem = matchers.unselective_reason()
     if problem is not None:
         raise errors(at("matchers"), f"'matchers' {problem}")
-    zone = _time_zone(data["time_zone"], at("time_zone"), errors) if "time_zone" in data else _UTC
+    zone = (
+        parse_time_zone(data["time_zone"], at("time_zone"), errors) if "time_zone" in data else _UTC
+    )
 
     one_off = [k for k in ("start", "end") if k in data]
     if "intervals" in data and one_off:
@@ -347,7 +355,8 @@ def _window(spec: Any, where: Mark, number: int) -> MaintenanceWindow:
     )
 
 
-def _time_zone(value: Any, where: Mark, errors: Errors) -> datetime.tzinfo:
+def parse_time_zone(value: Any, where: Mark, errors: Errors) -> datetime.tzinfo:
+    """Read an IANA time zone name; an unknown one is an error at its file:line."""
     name = expect_str(value, where, "'time_zone'", errors)
     try:
         return zoneinfo.ZoneInfo(name)
@@ -394,11 +403,11 @@ def _interval(spec: Any, where: Mark, errors: Errors) -> Interval:
     times: tuple[TimeRange, ...] = ()
     if "weekdays" in data:
         weekdays = frozenset(
-            d for item, at in items("weekdays") for d in _cyclic(item, at, "weekday", errors)
+            d for item, at in items("weekdays") for d in parse_cyclic(item, at, "weekday", errors)
         )
     if "months" in data:
         months = frozenset(
-            m + 1 for item, at in items("months") for m in _cyclic(item, at, "month", errors)
+            m + 1 for item, at in items("months") for m in parse_cyclic(item, at, "month", errors)
         )
     if "days_of_month" in data:
         days = tuple(_day_range(item, at, errors) for item, at in items("days_of_month"))
@@ -416,7 +425,7 @@ def _sexagesimal_hint(value: int) -> str:
     return f" (write ranges in quotes: unquoted, YAML reads {sign}{high}:{low} as {value})"
 
 
-def _cyclic(item: Any, where: Mark, kind: str, errors: Errors) -> list[int]:
+def parse_cyclic(item: Any, where: Mark, kind: str, errors: Errors) -> list[int]:
     """Read a weekday or month, or a range `a:b` of them that may wrap; 0-based indexes."""
     names = WEEKDAYS if kind == "weekday" else MONTHS
     if isinstance(item, int) and not isinstance(item, bool) and kind == "month":
@@ -484,7 +493,7 @@ def _day_range(item: Any, where: Mark, errors: Errors) -> DayRange:
     return DayRange(first, last)
 
 
-def _clock(value: Any, where: Mark, what: str, errors: Errors, *, end: bool) -> int:
+def parse_clock(value: Any, where: Mark, what: str, errors: Errors, *, end: bool) -> int:
     """Read `HH:MM` as minutes of the day; `24:00` only as an end."""
     if isinstance(value, int) and not isinstance(value, bool):
         high, low = divmod(value, 60)
@@ -509,8 +518,10 @@ def _clock(value: Any, where: Mark, what: str, errors: Errors, *, end: bool) -> 
 def _time_range(spec: Any, where: Mark, errors: Errors) -> TimeRange:
     data = expect_map(spec, where, "a time range", errors)
     check_keys(data, ("start", "end"), "time range option", errors, required=("start", "end"))
-    start = _clock(data["start"], value_mark(data, "start", where), "'start'", errors, end=False)
-    end = _clock(data["end"], value_mark(data, "end", where), "'end'", errors, end=True)
+    start = parse_clock(
+        data["start"], value_mark(data, "start", where), "'start'", errors, end=False
+    )
+    end = parse_clock(data["end"], value_mark(data, "end", where), "'end'", errors, end=True)
     if start == end:
         raise errors(where, "a time range must not start and end at the same time")
     return TimeRange(start, end)
