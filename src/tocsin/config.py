@@ -22,6 +22,7 @@ from tocsin.rules.schema import (
     expect_map,
     expect_str,
     parse_duration,
+    parse_path,
 )
 from tocsin.snmp.settings import SnmpConfig, parse_snmp
 from tocsin.yamlsrc import Mark, MarkedMap, SourceError, load_yaml_file, value_mark
@@ -118,11 +119,6 @@ def _section(data: MarkedMap, key: str, allowed: tuple[str, ...]) -> MarkedMap:
     return section
 
 
-def _path(base: Path, value: Any, where: Mark, what: str) -> Path:
-    path = Path(expect_str(value, where, what)).expanduser()
-    return path if path.is_absolute() else (base / path)
-
-
 def _timezone(value: Any, where: Mark) -> datetime.tzinfo | None:
     name = expect_str(value, where, "'timezone'")
     if name == "local":
@@ -143,7 +139,7 @@ def _file_source(base: Path, spec: Any, where: Mark) -> FileSourceConfig:
         return value_mark(data, key, where)
 
     paths = expect_items(data["path"], at("path"), "'path'")
-    patterns = tuple(str(_path(base, p, at("path"), "'path'")) for p in paths)
+    patterns = tuple(str(parse_path(base, p, at("path"), "'path'")) for p in paths)
     parser = data.get("parser", "auto")
     if parser not in PARSER_KINDS:
         raise SourceError(
@@ -249,9 +245,9 @@ def load_config(path: Path) -> Config:
     def at(key: str) -> Mark:
         return value_mark(root, key, root.mark)
 
-    state_dir = _path(base, root.get("state_dir", "state"), at("state_dir"), "'state_dir'")
+    state_dir = parse_path(base, root.get("state_dir", "state"), at("state_dir"), "'state_dir'")
     rule_list = expect_items(root.get("rules", "rules"), at("rules"), "'rules'")
-    rule_paths = tuple(_path(base, r, at("rules"), "a rules path") for r in rule_list)
+    rule_paths = tuple(parse_path(base, r, at("rules"), "a rules path") for r in rule_list)
 
     http_spec = _section(root, "http", ("host", "port", "tokens_file"))
     http = HttpConfig(
@@ -263,7 +259,7 @@ def load_config(path: Path) -> Config:
         port=expect_int(
             http_spec.get("port", 8465), value_mark(http_spec, "port", at("http")), "http.port"
         ),
-        tokens_file=_path(
+        tokens_file=parse_path(
             base,
             http_spec["tokens_file"],
             value_mark(http_spec, "tokens_file", at("http")),
@@ -273,7 +269,7 @@ def load_config(path: Path) -> Config:
         else None,
     )
     store_spec = _section(root, "store", ("path",))
-    store_path = _path(
+    store_path = parse_path(
         state_dir,
         store_spec.get("path", "tocsin.db"),
         value_mark(store_spec, "path", at("store")),
@@ -308,7 +304,7 @@ def load_config(path: Path) -> Config:
         tick=_duration(corr, "tick", defaults.tick, at("correlation"), 0.01),
     )
     muting_list = expect_items(root.get("muting"), at("muting"), "'muting'")
-    muting_paths = tuple(_path(base, m, at("muting"), "a muting file") for m in muting_list)
+    muting_paths = tuple(parse_path(base, m, at("muting"), "a muting file") for m in muting_list)
     windows, inhibit = load_muting(muting_paths)
     sources = _section(root, "sources", ("files", "snmp", "mqtt"))
     brokers = parse_brokers(root["mqtt"], at("mqtt"), base) if "mqtt" in root else {}

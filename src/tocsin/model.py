@@ -6,6 +6,7 @@ import enum
 import itertools
 import os
 import time
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -19,6 +20,7 @@ __all__ = [
     "IncidentChange",
     "IncidentState",
     "Outgoing",
+    "Put",
     "Severity",
     "StateRow",
     "level_from_number",
@@ -225,3 +227,9 @@ class Outgoing:
     channel: str
     rule: str
     body: dict[str, Any]
+
+
+# How a source queues events: (events, when received, source name, and a callback for once
+# everything they changed is committed: then MQTT messages and SNMP informs are answered).
+# It returns once the events are in the pipeline, which is the backpressure.
+Put = Callable[[list[Event], float, str, Callable[[], None] | None], Awaitable[None]]

@@ -14,7 +14,7 @@ import structlog
 from tocsin import obs
 from tocsin.engine.clock import Clock
 from tocsin.files import replace_text
-from tocsin.model import Event, Outgoing
+from tocsin.model import Event, Outgoing, Put
 from tocsin.mqtt.events import MessageMapper
 from tocsin.mqtt.redelivery import RecentKeys, Redeliveries
 from tocsin.mqtt.settings import BrokerConfig, Subscription
@@ -22,7 +22,7 @@ from tocsin.mqtt.topics import Router
 from tocsin.rules.templates import Template
 from tocsin.sources.mqtt import BrokerLink, Delivery
 
-__all__ = ["MQTT_CHANNEL", "AckQueue", "MqttService", "Put"]
+__all__ = ["MQTT_CHANNEL", "AckQueue", "MqttService"]
 
 log = structlog.get_logger("tocsin.mqtt")
 
@@ -32,8 +32,6 @@ FILTERS_FILE = "mqtt-subscriptions.json"  # what each broker's session may be su
 _LOG_EVERY = 60.0  # seconds between log lines about one kind of dropped message
 _DISCONNECT_WAIT = 5.0  # seconds for the links to disconnect cleanly at shutdown
 
-# Queue events; `on_commit` runs once they are committed (the daemon's `_put`).
-Put = Callable[[list[Event], float, str, Callable[[], None] | None], Awaitable[None]]
 
 # What one batch taught the duplicate checks: its QoS 1 messages (topic, mid, payload), and
 # the (subscription, identity) pairs `dedupe_key` made.

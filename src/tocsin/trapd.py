@@ -6,7 +6,6 @@ import asyncio
 import functools
 import json
 import os
-from collections.abc import Awaitable, Callable
 from pathlib import Path
 from typing import Self
 
@@ -15,7 +14,7 @@ import structlog
 from tocsin import obs
 from tocsin.engine.clock import Clock
 from tocsin.files import replace_text
-from tocsin.model import Event
+from tocsin.model import Put
 from tocsin.snmp.access import CommunityAccess
 from tocsin.snmp.events import TrapMapper
 from tocsin.snmp.mibcompile import compile_mibs
@@ -25,12 +24,10 @@ from tocsin.snmp.settings import SnmpConfig
 from tocsin.sources.snmp import Intake, ListenAddress, TrapIntake, TrapSocket
 from tocsin.sources.snmpv3 import V3Receiver
 
-__all__ = ["Put", "TrapReceiver", "engine_identity", "load_mibs"]
+__all__ = ["TrapReceiver", "engine_identity", "load_mibs"]
 
 log = structlog.get_logger("tocsin.snmp")
 
-# Queue events (events, received, source, then a callback for once they are committed).
-Put = Callable[[list[Event], float, str, Callable[[], None] | None], Awaitable[None]]
 
 ENGINE_FILE = "snmp-engine.json"  # our v3 engine ID and boot count
 _MAX_BOOTS = 2**31 - 1

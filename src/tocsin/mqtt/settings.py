@@ -23,6 +23,7 @@ from tocsin.rules.schema import (
     expect_map,
     expect_str,
     parse_duration,
+    parse_path,
     parse_size,
 )
 from tocsin.rules.templates import Template, TemplateCompileError, compile_template
@@ -286,11 +287,6 @@ def _whole(seconds: float, where: Mark) -> int:
     return int(seconds)
 
 
-def _path(base: Path, value: Any, where: Mark, what: str) -> Path:
-    path = Path(expect_str(value, where, what)).expanduser()
-    return path if path.is_absolute() else base / path
-
-
 def _password(data: MarkedMap, where: Mark, base: Path) -> str | None:
     """Read the password named by password_file or password_env, at load so errors show now."""
     given = [key for key in ("password_file", "password_env") if key in data]
@@ -305,7 +301,7 @@ def _password(data: MarkedMap, where: Mark, base: Path) -> str | None:
     if "username" not in data:
         raise SourceError(key_mark(data, key, where), f"{key} needs a username")
     if key == "password_file":
-        path = _path(base, data[key], at, key)
+        path = parse_path(base, data[key], at, key)
         try:
             password = path.read_text(encoding="utf-8").removesuffix("\n").removesuffix("\r")
         except UnicodeDecodeError:
@@ -337,7 +333,7 @@ def _tls(value: Any, where: Mark, base: Path) -> TlsConfig | None:
         files[key] = None
         if key in value:
             at = value_mark(value, key, where)
-            path = files[key] = _path(base, value[key], at, key)
+            path = files[key] = parse_path(base, value[key], at, key)
             if not path.is_file():
                 raise SourceError(at, f"tls {key}: no such file {path}")
     if (files["cert"] is None) != (files["key"] is None):

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import re
 from collections.abc import Callable, Iterable, Mapping
+from pathlib import Path
 from typing import Any
 
 from tocsin.yamlsrc import Mark, MarkedList, MarkedMap, SourceError, did_you_mean, key_mark
@@ -18,6 +19,7 @@ __all__ = [
     "expect_str",
     "kind_of",
     "parse_duration",
+    "parse_path",
     "parse_size",
     "plain_errors",
 ]
@@ -118,6 +120,12 @@ def check_keys(
     for key in required:
         if key not in data:
             raise errors(data.mark, f"missing required key '{key}'")
+
+
+def parse_path(base: Path, value: Any, where: Mark, what: str) -> Path:
+    """Read a path; `~` is expanded and a relative one is taken from `base`."""
+    path = Path(expect_str(value, where, what)).expanduser()
+    return path if path.is_absolute() else base / path
 
 
 _SIZE = re.compile(r"(\d+)\s*(B|KiB|MiB|GiB|)", re.IGNORECASE)

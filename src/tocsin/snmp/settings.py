@@ -18,6 +18,7 @@ from tocsin.rules.schema import (
     expect_list,
     expect_map,
     expect_str,
+    parse_path,
     parse_size,
 )
 from tocsin.snmp.access import Community
@@ -86,7 +87,8 @@ def parse_snmp(spec: Any, where: Mark, base: Path) -> SnmpConfig:
         )
     mibs = expect_items(data.get("mibs"), at("mibs"), "sources.snmp.mibs")
     mib_dirs = tuple(
-        _folder(base, item, value_mark(mibs, i, at("mibs"))) for i, item in enumerate(mibs)
+        parse_path(base, item, value_mark(mibs, i, at("mibs")), "a MIB folder")
+        for i, item in enumerate(mibs)
     )
     communities_spec = (
         expect_list(data["communities"], at("communities"), "sources.snmp.communities")
@@ -166,11 +168,6 @@ def _engine_id(value: Any, where: Mark) -> bytes:
     if not 5 <= len(raw) <= 32:
         raise SourceError(where, f"engine_id is {len(raw)} bytes; it must be 5 to 32")
     return raw
-
-
-def _folder(base: Path, value: Any, where: Mark) -> Path:
-    path = Path(expect_str(value, where, "a MIB folder")).expanduser()
-    return path if path.is_absolute() else base / path
 
 
 def _community(spec: Any, where: Mark) -> Community:
