@@ -17,19 +17,23 @@ from tocsin import __version__, obs
 from tocsin.actions.registry import action_kinds
 from tocsin.api.http import ApiServer
 from tocsin.config import Config, FileSourceConfig, describe
-from tocsin.desks import Maintenance, Silences, load_silences, load_windows
+from tocsin.desks import Incidents, Maintenance, Silences, load_silences, load_windows
 from tocsin.engine.clock import Clock, SystemClock
 from tocsin.engine.muting import Muter
 from tocsin.engine.pipeline import RULE_STAGES, BatchResult, Engine
-from tocsin.model import Event, FileOffset, Outgoing
+from tocsin.model import Event, FileOffset, IncidentChange, Outgoing, StateRow
 from tocsin.mqttd import MqttService
-from tocsin.outbox import OutboxSender
+from tocsin.notify.escalation import Escalator
+from tocsin.notify.grouping import Dispatcher
+from tocsin.notify.notifier import Notifier, Reaction
+from tocsin.notify.receivers import Senders, make_senders
+from tocsin.outbox import OutboxSender, Send
 from tocsin.parsers import Parser, make_parser
 from tocsin.records.incidents import IncidentBook
 from tocsin.records.priority import PRIORITIES
 from tocsin.rules.loader import RuleSet, load_rules
 from tocsin.sources.logfile import LogFileSource
-from tocsin.store.base import CommitBatch, Store
+from tocsin.store.base import CommitBatch, HistoryEntry, Store, StoreError
 from tocsin.store.sqlite import SqliteStore
 from tocsin.store.writer import StoreWriter
 from tocsin.tokens import TokenError, read_tokens
@@ -55,6 +59,7 @@ class EventBatch:
 
 
 _NOTHING = EventBatch([], None, 0.0)  # no batch arrived before the tick was due
+_NOTIFY_OUTBOX_LIMIT = 100_000  # notifications kept per receiver while it cannot be reached
 
 
 def load_ruleset(paths: tuple[Path, ...], *, brokers: Collection[str] | None = None) -> RuleSet:
@@ -148,6 +153,11 @@ class Daemon:
         self._outbox_done: dict[str, tuple[int, int]] = {}  # (sent, failures) exported so far
         self._outbox_throttle = obs.Throttle(every=60.0)
         self._mqtt: MqttService | None = None
+        self._notifier: Notifier | None = None
+        self._book: IncidentBook | None = None
+        self._send_failures: list[HistoryEntry] = []  # timeline notes of failed sends, to commit
+        self._failed_keys: set[str] = set()  # messages whose first failed send was noted
+        self._next_close = 0.0  # monotonic time of the next auto-close sweep
         self.ready = asyncio.Event()
 
     async def run(self, stop: asyncio.Event) -> bool:
@@ -176,9 +186,23 @@ class Daemon:
             saved = await writer.call(lambda s: s.load_offsets())
             open_incidents = await writer.call(lambda s: s.load_open_incidents())
             next_id = await writer.call(lambda s: s.next_incident_id())
-            book = IncidentBook(
-                priorities=config.priorities, next_id=next_id, open_incidents=open_incidents
+            settings = config.incidents
+            since = self.clock.now() - settings.reopen_window
+            resolved = (
+                await writer.call(lambda s: s.load_resolved_since(since))
+                if settings.reopen_window > 0
+                else []
             )
+            book = IncidentBook(
+                priorities=config.priorities,
+                next_id=next_id,
+                open_incidents=open_incidents,
+                resolved=resolved,
+                reopen_window=settings.reopen_window,
+                samples=settings.samples,
+            )
+            self._book = book
+            self._notifier = await self._make_notifier(writer)
             silences = await load_silences(writer)
             muter = Muter(silences=silences, inhibit=config.inhibit, open_incidents=open_incidents)
             self._maintenance = Maintenance(
@@ -222,6 +246,15 @@ class Daemon:
                     batch_events=config.batch_lines,
                 )
                 self._mqtt = mqtt
+            desk = Incidents(
+                book=book,
+                writer=writer,
+                commit=functools.partial(self._commit_changes, writer),
+                clock=self.clock.now,
+                schedules=settings.schedules,
+                users={name: user.as_dict() for name, user in settings.users.items()},
+                muter=muter,
+            )
             api = ApiServer(
                 host=config.http.host,
                 port=config.http.port,
@@ -229,6 +262,7 @@ class Daemon:
                 health=self._health,
                 silences=Silences(book=silences, muter=muter, writer=writer),
                 maintenance=self._maintenance,
+                incidents=desk,
                 tokens=tokens,
             )
             try:
@@ -244,11 +278,12 @@ class Daemon:
                 except OSError as exc:
                     await api.stop()
                     raise StartupError(str(exc.strerror or exc)) from None
-            senders: list[asyncio.Task[None]] = []
             if mqtt is not None:
                 # Closed after the final commits, so their acknowledgements still go out.
                 await traps.enter_async_context(mqtt)
-                senders = await self._start_senders(mqtt, writer)
+            notifying = make_senders(settings.receivers, report=self._send_failed)
+            traps.push_async_callback(notifying.close)
+            senders = await self._start_senders(mqtt, notifying, writer)
             # A file that several entries match belongs to the first of them, in config order.
             earlier = [
                 [p for spec in config.files[:i] for p in spec.patterns]
@@ -496,31 +531,64 @@ class Daemon:
         obs.QUEUE_DEPTH.set(self._queued_events)
         result = engine.process(batch.events)
         offsets = [batch.checkpoint] if batch.checkpoint is not None else []
-        committed = await self._commit(writer, result, offsets)
+        committed = await self._commit(
+            writer,
+            result.changes,
+            offsets,
+            state=result.state,
+            watermark=result.watermark,
+            outbox=result.outbox,
+        )
         committed.add_done_callback(_latency_observer(batch.read_at, self.clock.now))
         if batch.on_commit is not None:
             committed.add_done_callback(_succeeded(batch.on_commit))
         self._report(engine, result)
 
-    async def _commit(
-        self, writer: StoreWriter, result: BatchResult, offsets: list[FileOffset]
+    async def _commit_changes(
+        self, writer: StoreWriter, changes: list[IncidentChange]
     ) -> asyncio.Future[None]:
-        """Submit a batch's effects, its messages for the outbox among them."""
-        outbox = self._admit(result.outbox)
-        committed = await writer.submit(
-            CommitBatch.of(
-                result.changes,
-                offsets,
-                state=result.state,
-                watermark=result.watermark,
-                outbox=outbox,
-            )
+        """Commit an operator's change with what it sets off (the desk's path to the store)."""
+        committed = await self._commit(writer, changes, [])
+        if self._book is not None:
+            self._set_open_gauge(self._book)
+        return committed
+
+    async def _commit(
+        self,
+        writer: StoreWriter,
+        changes: list[IncidentChange],
+        offsets: list[FileOffset],
+        *,
+        state: list[StateRow] | None = None,
+        watermark: float | None = None,
+        outbox: list[Outgoing] | None = None,
+        reaction: Reaction | None = None,
+    ) -> asyncio.Future[None]:
+        """Submit changes with their notifications and pages, and the messages for the outbox."""
+        if reaction is None:
+            reaction = Reaction()
+        if self._notifier is not None and changes:
+            more = self._notifier.react(changes, self.clock.now())
+            reaction.changes.extend(more.changes)
+            reaction.history.extend(more.history)
+            reaction.outbox.extend(more.outbox)
+            reaction.groups.update(more.groups)
+        admitted = self._admit([*(outbox or ()), *reaction.outbox])
+        batch = CommitBatch.of(
+            [*changes, *reaction.changes],
+            offsets,
+            state=state,
+            watermark=watermark,
+            outbox=admitted,
         )
-        if outbox:
-            woken = {m.channel for m in outbox}
+        batch.history.extend(reaction.history)
+        batch.groups = reaction.groups
+        committed = await writer.submit(batch)
+        if admitted:
+            woken = {m.channel for m in admitted}
             for channel in woken:
                 sender = self._senders[channel]
-                sender.added(sum(1 for m in outbox if m.channel == channel))
+                sender.added(sum(1 for m in admitted if m.channel == channel))
                 committed.add_done_callback(_succeeded(sender.wake))
         return committed
 
@@ -549,15 +617,53 @@ class Daemon:
                 )
         return kept
 
+    async def _make_notifier(self, writer: StoreWriter) -> Notifier | None:
+        """Build routing, escalation and SLA from the incidents file; resume saved groups."""
+        settings = self.config.incidents
+        if not settings.receivers and settings.sla is None:
+            return None
+        dispatcher = Dispatcher(settings.route) if settings.route is not None else None
+        if dispatcher is not None:
+            saved = await writer.call(lambda s: s.load_groups())
+            restored = dispatcher.restore(saved)
+            if restored.dropped or restored.damaged:
+                log.warning(
+                    "notify_groups_dropped",
+                    route_gone=restored.dropped,
+                    damaged=restored.damaged,
+                    kept=restored.groups,
+                )
+            for incident in self._book.open_incidents() if self._book is not None else ():
+                dispatcher.observe(incident, self.clock.now())  # fresh views for what is live
+        escalator = (
+            Escalator(
+                policies=settings.policies, schedules=settings.schedules, users=settings.users
+            )
+            if settings.policies
+            else None
+        )
+        return Notifier(
+            receivers=settings.receivers,
+            dispatcher=dispatcher,
+            escalator=escalator,
+            sla=settings.sla,
+        )
+
     async def _start_senders(
-        self, mqtt: MqttService, writer: StoreWriter
+        self, mqtt: MqttService | None, notifying: Senders, writer: StoreWriter
     ) -> list[asyncio.Task[None]]:
-        """Start one outbox sender per broker; say so when rows wait for a channel now gone."""
+        """Start one outbox sender per channel; say so when rows wait for a channel now gone."""
+        channels: dict[str, tuple[Send, int]] = {
+            channel: (send, _NOTIFY_OUTBOX_LIMIT) for channel, send in notifying.sends.items()
+        }
+        if mqtt is not None:
+            for channel, send in mqtt.channels.items():
+                channels[channel] = (send, mqtt.outbox_limit(channel))
         tasks = []
-        for channel, send in mqtt.channels.items():
+        for channel, (send, limit) in channels.items():
             sender = OutboxSender(channel=channel, writer=writer, send=send)
             self._senders[channel] = sender
-            self._outbox_limits[channel] = mqtt.outbox_limit(channel)
+            self._outbox_limits[channel] = limit
             tasks.append(asyncio.create_task(sender.run(), name=f"tocsin.outbox.{channel}"))
         waiting = await writer.call(lambda s: s.count_outbox())
         for channel, count in waiting.items():
@@ -566,20 +672,98 @@ class Daemon:
                     "outbox_orphaned",
                     channel=channel,
                     messages=count,
-                    note="no configured broker sends these; they stay until it is configured again",
+                    note="nothing configured sends these; they stay until it is configured again",
                 )
         return tasks
 
+    def _send_failed(self, message: Outgoing, reason: str, permanent: bool) -> None:
+        """Count a failed send; note it on its incidents' timelines (once per message)."""
+        receiver = message.rule.removeprefix("notify:")
+        obs.NOTIFICATIONS_FAILED.labels(receiver, "permanent" if permanent else "transient").inc()
+        key = str(message.body.get("key", ""))
+        if not permanent and key in self._failed_keys:
+            return  # retried with backoff; the first failure is on the timeline already
+        if len(self._failed_keys) > 10_000:
+            self._failed_keys.clear()
+        self._failed_keys.add(key)
+        now = self.clock.now()
+        note = (
+            f"not delivered, given up: {reason}"
+            if permanent
+            else f"send failed, retrying with backoff: {reason}"
+        )
+        for incident_id in message.body.get("incidents", ()):
+            incident = self._book.by_id(int(incident_id)) if self._book is not None else None
+            state = str(incident.state) if incident is not None else ""
+            self._send_failures.append(
+                HistoryEntry(int(incident_id), now, state or None, state, message.rule, note,
+                             "notify")
+            )  # fmt: skip
+
     async def _tick(self, engine: Engine, writer: StoreWriter) -> None:
-        """Let event time follow the wall clock: fire due timers, drop idle keys."""
+        """Let event time follow the wall clock: fire due timers, drop idle keys; then climb
+        escalations, fire SLA marks (rules see them as events) and close old resolved ones."""
         if self._maintenance is not None:
             await self._maintenance.remind()
         result = engine.tick()
         if result.changes or result.state or result.outbox:
-            await self._commit(writer, result, [])
+            await self._commit(
+                writer,
+                result.changes,
+                [],
+                state=result.state,
+                watermark=result.watermark,
+                outbox=result.outbox,
+            )
         self._report(engine, result)
+        book = engine.book
+        now = self.clock.now()
+        if self._notifier is not None:
+            reaction = self._notifier.tick(list(book.open_incidents()), now)
+            if reaction.events:
+                marked = engine.process(reaction.events)
+                await self._commit(
+                    writer,
+                    marked.changes,
+                    [],
+                    state=marked.state,
+                    watermark=marked.watermark,
+                    outbox=marked.outbox,
+                    reaction=reaction,
+                )
+                self._report(engine, marked)
+            elif reaction:
+                await self._commit(writer, [], [], reaction=reaction)
+        if self._send_failures:
+            notes, self._send_failures = self._send_failures, []
+            await writer.submit(CommitBatch(history=notes))
+        book.forget_resolved(now - book.reopen_window)
+        await self._auto_close(writer, book, now)
         self._set_key_gauges(engine)
         self._export_outbox()
+
+    async def _auto_close(self, writer: StoreWriter, book: IncidentBook, now: float) -> None:
+        """Close incidents resolved longer than lifecycle.auto_close ago, a page a minute."""
+        after = self.config.incidents.auto_close
+        if after is None or time.monotonic() < self._next_close:
+            return
+        self._next_close = time.monotonic() + 60.0
+        try:
+            stale = await writer.call(lambda s: s.resolved_before(now - after, 500))
+        except StoreError as exc:
+            log.error("auto_close_failed", reason=exc.reason)
+            return
+        changes = []
+        for stored in stale:
+            incident = book.by_id(stored.id) or stored
+            if incident.state == "resolved":
+                changes.append(
+                    book.transition(incident, "closed", time=now, actor="tocsin:auto-close")
+                )
+        if changes:
+            await self._commit(writer, changes, [])
+            if len(stale) == 500:
+                self._next_close = 0.0  # more wait: the next tick takes the next page
 
     def _export_outbox(self) -> None:
         """Turn the senders' counters into metrics (once a tick: they change per message)."""

@@ -19,6 +19,7 @@ import structlog
 from tocsin import __version__
 from tocsin.actions.registry import action_kinds
 from tocsin.config import Config, CorrelationConfig, load_config
+from tocsin.incidents_cli import add_commands
 from tocsin.obs import configure_logging
 from tocsin.parsers import PARSER_KINDS
 from tocsin.records.priority import PriorityMatrix
@@ -92,6 +93,7 @@ def _parser() -> argparse.ArgumentParser:
     end = mw.add_parser("end", help="end an API-made window now")
     end.add_argument("name")
 
+    add_commands(sub)  # incidents, oncall, token
     sub.add_parser("version", help="print the version")
     return parser
 
@@ -272,6 +274,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         from tocsin import remote  # noqa: PLC0415 - only these commands need it
 
         return remote.silence(args) if args.command == "silence" else remote.maintenance(args)
+    if "remote" in args:  # set by incidents_cli.add_commands
+        return int(args.remote(args))
     print(__version__)
     return EXIT_OK
 

@@ -12,6 +12,7 @@ from typing import Any
 from tocsin.mqtt.settings import BrokerConfig, Subscription, parse_brokers, parse_subscriptions
 from tocsin.mute.inhibit import InhibitRule, parse_inhibit_rules
 from tocsin.mute.schedule import MaintenanceWindow, parse_windows
+from tocsin.notify.settings import IncidentSettings, load_incident_settings
 from tocsin.parsers import PARSER_KINDS
 from tocsin.records.priority import DEFAULT_MATRIX, PRIORITIES, RATINGS, PriorityMatrix
 from tocsin.rules.schema import (
@@ -42,6 +43,7 @@ _TOP = (
     "correlation",
     "muting",
     "mqtt",
+    "incidents",
 )
 _FILE_KEYS = (
     "path",
@@ -111,6 +113,8 @@ class Config:
     snmp: SnmpConfig | None = None  # None: no trap receiver
     mqtt_brokers: Mapping[str, BrokerConfig] = field(default_factory=dict)
     mqtt_subscriptions: tuple[Subscription, ...] = ()
+    incidents_path: Path | None = None
+    incidents: IncidentSettings = field(default_factory=IncidentSettings)
 
 
 def _section(data: MarkedMap, key: str, allowed: tuple[str, ...]) -> MarkedMap:
@@ -313,6 +317,11 @@ def load_config(path: Path) -> Config:
         if sources.get("mqtt") is not None
         else ()
     )
+    incidents_path: Path | None = None
+    incidents = IncidentSettings()
+    if root.get("incidents") is not None:
+        incidents_path = parse_path(base, root["incidents"], at("incidents"), "'incidents'")
+        incidents = load_incident_settings(incidents_path, brokers=brokers)
     files_spec = sources.get("files", [])
     files_where = value_mark(sources, "files", at("sources"))
     files_list = expect_list(files_spec, files_where, "sources.files") if files_spec else []
@@ -365,6 +374,8 @@ def load_config(path: Path) -> Config:
         else None,
         mqtt_brokers=brokers,
         mqtt_subscriptions=subscriptions,
+        incidents_path=incidents_path,
+        incidents=incidents,
     )
 
 
@@ -383,4 +394,6 @@ def describe(config: Config) -> Mapping[str, Any]:
             for b in config.mqtt_brokers.values()
         ],
         "mqtt_subscriptions": [s.filter for s in config.mqtt_subscriptions],
+        "incidents": str(config.incidents_path) if config.incidents_path else None,
+        "receivers": sorted(config.incidents.receivers),
     }

@@ -7,26 +7,33 @@ it and before the API answers, so what an operator was told took effect survives
 from __future__ import annotations
 
 import asyncio
+import copy
 import json
 import time
-from collections.abc import Sequence
+from collections.abc import Awaitable, Callable, Mapping, Sequence
 from dataclasses import replace
-from typing import cast
+from typing import Any, cast
 
 import structlog
 
 from tocsin import obs
+from tocsin.api.incidents import IncidentError
 from tocsin.engine.muting import Muter
+from tocsin.model import Incident, IncidentChange
 from tocsin.mute.matchers import Matchers
 from tocsin.mute.oneoff import OneOffWindow, WindowError
 from tocsin.mute.schedule import MaintenanceWindow
 from tocsin.mute.silences import Silence, SilenceBook, SilenceError, SilenceState
+from tocsin.oncall.schedule import OnCallSchedule
+from tocsin.records.incidents import IncidentBook, LifecycleError
 from tocsin.store.base import StoreError
 from tocsin.store.writer import StoreWriter
 
-__all__ = ["Maintenance", "Silences", "load_silences", "load_windows"]
+__all__ = ["Incidents", "Maintenance", "Silences", "load_silences", "load_windows"]
 
 log = structlog.get_logger("tocsin")
+
+_ONCALL_HORIZON = 90 * 86400.0  # how far ahead "until" looks for the next handoff
 
 
 async def load_silences(writer: StoreWriter) -> SilenceBook:
@@ -205,3 +212,134 @@ class Maintenance:
         await self.writer.call(lambda s: s.save_window(window.name, data))
         self.made[window.name] = window
         self._apply()
+
+
+class Incidents:
+    """The daemon's IncidentDesk: an operator's change is committed before the API answers.
+
+    Changes run on the live incident book in the event loop, between engine batches, and go
+    to the store through the same writer and reactions (notifications, escalation) as the
+    engine's, so the store sees them in the order they happened.
+    """
+
+    def __init__(
+        self,
+        *,
+        book: IncidentBook,
+        writer: StoreWriter,
+        commit: Callable[[list[IncidentChange]], Awaitable[asyncio.Future[None]]],
+        clock: Callable[[], float],
+        schedules: Mapping[str, OnCallSchedule],
+        users: Mapping[str, Mapping[str, str]],
+        muter: Muter | None = None,
+    ) -> None:
+        self.book = book
+        self.writer = writer
+        self._commit = commit
+        self._clock = clock
+        self._schedules = schedules
+        self._users = users
+        self._muter = muter
+
+    async def transition(
+        self, incident_id: int, to: str, *, actor: str, note: str = ""
+    ) -> Incident:
+        """Move an incident through its lifecycle (or reopen it), saved before return."""
+        incident = await self._find(incident_id)
+        return await self._apply(
+            incident,
+            lambda: self.book.transition(incident, to, time=self._clock(), actor=actor, note=note),
+        )
+
+    async def assign(
+        self,
+        incident_id: int,
+        *,
+        assignee: str | None,
+        group: str | None,
+        actor: str,
+        note: str = "",
+    ) -> Incident:
+        """Set the assignee and/or assignment group."""
+        incident = await self._find(incident_id)
+        return await self._apply(
+            incident,
+            lambda: self.book.assign(
+                incident, assignee=assignee, group=group, time=self._clock(), actor=actor, note=note
+            ),
+        )
+
+    async def comment(self, incident_id: int, *, text: str, actor: str) -> Incident:
+        """Add a comment to the incident's timeline."""
+        incident = await self._find(incident_id)
+        return await self._apply(
+            incident,
+            lambda: self.book.comment(incident, text=text, time=self._clock(), actor=actor),
+        )
+
+    async def rate(
+        self,
+        incident_id: int,
+        *,
+        impact: str | None,
+        urgency: str | None,
+        actor: str,
+        note: str = "",
+    ) -> Incident:
+        """Change impact and/or urgency; the priority follows."""
+        incident = await self._find(incident_id)
+        return await self._apply(
+            incident,
+            lambda: self.book.rate(
+                incident, impact=impact, urgency=urgency, time=self._clock(), actor=actor, note=note
+            ),
+        )
+
+    def oncall(self, at: float) -> list[dict[str, Any]]:
+        """Who is on call at `at` on every schedule, and until when."""
+        found: list[dict[str, Any]] = []
+        for name, schedule in self._schedules.items():
+            who = schedule.who(at)
+            horizon = at + _ONCALL_HORIZON
+            current = schedule.shifts(at, horizon)[:1] if who is not None else []
+            until = current[0][1] if current and current[0][1] < horizon else None
+            user = self._users.get(who) if who is not None else None
+            found.append(
+                {
+                    "schedule": name,
+                    "on_call": who,
+                    "user": dict(user) if user is not None else None,
+                    "until": until,
+                }
+            )
+        return found
+
+    async def _find(self, incident_id: int) -> Incident:
+        """The live incident, or the stored one when it left memory (closed, resolved long ago)."""
+        incident = self.book.by_id(incident_id)
+        if incident is not None:
+            return incident
+        try:
+            stored = await self.writer.call(lambda s: s.get_incident(incident_id))
+        except StoreError as exc:
+            raise IncidentError(503, exc.reason) from None
+        if stored is None:
+            raise IncidentError(404, f"no incident {incident_id}")
+        return self.book.by_id(incident_id) or stored  # it may have come back meanwhile
+
+    async def _apply(self, incident: Incident, change: Callable[[], IncidentChange]) -> Incident:
+        """Make the change on the live record, commit it and its reactions, then answer."""
+        try:
+            made = change()
+        except LifecycleError as exc:
+            raise IncidentError(409 if exc.conflict else 400, str(exc)) from None
+        if self._muter is not None:
+            self._muter.observe([made])
+        obs.INCIDENT_CHANGES.labels(made.op).inc()
+        snapshot = copy.copy(incident)
+        committed = await self._commit([made])
+        try:
+            await committed
+        except StoreError as exc:
+            raise IncidentError(503, f"the change was not saved: {exc.reason}") from None
+        return snapshot

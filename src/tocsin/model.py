@@ -13,6 +13,8 @@ from typing import Any
 __all__ = [
     "ITIL_OF_LEVEL",
     "LEVELS",
+    "OPEN_STATES",
+    "Escalation",
     "Event",
     "FileIdentity",
     "FileOffset",
@@ -154,10 +156,51 @@ class Event:
 
 
 class IncidentState(enum.StrEnum):
-    """Where an incident is in its lifecycle (later issues add the states in between)."""
+    """Where an incident is in its ITIL lifecycle; resolved and closed are not open."""
 
     NEW = "new"
+    ACKNOWLEDGED = "acknowledged"
+    IN_PROGRESS = "in_progress"
+    ON_HOLD = "on_hold"
     RESOLVED = "resolved"
+    CLOSED = "closed"
+
+
+# The states of an incident somebody still has to work on.
+OPEN_STATES: frozenset[str] = frozenset(
+    {
+        IncidentState.NEW,
+        IncidentState.ACKNOWLEDGED,
+        IncidentState.IN_PROGRESS,
+        IncidentState.ON_HOLD,
+    }
+)
+
+
+@dataclass(slots=True)
+class Escalation:
+    """Where an incident is on its escalation policy; kept with the incident across restarts."""
+
+    policy: str
+    level: int  # index of the level notified last (-1: none yet)
+    next_at: float | None  # when to climb (or repeat) unless acknowledged; None: stopped
+    rounds: int = 0  # how many times the last level was repeated
+
+    def to_dict(self) -> dict[str, Any]:
+        """Return the JSON form the store keeps."""
+        return {"policy": self.policy, "level": self.level, "next_at": self.next_at,
+                "rounds": self.rounds}  # fmt: skip
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> Escalation:
+        """Rebuild from `to_dict` data."""
+        next_at = data.get("next_at")
+        return cls(
+            policy=str(data["policy"]),
+            level=int(data["level"]),
+            next_at=None if next_at is None else float(next_at),
+            rounds=int(data.get("rounds", 0)),
+        )
 
 
 @dataclass(slots=True)
@@ -182,19 +225,38 @@ class Incident:
     labels: dict[str, str] = field(default_factory=dict)
     resolved_at: float | None = None
     muted: str = ""  # why its notifications are held right now (silence, maintenance, inhibit)
+    opened_at: float = 0.0  # when tocsin opened (or last reopened) it: SLA clocks start here
+    acknowledged_at: float | None = None
+    closed_at: float | None = None
+    assignee: str = ""
+    group: str = ""  # the assignment group
+    workaround: str = ""
+    reopened: int = 0  # times it was reopened
+    samples: list[dict[str, Any]] = field(default_factory=list)  # events behind it, bounded
+    sla_fired: list[str] = field(default_factory=list)  # "response:warning", "resolution:breach"
+    escalation: Escalation | None = None
+
+    @property
+    def is_open(self) -> bool:
+        """Whether somebody still has to work on it (not resolved or closed)."""
+        return self.state in OPEN_STATES
 
 
 @dataclass(slots=True)
 class IncidentChange:
     """What happened to one incident; `incident` is live, so `count` keeps the value then."""
 
-    op: str  # "open" | "update" | "resolve" | "mute" (its `muted` reason changed)
+    # "open" | "update" (more occurrences) | "resolve" | "mute" (its `muted` reason changed),
+    # and from operators and timers: "acknowledge" | "start" | "hold" | "assign" | "comment"
+    # | "rate" | "close" | "reopen" | "escalate" | "sla" | "notify" (a send failed or was held)
+    op: str
     incident: Incident
     time: float
     count: int
     actor: str
     previous: str | None = None  # the state before a state change
     note: str = ""  # for the timeline: what changed, when it is not the state
+    state: str | None = None  # the state right after it (`incident` may have moved on since)
 
 
 @dataclass(frozen=True, slots=True)

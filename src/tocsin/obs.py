@@ -20,6 +20,7 @@ __all__ = [
     "ACTIONS",
     "ACTIONS_FAILED",
     "BUILD",
+    "ESCALATIONS",
     "EVENTS_RECEIVED",
     "EVENT_LATENCY",
     "FILE_BYTES",
@@ -30,6 +31,9 @@ __all__ = [
     "FILE_LINES_CUT",
     "FILE_ROTATIONS",
     "INCIDENTS_OPEN",
+    "INCIDENT_CHANGES",
+    "NOTIFICATIONS",
+    "NOTIFICATIONS_FAILED",
     "PARSE_ERRORS",
     "QUEUE_CAPACITY",
     "QUEUE_DEPTH",
@@ -37,6 +41,8 @@ __all__ = [
     "RULE_ERRORS",
     "RULE_FAILURES",
     "RULE_MATCHES",
+    "SLA_BREACHES",
+    "SLA_WARNINGS",
     "SNMP_DROPPED",
     "SNMP_INFORMS_ACKED",
     "SNMP_PACKETS",
@@ -237,6 +243,32 @@ OUTBOX_DROPPED = Counter(
     "tocsin_outbox_dropped_total",
     "Messages from actions not kept because the channel's outbox was full.",
     ["channel"],
+)
+INCIDENT_CHANGES = Counter(
+    "tocsin_incident_changes_total",
+    "Changes operators and timers made to incidents (acknowledge, assign, escalate, ...).",
+    ["op"],
+)
+SLA_BREACHES = Counter(
+    "tocsin_sla_breaches_total", "Incidents that missed an SLA target.", ["priority", "kind"]
+)
+SLA_WARNINGS = Counter(
+    "tocsin_sla_warnings_total",
+    "Incidents that came near an SLA target (the configured warn_at share of it).",
+    ["priority", "kind"],
+)
+ESCALATIONS = Counter(
+    "tocsin_escalations_total", "Escalation levels notified, per policy.", ["policy", "level"]
+)
+NOTIFICATIONS = Counter(
+    "tocsin_notifications_total",
+    "Notifications queued for sending, per receiver and why (new, repeat, escalation, ...).",
+    ["receiver", "reason"],
+)
+NOTIFICATIONS_FAILED = Counter(
+    "tocsin_notifications_failed_total",
+    "Failed notification sends: transient ones are retried, permanent ones dropped.",
+    ["receiver", "kind"],
 )
 RULES_LOADED = Gauge("tocsin_rules_loaded", "Rules compiled and active.")
 RULE_ERRORS = Gauge("tocsin_rule_errors", "Rules rejected by validation at the last load.")

@@ -9,9 +9,9 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import quote
 
-from tocsin.client import ApiClient, ApiError
+from tocsin.client import ApiClient, ApiError, TargetError, find_target
 from tocsin.config import load_config
-from tocsin.tokens import TokenError, read_tokens
+from tocsin.tokens import TokenError, read_secret
 from tocsin.yamlsrc import SourceError
 
 __all__ = ["maintenance", "silence"]
@@ -21,29 +21,36 @@ EXIT_INVALID = 1
 
 
 def _client(args: argparse.Namespace) -> ApiClient | None:
-    """The API client for --url or --config (with the config's first token); None: reported."""
-    url = args.url or "http://127.0.0.1:8465"
+    """The API client for --url or --config (with the config's first token), else as
+    client.find_target says; None: reported."""
     token = args.token or os.environ.get("TOCSIN_TOKEN")
-    if args.config is not None:
+    if args.config is None:
+        env = {**os.environ, "TOCSIN_TOKEN": token} if token else os.environ
         try:
-            config = load_config(args.config)
-        except SourceError as exc:
+            target = find_target(url=args.url, token_file=None, env=env)
+        except TargetError as exc:
             print(exc, file=sys.stderr)
             return None
-        host = "127.0.0.1" if config.http.host in ("0.0.0.0", "::", "") else config.http.host  # noqa: S104
-        url = f"http://{host}:{config.http.port}"
-        if token is None and config.http.tokens_file is not None:
-            token = _first_token(config.http.tokens_file)
+        return ApiClient(base_url=target.url, token=target.token)
+    try:
+        config = load_config(args.config)
+    except SourceError as exc:
+        print(exc, file=sys.stderr)
+        return None
+    host = "127.0.0.1" if config.http.host in ("0.0.0.0", "::", "") else config.http.host  # noqa: S104
+    url = f"http://{host}:{config.http.port}"
+    if token is None and config.http.tokens_file is not None:
+        token = _first_token(config.http.tokens_file)
     return ApiClient(base_url=url, token=token)
 
 
 def _first_token(path: Path) -> str | None:
-    """The first token in a tokens file, if this user may read it."""
+    """The first token in a tokens file of bare tokens, if this user may read it (a file of
+    hashes holds none to send)."""
     try:
-        tokens = read_tokens(path)
+        return read_secret(path)
     except TokenError:
         return None
-    return tokens[0] if tokens else None
 
 
 def silence(args: argparse.Namespace) -> int:

@@ -42,7 +42,9 @@ class IncidentAction:
             self._fold(hit, env, folded)
             return
         if open_one is not None:
-            change = env.book.recur(open_one, time=time, count=hit.count, actor=f"rule:{self.rule}")
+            change = env.book.recur(
+                open_one, time=time, count=hit.count, actor=f"rule:{self.rule}", event=hit.event
+            )
         else:
             variables = hit.variables
             change = env.book.open(
@@ -59,6 +61,7 @@ class IncidentAction:
                 count=hit.count,
                 since=hit.since,
                 actor=f"rule:{self.rule}",
+                event=hit.event,
             )
         env.changes.append(change)
         if env.outputs is not None:

@@ -3,12 +3,11 @@
 from __future__ import annotations
 
 import time
-from collections.abc import Iterable
 from typing import Any, Protocol
 
 from aiohttp import web
 
-from tocsin.api.auth import require_token
+from tocsin.api.auth import Gate
 from tocsin.api.replies import error, read_json
 from tocsin.api.silences import parse_time
 from tocsin.mute import format_time
@@ -17,6 +16,7 @@ from tocsin.mute.oneoff import OneOffWindow, WindowError
 from tocsin.mute.schedule import MaintenanceWindow
 from tocsin.rules.schema import parse_duration
 from tocsin.store.base import StoreError
+from tocsin.tokens import Role
 from tocsin.yamlsrc import Mark, SourceError
 
 __all__ = ["MaintenanceDesk", "add_maintenance_routes"]
@@ -122,10 +122,8 @@ def _parse(body: Any, now: float) -> dict[str, Any]:
     }
 
 
-def add_maintenance_routes(
-    app: web.Application, desk: MaintenanceDesk, tokens: Iterable[str]
-) -> None:
-    """Register the maintenance endpoints; POST and DELETE require a token."""
+def add_maintenance_routes(app: web.Application, gate: Gate, desk: MaintenanceDesk) -> None:
+    """Register the maintenance endpoints; POST and DELETE need the operator role."""
 
     async def listing(_request: web.Request) -> web.Response:
         now = time.time()
@@ -156,6 +154,6 @@ def add_maintenance_routes(
             return error(503, f"the window was not ended: {exc.reason}")
         return web.json_response(_made_json(window, time.time()))
 
-    app.router.add_get("/api/v1/maintenance", listing)
-    app.router.add_post("/api/v1/maintenance", require_token(tokens, create))
-    app.router.add_delete("/api/v1/maintenance/{name}", require_token(tokens, end))
+    gate.route(app, "GET", "/api/v1/maintenance", listing, Role.VIEWER)
+    gate.route(app, "POST", "/api/v1/maintenance", create, Role.OPERATOR)
+    gate.route(app, "DELETE", "/api/v1/maintenance/{name}", end, Role.OPERATOR)

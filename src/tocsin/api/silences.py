@@ -4,18 +4,18 @@ from __future__ import annotations
 
 import datetime
 import time
-from collections.abc import Iterable
 from typing import Any, Protocol
 
 from aiohttp import web
 
-from tocsin.api.auth import require_token
+from tocsin.api.auth import Gate
 from tocsin.api.replies import error, read_json
 from tocsin.mute import LATEST, format_time
 from tocsin.mute.matchers import Matchers, parse_matchers
 from tocsin.mute.silences import Silence, SilenceError
 from tocsin.rules.schema import parse_duration
 from tocsin.store.base import StoreError
+from tocsin.tokens import Role
 from tocsin.yamlsrc import Mark, SourceError
 
 __all__ = ["SilenceDesk", "add_silence_routes", "parse_time", "silence_json"]
@@ -111,8 +111,8 @@ def _parse(body: Any, now: float) -> dict[str, Any]:
     }
 
 
-def add_silence_routes(app: web.Application, desk: SilenceDesk, tokens: Iterable[str]) -> None:
-    """Register the silence endpoints; POST and DELETE require a token."""
+def add_silence_routes(app: web.Application, gate: Gate, desk: SilenceDesk) -> None:
+    """Register the silence endpoints; POST and DELETE need the operator role."""
 
     async def listing(request: web.Request) -> web.Response:
         state = request.query.get("state")
@@ -151,7 +151,7 @@ def add_silence_routes(app: web.Application, desk: SilenceDesk, tokens: Iterable
             return error(503, f"the silence was not expired: {exc.reason}")
         return web.json_response(silence_json(silence, time.time()))
 
-    app.router.add_get("/api/v1/silences", listing)
-    app.router.add_get("/api/v1/silences/{id}", one)
-    app.router.add_post("/api/v1/silences", require_token(tokens, create))
-    app.router.add_delete("/api/v1/silences/{id}", require_token(tokens, expire))
+    gate.route(app, "GET", "/api/v1/silences", listing, Role.VIEWER)
+    gate.route(app, "GET", "/api/v1/silences/{id}", one, Role.VIEWER)
+    gate.route(app, "POST", "/api/v1/silences", create, Role.OPERATOR)
+    gate.route(app, "DELETE", "/api/v1/silences/{id}", expire, Role.OPERATOR)

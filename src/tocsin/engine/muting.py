@@ -135,7 +135,7 @@ class Muter:
         if not self.inhibitor.rules:
             return
         for change in changes:
-            if change.op == "open":
+            if change.op in ("open", "reopen"):
                 self.inhibitor.add_source(
                     change.incident.fingerprint, incident_labels(change.incident)
                 )

@@ -247,7 +247,7 @@ class _Env:
         if self.flapping:
             for change in fresh:
                 guard = self.flapping.get(change.incident.rule)
-                if guard is not None and change.op in ("open", "resolve"):
+                if guard is not None and change.op in ("open", "reopen", "resolve"):
                     guard.change(change.incident.key, change.time, self)
 
     def forget(self, rule_id: str, key: str) -> None:
@@ -284,7 +284,9 @@ class _Env:
         incident = self.book.get(fp)
         if incident is None:
             return
-        change = self.book.recur(incident, time=hit.time, actor=f"rule:{hit.rule.id}")
+        change = self.book.recur(
+            incident, time=hit.time, actor=f"rule:{hit.rule.id}", event=hit.event
+        )
         self.changes.append(change)
         if self.outputs is not None:
             self.outputs.append(

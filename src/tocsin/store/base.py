@@ -22,7 +22,7 @@ class StoreError(Exception):
 
 @dataclass(frozen=True, slots=True)
 class HistoryEntry:
-    """One state change on an incident's timeline."""
+    """One entry on an incident's timeline: a state change, comment, notification, ..."""
 
     incident_id: int
     time: float
@@ -30,6 +30,11 @@ class HistoryEntry:
     to_state: str
     actor: str
     note: str = ""
+    kind: str = "state"  # the IncidentChange op that made it ("state" for plain transitions)
+
+
+# Changes whose timeline entry is a plain state transition.
+_TRANSITIONS = frozenset({"open", "resolve", "acknowledge", "start", "hold", "close"})
 
 
 @dataclass(slots=True)
@@ -44,6 +49,7 @@ class CommitBatch:
     digests: dict[str, str] | None = None  # replaces every rule's saved digest
     forget: list[str] = field(default_factory=list)  # rules whose saved state goes first
     outbox: list[Outgoing] = field(default_factory=list)  # messages to send, in order
+    groups: dict[str, str | None] = field(default_factory=dict)  # notify groups: JSON or delete
 
     @classmethod
     def of(
@@ -61,19 +67,17 @@ class CommitBatch:
         for change in changes:
             incident = change.incident
             touched[incident.id] = incident
-            if change.op == "open":
-                history.append(HistoryEntry(incident.id, change.time, None, "new", change.actor))
-            elif change.op == "mute":
-                now = str(incident.state)
-                history.append(
-                    HistoryEntry(incident.id, change.time, now, now, change.actor, change.note)
+            op = change.op
+            if op == "update":
+                continue  # one more occurrence: the count says it, not the timeline
+            after = change.state or str(incident.state)
+            before = None if op == "open" else (change.previous or after)
+            kind = "state" if op in _TRANSITIONS else op
+            history.append(
+                HistoryEntry(
+                    incident.id, change.time, before, after, change.actor, change.note, kind
                 )
-            elif change.op == "resolve":
-                history.append(
-                    HistoryEntry(
-                        incident.id, change.time, change.previous, "resolved", change.actor
-                    )
-                )
+            )
         return cls(
             incidents=[copy.copy(i) for i in touched.values()],
             history=history,
@@ -93,6 +97,7 @@ class CommitBatch:
             or self.forget
             or self.watermark is not None
             or self.outbox
+            or self.groups
         )
 
     def extend(self, other: CommitBatch) -> None:
@@ -101,6 +106,7 @@ class CommitBatch:
         self.history.extend(other.history)
         self.offsets.extend(other.offsets)
         self.outbox.extend(other.outbox)
+        self.groups.update(other.groups)
         if other.forget:
             gone = set(other.forget)
             self.state = [row for row in self.state if row[0] not in gone]
@@ -136,7 +142,16 @@ class Store(Protocol):
         """Persist the whole batch in one transaction, or nothing and raise StoreError."""
 
     def load_open_incidents(self) -> list[Incident]:
-        """Return every incident that is not resolved, for the engine to resume with."""
+        """Return every open incident (not resolved or closed), for the engine to resume with."""
+
+    def load_resolved_since(self, since: float) -> list[Incident]:
+        """Return the incidents resolved (not closed) at or after `since` (reopen candidates)."""
+
+    def resolved_before(self, before: float, limit: int) -> list[Incident]:
+        """Return up to `limit` incidents resolved before `before` and not closed (auto-close)."""
+
+    def load_groups(self) -> dict[str, str]:
+        """Return every saved notification group (JSON) by id."""
 
     def next_incident_id(self) -> int:
         """Return one more than the largest incident id ever stored (1 when empty)."""
@@ -160,15 +175,23 @@ class Store(Protocol):
         """Return every API-made maintenance window, as JSON."""
 
     def list_incidents(
-        self, *, states: Sequence[str] | None = None, limit: int = 100, offset: int = 0
+        self,
+        *,
+        states: Sequence[str] | None = None,
+        priorities: Sequence[str] | None = None,
+        service: str | None = None,
+        assignee: str | None = None,
+        group: str | None = None,
+        limit: int = 100,
+        offset: int = 0,
     ) -> list[Incident]:
-        """Return incidents, newest first, optionally only those in one of `states`."""
+        """Return incidents, newest first, filtered by whichever filters are given."""
 
     def get_incident(self, incident_id: int) -> Incident | None:
         """Return one incident, or None."""
 
     def incident_history(self, incident_id: int) -> list[HistoryEntry]:
-        """Return an incident's state changes, oldest first."""
+        """Return an incident's timeline entries, oldest first."""
 
     def load_outbox(self, channel: str, after: int, limit: int) -> list[tuple[int, Outgoing]]:
         """Return up to `limit` of a channel's unsent messages with id > `after`, in id order."""

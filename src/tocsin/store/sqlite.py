@@ -14,7 +14,15 @@ from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from pathlib import Path
 
-from tocsin.model import FileIdentity, FileOffset, Incident, IncidentState, Outgoing
+from tocsin.model import (
+    OPEN_STATES,
+    Escalation,
+    FileIdentity,
+    FileOffset,
+    Incident,
+    IncidentState,
+    Outgoing,
+)
 from tocsin.obs import STORE_COMMIT_SECONDS, STORE_COMMITS
 from tocsin.store.base import CommitBatch, CorrelationSnapshot, HistoryEntry, StoreError
 
@@ -29,8 +37,9 @@ _I64_MAX = (1 << 63) - 1
 _UPSERT_INCIDENT = """
 INSERT INTO incidents (
     id, fingerprint, rule, key, title, state, priority, impact, urgency,
-    first_seen, last_seen, count, service, category, description, labels, resolved_at, muted
-) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)
+    first_seen, last_seen, count, service, category, description, labels, resolved_at, muted,
+    opened_at, acknowledged_at, closed_at, assignee, assignment_group, workaround, reopened, data
+) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)
 ON CONFLICT (id) DO UPDATE SET
     fingerprint = excluded.fingerprint,
     rule = excluded.rule,
@@ -48,7 +57,15 @@ ON CONFLICT (id) DO UPDATE SET
     description = excluded.description,
     labels = excluded.labels,
     resolved_at = excluded.resolved_at,
-    muted = excluded.muted
+    muted = excluded.muted,
+    opened_at = excluded.opened_at,
+    acknowledged_at = excluded.acknowledged_at,
+    closed_at = excluded.closed_at,
+    assignee = excluded.assignee,
+    assignment_group = excluded.assignment_group,
+    workaround = excluded.workaround,
+    reopened = excluded.reopened,
+    data = excluded.data
 """
 _UPSERT_OFFSET = """
 INSERT INTO file_offsets (path, dev, ino, fp_len, fp_hash, byte_offset)
@@ -61,22 +78,22 @@ ON CONFLICT (path) DO UPDATE SET
     byte_offset = excluded.byte_offset
 """
 _INSERT_HISTORY = """
-INSERT INTO incident_history (incident_id, time, from_state, to_state, actor, note)
-VALUES (?, ?, ?, ?, ?, ?)
+INSERT INTO incident_history (incident_id, time, from_state, to_state, actor, note, kind)
+VALUES (?, ?, ?, ?, ?, ?, ?)
 """
 _INSERT_OUTBOX = "INSERT INTO outbox (channel, rule, body, created) VALUES (?, ?, ?, ?)"
 _SELECT_INCIDENTS = """
 SELECT id, fingerprint, rule, key, title, state, priority, impact, urgency,
        first_seen, last_seen, count, service, category, description, labels, resolved_at,
-       muted
+       muted, opened_at, acknowledged_at, closed_at, assignee, assignment_group, workaround,
+       reopened, data
 FROM incidents
 """
 _GET_INCIDENT = _SELECT_INCIDENTS + "WHERE id = ?"
-_OPEN_INCIDENTS = _SELECT_INCIDENTS + "WHERE state != ? ORDER BY id"
-_LIST_INCIDENTS = _SELECT_INCIDENTS + "ORDER BY id DESC LIMIT ? OFFSET ?"
-_LIST_INCIDENTS_IN_STATES = (
-    _SELECT_INCIDENTS + "WHERE state IN ({}) ORDER BY id DESC LIMIT ? OFFSET ?"
+_OPEN_INCIDENTS = _SELECT_INCIDENTS + "WHERE state IN ({}) ORDER BY id".format(
+    ", ".join(f"'{s}'" for s in sorted(OPEN_STATES))
 )
+_RESOLVED_SINCE = _SELECT_INCIDENTS + "WHERE state = 'resolved' AND resolved_at >= ? ORDER BY id"
 
 
 @functools.cache
@@ -141,11 +158,29 @@ def _incident_row(incident: Incident) -> tuple[object, ...]:
         json.dumps(incident.labels),  # ASCII escapes round-trip any text, surrogates too
         incident.resolved_at,
         _text(incident.muted),
+        incident.opened_at,
+        incident.acknowledged_at,
+        incident.closed_at,
+        _text(incident.assignee),
+        _text(incident.group),
+        _text(incident.workaround),
+        incident.reopened,
+        json.dumps(
+            {
+                "samples": incident.samples,
+                "sla_fired": incident.sla_fired,
+                "escalation": None
+                if incident.escalation is None
+                else incident.escalation.to_dict(),
+            }
+        ),
     )
 
 
 def _incident(row: sqlite3.Row) -> Incident:
     """Build an incident from a row of `_SELECT_INCIDENTS`."""
+    data = json.loads(row["data"])
+    escalation = data.get("escalation")
     return Incident(
         id=row["id"],
         fingerprint=row["fingerprint"],
@@ -165,6 +200,16 @@ def _incident(row: sqlite3.Row) -> Incident:
         labels=json.loads(row["labels"]),
         resolved_at=row["resolved_at"],
         muted=row["muted"],
+        opened_at=row["opened_at"],
+        acknowledged_at=row["acknowledged_at"],
+        closed_at=row["closed_at"],
+        assignee=row["assignee"],
+        group=row["assignment_group"],
+        workaround=row["workaround"],
+        reopened=row["reopened"],
+        samples=list(data.get("samples") or []),
+        sla_fired=[str(mark) for mark in data.get("sla_fired") or []],
+        escalation=Escalation.from_dict(escalation) if escalation else None,
     )
 
 
@@ -333,11 +378,28 @@ class SqliteStore:
                 conn.executemany(
                     _INSERT_HISTORY,
                     (
-                        (h.incident_id, h.time, h.from_state, h.to_state, h.actor, h.note)
+                        (
+                            h.incident_id,
+                            h.time,
+                            h.from_state,
+                            h.to_state,
+                            _text(h.actor),
+                            _text(h.note),
+                            h.kind,
+                        )
                         for h in batch.history
                     ),
                 )
                 self._commit_correlation(conn, batch, state)
+                conn.executemany(
+                    "INSERT INTO notify_groups (id, data) VALUES (?, ?) "
+                    "ON CONFLICT (id) DO UPDATE SET data = excluded.data",
+                    ((k, v) for k, v in batch.groups.items() if v is not None),
+                )
+                conn.executemany(
+                    "DELETE FROM notify_groups WHERE id = ?",
+                    ((k,) for k, v in batch.groups.items() if v is None),
+                )
                 now = time.time()
                 conn.executemany(
                     _INSERT_OUTBOX,
@@ -467,9 +529,24 @@ class SqliteStore:
         return [row["data"] for row in self._query("SELECT data FROM silences")]
 
     def load_open_incidents(self) -> list[Incident]:
-        """Return every unresolved incident, oldest first, for the engine to resume."""
-        rows = self._query(_OPEN_INCIDENTS, (str(IncidentState.RESOLVED),))
+        """Return every open incident (not resolved or closed), oldest first, to resume."""
+        return [_incident(row) for row in self._query(_OPEN_INCIDENTS)]
+
+    def load_resolved_since(self, since: float) -> list[Incident]:
+        """Return the incidents resolved (not closed) at or after `since`, oldest first."""
+        return [_incident(row) for row in self._query(_RESOLVED_SINCE, (since,))]
+
+    def resolved_before(self, before: float, limit: int) -> list[Incident]:
+        """Return up to `limit` incidents resolved before `before` and not closed yet."""
+        rows = self._query(
+            _SELECT_INCIDENTS + "WHERE state = 'resolved' AND resolved_at < ? ORDER BY id LIMIT ?",
+            (before, limit),
+        )
         return [_incident(row) for row in rows]
+
+    def load_groups(self) -> dict[str, str]:
+        """Return every saved notification group as JSON, by id."""
+        return {row["id"]: row["data"] for row in self._query("SELECT id, data FROM notify_groups")}
 
     def next_incident_id(self) -> int:
         """Return one more than the largest stored id (ids are never deleted or reused)."""
@@ -494,16 +571,38 @@ class SqliteStore:
         }
 
     def list_incidents(
-        self, *, states: Sequence[str] | None = None, limit: int = 100, offset: int = 0
+        self,
+        *,
+        states: Sequence[str] | None = None,
+        priorities: Sequence[str] | None = None,
+        service: str | None = None,
+        assignee: str | None = None,
+        group: str | None = None,
+        limit: int = 100,
+        offset: int = 0,
     ) -> list[Incident]:
-        """Return incidents, newest (highest id) first, optionally only those in `states`."""
-        if states is None:
-            rows = self._query(_LIST_INCIDENTS, (limit, offset))
-        elif not states:
-            return []
-        else:
-            marks = ", ".join("?" * len(states))
-            rows = self._query(_LIST_INCIDENTS_IN_STATES.format(marks), (*states, limit, offset))
+        """Return incidents, newest (highest id) first, filtered by whichever filters are given."""
+        where: list[str] = []
+        params: list[object] = []
+        for column, values in (("state", states), ("priority", priorities)):
+            if values is None:
+                continue
+            if not values:
+                return []
+            where.append(f"{column} IN ({', '.join('?' * len(values))})")
+            params.extend(values)
+        for column, value in (
+            ("service", service),
+            ("assignee", assignee),
+            ("assignment_group", group),
+        ):
+            if value is not None:
+                where.append(f"{column} = ?")
+                params.append(value)
+        sql = _SELECT_INCIDENTS
+        if where:
+            sql += "WHERE " + " AND ".join(where) + " "
+        rows = self._query(sql + "ORDER BY id DESC LIMIT ? OFFSET ?", (*params, limit, offset))
         return [_incident(row) for row in rows]
 
     def get_incident(self, incident_id: int) -> Incident | None:
@@ -514,7 +613,7 @@ class SqliteStore:
     def incident_history(self, incident_id: int) -> list[HistoryEntry]:
         """Return an incident's state changes in the order they were committed."""
         rows = self._query(
-            "SELECT incident_id, time, from_state, to_state, actor, note "
+            "SELECT incident_id, time, from_state, to_state, actor, note, kind "
             "FROM incident_history WHERE incident_id = ? ORDER BY seq",
             (incident_id,),
         )
@@ -526,6 +625,7 @@ class SqliteStore:
                 to_state=row["to_state"],
                 actor=row["actor"],
                 note=row["note"],
+                kind=row["kind"],
             )
             for row in rows
         ]

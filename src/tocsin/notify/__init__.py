@@ -1,0 +1,1 @@
+"""Notifications: who hears about incidents (routing, escalation) and how (channels)."""

@@ -1,0 +1,1 @@
+"""How a notice is said: one module per channel, each rendering outbox rows and sending them."""
