@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import shutil
 import zoneinfo
 from pathlib import Path
 
@@ -27,6 +28,21 @@ def test_bundled_demo_config_loads() -> None:
     assert [p.resolve() for p in config.rule_paths] == [(REPO / "rules").resolve()]
     assert config.http.host == "127.0.0.1"
     assert config.files[0].patterns == (str(REPO / "config" / ".." / "demo" / "*.log"),)
+
+
+def test_bundled_incidents_file_loads_when_enabled(tmp_path: Path) -> None:
+    """Test that config/incidents.yaml, enabled as the demo config's comment says, is valid."""
+    demo = (REPO / "config" / "tocsin.yaml").read_text()
+    assert "# incidents: incidents.yaml" in demo
+    shutil.copy(REPO / "config" / "incidents.yaml", tmp_path / "incidents.yaml")
+    config = load_config(write(tmp_path, "incidents: incidents.yaml\nhttp: {open_reads: false}\n"))
+    settings = config.incidents
+    assert (settings.reopen_window, settings.auto_close, settings.samples) == (3600.0, 259200.0, 10)
+    assert sorted(settings.receivers) == ["mail", "ops-slack", "pagerduty", "team-webhook"]
+    assert settings.route is not None
+    assert list(settings.schedules) == ["primary"]
+    assert config.http.open_reads is False
+    assert load_config(write(tmp_path, "{}\n")).incidents.route is None
 
 
 def test_defaults_and_relative_paths(tmp_path: Path) -> None:

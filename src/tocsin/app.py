@@ -263,7 +263,9 @@ class Daemon:
                 silences=Silences(book=silences, muter=muter, writer=writer),
                 maintenance=self._maintenance,
                 incidents=desk,
+                config=lambda: describe(config),
                 tokens=tokens,
+                open_reads=config.http.open_reads,
             )
             try:
                 await api.start()
@@ -395,6 +397,9 @@ class Daemon:
         except Exception as error:  # the engine crashed: report it, keep what it finished
             log.error("engine_crashed", exc_info=error)
             reason = "the engine crashed"
+        if self._send_failures:  # failed sends noted since the last tick
+            notes, self._send_failures = self._send_failures, []
+            await writer.submit(CommitBatch(history=notes))
         try:
             # Batches the engine finished are committed even after a crash, if time allows.
             await asyncio.wait_for(writer.flush(), max(0.1, left()))
@@ -573,6 +578,7 @@ class Daemon:
             reaction.history.extend(more.history)
             reaction.outbox.extend(more.outbox)
             reaction.groups.update(more.groups)
+            reaction.members.update(more.members)
         admitted = self._admit([*(outbox or ()), *reaction.outbox])
         batch = CommitBatch.of(
             [*changes, *reaction.changes],
@@ -583,6 +589,7 @@ class Daemon:
         )
         batch.history.extend(reaction.history)
         batch.groups = reaction.groups
+        batch.members = reaction.members
         committed = await writer.submit(batch)
         if admitted:
             woken = {m.channel for m in admitted}
@@ -642,12 +649,15 @@ class Daemon:
             if settings.policies
             else None
         )
-        return Notifier(
+        notifier = Notifier(
             receivers=settings.receivers,
             dispatcher=dispatcher,
             escalator=escalator,
             sla=settings.sla,
         )
+        if self._book is not None:
+            notifier.track(self._book.open_incidents())
+        return notifier
 
     async def _start_senders(
         self, mqtt: MqttService | None, notifying: Senders, writer: StoreWriter
@@ -719,7 +729,7 @@ class Daemon:
         book = engine.book
         now = self.clock.now()
         if self._notifier is not None:
-            reaction = self._notifier.tick(list(book.open_incidents()), now)
+            reaction = self._notifier.tick(now)
             if reaction.events:
                 marked = engine.process(reaction.events)
                 await self._commit(
@@ -737,17 +747,19 @@ class Daemon:
         if self._send_failures:
             notes, self._send_failures = self._send_failures, []
             await writer.submit(CommitBatch(history=notes))
-        book.forget_resolved(now - book.reopen_window)
+        # Reopening compares event times, so forgetting does too (catching up old logs).
+        book.forget_resolved(result.watermark - book.reopen_window)
         await self._auto_close(writer, book, now)
         self._set_key_gauges(engine)
         self._export_outbox()
 
     async def _auto_close(self, writer: StoreWriter, book: IncidentBook, now: float) -> None:
-        """Close incidents resolved longer than lifecycle.auto_close ago, a page a minute."""
+        """Close incidents resolved longer than lifecycle.auto_close ago: a page of them a
+        minute (or a tenth of auto_close, when that is shorter)."""
         after = self.config.incidents.auto_close
         if after is None or time.monotonic() < self._next_close:
             return
-        self._next_close = time.monotonic() + 60.0
+        self._next_close = time.monotonic() + min(60.0, max(1.0, after / 10))
         try:
             stale = await writer.call(lambda s: s.resolved_before(now - after, 500))
         except StoreError as exc:

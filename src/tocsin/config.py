@@ -17,6 +17,7 @@ from tocsin.parsers import PARSER_KINDS
 from tocsin.records.priority import DEFAULT_MATRIX, PRIORITIES, RATINGS, PriorityMatrix
 from tocsin.rules.schema import (
     check_keys,
+    expect_bool,
     expect_int,
     expect_items,
     expect_list,
@@ -63,7 +64,8 @@ class HttpConfig:
 
     host: str = "127.0.0.1"
     port: int = 8465
-    tokens_file: Path | None = None  # bearer tokens for changes (silences); none: changes off
+    tokens_file: Path | None = None  # who may do what (hashed tokens); none: changes off
+    open_reads: bool = True  # GETs need no token (keep the API on localhost, or set false)
 
 
 @dataclass(frozen=True, slots=True)
@@ -253,7 +255,7 @@ def load_config(path: Path) -> Config:
     rule_list = expect_items(root.get("rules", "rules"), at("rules"), "'rules'")
     rule_paths = tuple(parse_path(base, r, at("rules"), "a rules path") for r in rule_list)
 
-    http_spec = _section(root, "http", ("host", "port", "tokens_file"))
+    http_spec = _section(root, "http", ("host", "port", "tokens_file", "open_reads"))
     http = HttpConfig(
         host=expect_str(
             http_spec.get("host", "127.0.0.1"),
@@ -271,6 +273,11 @@ def load_config(path: Path) -> Config:
         )
         if "tokens_file" in http_spec
         else None,
+        open_reads=expect_bool(
+            http_spec.get("open_reads", True),
+            value_mark(http_spec, "open_reads", at("http")),
+            "http.open_reads",
+        ),
     )
     store_spec = _section(root, "store", ("path",))
     store_path = parse_path(

@@ -337,9 +337,10 @@ class Incidents:
             self._muter.observe([made])
         obs.INCIDENT_CHANGES.labels(made.op).inc()
         snapshot = copy.copy(incident)
-        committed = await self._commit([made])
         try:
+            committed = await self._commit([made])
             await committed
-        except StoreError as exc:
-            raise IncidentError(503, f"the change was not saved: {exc.reason}") from None
+        except (StoreError, RuntimeError) as exc:  # the writer failed or is stopping
+            reason = exc.reason if isinstance(exc, StoreError) else str(exc)
+            raise IncidentError(503, f"the change was not saved: {reason}") from None
         return snapshot

@@ -185,11 +185,13 @@ class Escalation:
     level: int  # index of the level notified last (-1: none yet)
     next_at: float | None  # when to climb (or repeat) unless acknowledged; None: stopped
     rounds: int = 0  # how many times the last level was repeated
+    # [receiver, user name or ""] paged so far: they hear the acknowledge and the resolve
+    paged: list[list[str]] = field(default_factory=list)
 
     def to_dict(self) -> dict[str, Any]:
         """Return the JSON form the store keeps."""
         return {"policy": self.policy, "level": self.level, "next_at": self.next_at,
-                "rounds": self.rounds}  # fmt: skip
+                "rounds": self.rounds, "paged": self.paged}  # fmt: skip
 
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> Escalation:
@@ -200,6 +202,7 @@ class Escalation:
             level=int(data["level"]),
             next_at=None if next_at is None else float(next_at),
             rounds=int(data.get("rounds", 0)),
+            paged=[[str(r), str(u)] for r, u in data.get("paged", ())],
         )
 
 

@@ -16,7 +16,7 @@ import structlog
 
 from tocsin.model import Outgoing
 from tocsin.obs import Throttle
-from tocsin.store.base import Store, StoreError
+from tocsin.store.base import CommitBatch, Store, StoreError
 from tocsin.store.writer import StoreWriter
 
 __all__ = ["OutboxSender", "Send"]
@@ -64,6 +64,7 @@ class OutboxSender:
         self._failing = 0  # failures since the last success
         self._pending = 0
         self._cursor = 0  # the last row delivered; AUTOINCREMENT ids never go back
+        self._deleting: asyncio.Future[None] | None = None  # the last deletion's commit
         self.sent = 0  # messages delivered (and deleted) since start
         self.failures = 0  # failed attempts: send raised or took nothing, or the store failed
 
@@ -104,6 +105,9 @@ class OutboxSender:
 
     async def _idle(self) -> None:
         """Wait for wake(); sent everything committed, so only rows in flight are pending."""
+        if self._deleting is not None:
+            await asyncio.wait({self._deleting})  # our own deletion is not "in flight" work
+            self._deleting = None
         if self._writer.pending == 0:
             self._pending = 0  # every submitted batch is committed and sent: undo any drift
         await self._woken.wait()
@@ -113,8 +117,10 @@ class OutboxSender:
         return store.load_outbox(self._channel, self._cursor, self._page)
 
     async def _delete(self, ids: list[int]) -> None:
-        """Delete delivered rows, so that a restart does not send them again."""
-        await self._store(lambda store: store.delete_outbox(ids))
+        """Delete delivered rows with the next commit (no fsync of their own): a crash before
+        it sends them again, as the at-least-once contract allows; the cursor skips them now."""
+        if ids:
+            self._deleting = await self._writer.submit(CommitBatch(delivered=ids))
 
     async def _deliver(self, messages: list[Outgoing]) -> int:
         """Send until at least the first message is taken; back off between failures."""

@@ -58,7 +58,10 @@ def test_lines_become_incidents_visible_in_api_and_metrics(daemon: Daemon) -> No
         "ssh-failed:10.0.0.1",
     ]
     detail = daemon.get(f"/api/v1/incidents/{by_fp['link-down:r1:Gi0/1']['id']}")
-    assert [(h["from"], h["to"]) for h in detail["timeline"]] == [(None, "new"), ("new", "resolved")]
+    assert [(h["from"], h["to"]) for h in detail["timeline"]] == [
+        (None, "new"),
+        ("new", "resolved"),
+    ]
     metrics = daemon.metrics()
     assert 'tocsin_rule_matches_total{rule="ssh-failed"} 4.0' in metrics
     assert 'tocsin_events_received_total{source="log"} 6.0' in metrics

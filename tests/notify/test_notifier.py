@@ -4,6 +4,7 @@ real receivers' outbox rows, from an incidents file as operators write it."""
 from __future__ import annotations
 
 import json
+import time
 from pathlib import Path
 from typing import Any
 
@@ -106,7 +107,7 @@ class World:
         now = self.now
         while now < until:
             now = min(until, now + step)
-            self._take(self.notifier.tick(list(self.book.open_incidents()), now), now)
+            self._take(self.notifier.tick(now), now)
         self.now = until
 
     now = T0
@@ -155,6 +156,7 @@ def test_acknowledging_stops_the_climb_and_tells_the_group(world: World) -> None
     world.run(T0 + 3600)
     assert [(t, reason) for t, _, reason, _ in _pages(world)] == [
         (0.0, "escalation level 1"),
+        (60.0, "acknowledged"),  # alice, paged, hears it was taken
         (1800.0, "escalation level 2 (SLA warning)"),
     ]
     team = [(t - T0, b["action"], b["reason"]) for t, ch, b in world.sent if ch == "webhook:team"]
@@ -168,7 +170,7 @@ def test_sla_marks_are_timeline_entries_events_and_metrics(world: World) -> None
     now = T0
     while now < T0 + 3700:
         now += 10
-        reaction = world.notifier.tick(list(world.book.open_incidents()), now)
+        reaction = world.notifier.tick(now)
         events.extend(
             (now - T0, e.fields["sla"], e.fields["mark"], e.level) for e in reaction.events
         )
@@ -189,7 +191,7 @@ def test_an_ack_in_time_means_no_response_marks(world: World) -> None:
     world.book.transition(incident, "acknowledged", time=T0 + 100, actor="alice")
     marks = []
     for step in range(1, 400):
-        reaction = world.notifier.tick(list(world.book.open_incidents()), T0 + step * 10)
+        reaction = world.notifier.tick(T0 + step * 10)
         marks.extend(e.fields["sla"] + ":" + e.fields["mark"] for e in reaction.events)
     assert marks == ["resolution:warning", "resolution:breach"]
 
@@ -264,3 +266,62 @@ def test_file_errors_name_the_place(tmp_path: Path, text: str, message: str) -> 
     """Test the incidents file's own errors (the sections' parsers test theirs)."""
     with pytest.raises(SourceError, match=message.replace("(", r"\(").replace(")", r"\)")):
         _settings(tmp_path, text)
+
+
+def test_whoever_was_paged_hears_the_resolve_once_with_the_same_dedup_key(world: World) -> None:
+    """Test that escalation pages are closed at the receiver (PagerDuty's dedup key)."""
+    incident = world.open("db1", T0)
+    world.run(T0 + 301)
+    world.change(world.book.resolve(incident.fingerprint, time=T0 + 400, actor="x"), T0 + 400)
+    closed = world.book.transition(incident, "closed", time=T0 + 500, actor="x")
+    world.change(closed, T0 + 500)
+    pages = [(t - T0, b["action"], b["group_key"], (b.get("user") or {}).get("name"))
+             for t, ch, b in world.sent if ch == "webhook:page"]  # fmt: skip
+    assert pages[-2:] == [
+        (400.0, "resolve", "incident-1", "alice"),
+        (400.0, "resolve", "incident-1", "bob"),
+    ]
+    assert [p[2] for p in pages] == ["incident-1"] * len(pages)
+
+
+def test_a_mute_pauses_paging_and_its_end_starts_over(world: World) -> None:
+    """Test that a silence arriving after the first page stops the climb; its end re-pages."""
+    incident = world.open("db1", T0)
+    world.run(T0 + 60)
+    incident.muted = "silence s1"
+    world.change(IncidentChange("mute", incident, T0 + 60, 1, "silence:s1"), T0 + 60)
+    world.run(T0 + 1200)
+    assert [reason for _, _, reason, _ in _pages(world)] == ["escalation level 1"]
+    incident.muted = ""
+    world.change(IncidentChange("mute", incident, T0 + 1200, 1, "mute:ended"), T0 + 1200)
+    world.run(T0 + 1500)
+    assert [(t, reason) for t, _, reason, _ in _pages(world)] == [
+        (0.0, "escalation level 1"),
+        (1200.0, "escalation level 1"),
+        (1500.0, "escalation level 2"),
+    ]
+
+
+def test_sla_marks_fire_without_any_escalation(tmp_path: Path) -> None:
+    """Test SLA timers for incidents no policy pages, opened after an idle tick."""
+    text = FILE.replace("escalation: critical, ", "")
+    world = World(_settings(tmp_path, text.replace(
+        "escalation_policies:", "unused_policies:"
+    ).split("unused_policies:")[0] + "route:" + text.split("route:")[1]))  # fmt: skip
+    world.notifier.tick(T0 - 10)
+    incident = world.open("db1", T0)
+    world.run(T0 + 700, step=10.0)
+    assert incident.sla_fired == ["response:warning", "response:breach"]
+
+
+def test_a_tick_looks_only_at_incidents_whose_moment_came(tmp_path: Path) -> None:
+    """Test that 10,000 open incidents do not make each tick scan them all."""
+    world = World(_settings(tmp_path))
+    for n in range(10_000):
+        world.open(f"h{n}", T0 + n, impact="low")  # P4: no SLA, no policy; P1 below
+    world.open("db0", T0 + 10_000)
+    started = time.perf_counter()
+    for step in range(600):
+        world.notifier.tick(T0 + 10_000 + step)
+    assert time.perf_counter() - started < 0.5
+    assert len(world.notifier._due_at) == 1

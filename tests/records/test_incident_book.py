@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from collections import Counter
+
 import pytest
 
 from testkit import make_event
@@ -198,3 +200,30 @@ def test_assign_and_comment_are_timeline_entries_without_a_state_change() -> Non
         ("new", "new", "comment", "looking"),
     ]
     assert (incident.assignee, incident.group) == ("", "network")
+
+
+def test_open_counts_follow_every_change() -> None:
+    """Test the per-priority count against a recount after opens, re-rates, resolves, reopens."""
+    book = _book(reopen_window=100.0)
+    for key in "abcd":
+        _open(book, key=key)  # P3
+    a, b = book.get("r:a"), book.get("r:b")
+    assert a is not None
+    assert b is not None
+    book.rate(a, impact=None, urgency="high", time=1.0, actor="x")  # P1
+    book.resolve("r:b", time=2.0, actor="x")
+    book.rate(b, impact="low", urgency=None, time=3.0, actor="x")  # resolved: not counted
+    book.transition(b, "reopen", time=4.0, actor="x")
+    book.resolve("r:c", time=5.0, actor="x")
+    recount = Counter(i.priority for i in book.open_incidents())
+    assert +book.open_by_priority() == recount == Counter({"P3": 1, "P1": 1, "P5": 1})
+
+
+def test_a_flapping_fingerprint_keeps_one_resolved_incident_in_memory() -> None:
+    """Test that each new resolution of a fingerprint replaces the older one, by id too."""
+    book = _book()
+    for n in range(50):
+        _open(book, time=float(n))
+        book.resolve("r:k", time=float(n) + 0.5, actor="x")
+    assert [book.by_id(i) is not None for i in (1, 49, 50)] == [False, False, True]
+    assert len(book._by_id) == 1

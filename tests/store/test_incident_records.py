@@ -18,6 +18,14 @@ def _store(path: Path) -> SqliteStore:
     return store
 
 
+def _members(path: Path) -> list[tuple[str, int]]:
+    conn = sqlite3.connect(path)
+    try:
+        return conn.execute("SELECT group_id, incident_id FROM notify_members").fetchall()
+    finally:
+        conn.close()
+
+
 def test_every_lifecycle_field_round_trips(tmp_path: Path) -> None:
     """Test that what the engine and desk set comes back from a fresh connection."""
     incident = make_incident(
@@ -95,12 +103,36 @@ def test_list_filters_combine(tmp_path: Path) -> None:
     assert ids(limit=1, offset=1) == [3]
 
 
-def test_groups_are_upserted_and_deleted(tmp_path: Path) -> None:
-    """Test the notification groups table."""
+def test_group_heads_and_members_are_upserted_and_deleted(tmp_path: Path) -> None:
+    """Test the notification group tables: heads, members, and a head taking its members."""
     store = _store(tmp_path / "s.db")
-    store.commit(CommitBatch(groups={"a": '{"n": 1}', "b": '{"n": 2}'}))
-    store.commit(CommitBatch(groups={"a": '{"n": 3}', "b": None}))
-    assert store.load_groups() == {"a": '{"n": 3}'}
+    store.commit(
+        CommitBatch(
+            groups={"a": "A1", "b": "B1"},
+            members={("a", 1): "a1", ("a", 2): "a2", ("b", 1): "b1", ("b", 3): "b3"},
+        )
+    )
+    assert store.load_groups() == {"a": ("A1", {1: "a1", 2: "a2"}), "b": ("B1", {1: "b1", 3: "b3"})}
+    store.commit(CommitBatch(members={("a", 2): "a2'", ("a", 1): None}))  # no head change
+    assert store.load_groups()["a"] == ("A1", {2: "a2'"})
+    store.commit(CommitBatch(groups={"a": "A2", "b": None}))
+    store.close()
+    again = _store(tmp_path / "s.db")
+    assert again.load_groups() == {"a": ("A2", {2: "a2'"})}
+    assert _members(tmp_path / "s.db") == [("a", 2)]  # b's went with it
+
+
+def test_a_merged_batch_cannot_leave_a_member_without_its_head(tmp_path: Path) -> None:
+    """Test that a member written earlier in a merged batch goes when a later part deletes the head."""
+    store = _store(tmp_path / "s.db")
+    batch = CommitBatch(groups={"a": "A1"}, members={("a", 1): "a1"})
+    later = CommitBatch(groups={"a": None})
+    batch.extend(later)
+    assert batch.members == {("a", 1): "a1"}
+    store.commit(batch)
+    assert store.load_groups() == {}
+    assert _members(tmp_path / "s.db") == []
+    assert CommitBatch(members={("a", 1): None})  # a member alone is something to commit
 
 
 def test_an_older_database_gets_opened_at_from_first_seen(tmp_path: Path) -> None:
@@ -113,6 +145,7 @@ def test_an_older_database_gets_opened_at_from_first_seen(tmp_path: Path) -> Non
         conn.execute("UPDATE incidents SET opened_at = 0")
         conn.execute("DELETE FROM schema_migrations WHERE version = 5")
         conn.execute("DROP TABLE notify_groups")
+        conn.execute("DROP TABLE notify_members")
         conn.execute("DROP INDEX incidents_resolved")
         conn.execute("DROP INDEX incidents_assignee")
         for column in ("opened_at", "acknowledged_at", "closed_at", "assignee",

@@ -228,3 +228,47 @@ async def test_call_runs_in_the_thread_that_owns_the_connection(tmp_path: Path) 
         thread, next_id = await writer.call(where)
     assert thread.startswith("tocsin-store")
     assert next_id == 2
+
+
+async def test_a_waiting_submit_is_not_overtaken(tmp_path: Path) -> None:
+    """Test FIFO admission: with the queue full, submits are admitted in call order, also
+    when a waiter is cancelled, so a later snapshot never commits before an earlier one."""
+    store = SqliteStore(path=tmp_path / "w.db")
+    order: list[int] = []
+    gate = threading.Event()
+    original = store.commit
+
+    def slow_commit(batch: CommitBatch) -> None:
+        gate.wait(5)
+        order.extend(o.offset for o in batch.offsets)
+        original(batch)
+
+    store.commit = slow_commit  # type: ignore[method-assign]
+    async with StoreWriter(store=store, max_pending=1) as writer:
+
+        def batch(n: int) -> CommitBatch:
+            identity = FileIdentity(dev=1, ino=n, fp_len=0, fp_hash="")
+            return CommitBatch(offsets=[FileOffset(f"/p{n}", identity, n)])
+
+        await writer.submit(batch(1))  # taken by the writer, blocked on the gate
+        await writer.submit(batch(2))  # fills the queue
+        waiters = [asyncio.create_task(writer.submit(batch(n))) for n in (3, 4, 5)]
+        await asyncio.sleep(0)
+        waiters[1].cancel()  # 4 gives up its turn
+        await asyncio.sleep(0)
+        # A newcomer whose first step runs right when room appears, before the woken waiters.
+        late: list[asyncio.Task[asyncio.Future[None]]] = []
+        notify = writer._changed.notify_all
+
+        def notify_and_barge() -> None:
+            if gate.is_set() and not late:
+                late.append(asyncio.ensure_future(writer.submit(batch(6))))
+            notify()
+
+        writer._changed.notify_all = notify_and_barge  # type: ignore[method-assign]
+        gate.set()
+        await asyncio.gather(waiters[0], waiters[2])
+        await asyncio.gather(*late)
+        await writer.flush()
+    assert waiters[1].cancelled()
+    assert order == [1, 2, 3, 5, 6]

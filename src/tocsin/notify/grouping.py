@@ -13,8 +13,11 @@ Resolved (or gone) members are reported once if send_resolved and their receiver
 they fired; otherwise they just leave. A group with no members left ends, and is forgotten
 once time moves on (so a group recreated at the same instant continues its numbering).
 
-The caller saves `dirty()` rows in the transaction that queues the notices of the same flush,
-so after `restore()` nothing sent is sent again and nothing due is lost.
+A group is saved as a small head row (route, receiver, labels, times, numbering) plus one row
+per member (notify-state, what was told, its view), so a change to one member of a big group
+rewrites one small row, not the group. The caller saves `dirty()` in the transaction that
+queues the notices of the same flush, so after `restore()` nothing sent is sent again and
+nothing due is lost.
 """
 
 from __future__ import annotations
@@ -29,9 +32,9 @@ from typing import Any
 from tocsin.model import Incident, IncidentState
 from tocsin.notify.notice import Notice
 from tocsin.notify.routing import Route, route_labels
-from tocsin.records.views import incident_json
+from tocsin.records.views import notice_view
 
-__all__ = ["Dispatcher", "Restored"]
+__all__ = ["Dispatcher", "GroupChanges", "Restored"]
 
 # Notify-states of a member, as its group sees it.
 NEW = "new"
@@ -51,14 +54,25 @@ class Restored:
     """What `restore` made of the saved rows; dropped and damaged rows are deleted by dirty()."""
 
     groups: int
-    dropped: int  # their route is no longer in the config
-    damaged: int  # not readable: skipped
+    dropped: int  # groups whose route is no longer in the config
+    damaged: int  # head or member rows not readable: skipped
+
+
+@dataclass(slots=True)
+class GroupChanges:
+    """The rows to save since the last `dirty()`; None deletes (a head's members go with it)."""
+
+    heads: dict[str, str | None] = field(default_factory=dict)  # by group key
+    members: dict[tuple[str, int], str | None] = field(default_factory=dict)  # (key, incident)
+
+    def __bool__(self) -> bool:
+        return bool(self.heads or self.members)
 
 
 class _Member:
     """One incident in one group: its notify-state now and what its receiver was last told."""
 
-    __slots__ = ("id", "incident", "state", "told", "view", "view_json")
+    __slots__ = ("id", "incident", "row", "state", "told", "view")
 
     def __init__(self, incident_id: int, incident: Incident | None, view: dict[str, Any]) -> None:
         self.id = incident_id
@@ -66,10 +80,10 @@ class _Member:
         self.view = view  # the view saved before a restart (used while `incident` is None)
         self.state = HIDDEN
         self.told: str | None = None  # NEW or ACK when the last notice listed it as firing
-        self.view_json: str | None = None  # its saved form, until it changes
+        self.row: str | None = None  # as last handed out by dirty(); None: never
 
     def current_view(self) -> dict[str, Any]:
-        return incident_json(self.incident) if self.incident is not None else self.view
+        return notice_view(self.incident) if self.incident is not None else self.view
 
 
 class _Group:
@@ -80,6 +94,7 @@ class _Group:
         "created",
         "due",
         "ended",
+        "head",
         "key",
         "labels",
         "last_sent",
@@ -101,6 +116,7 @@ class _Group:
         self.unacked = 0  # members in state NEW
         self.due: float | None = None
         self.ended: float | None = None  # when its last member left
+        self.head: str | None = None  # its head row as last handed out by dirty(); None: never
 
     def next_due(self) -> float | None:
         if self.last_sent is None:
@@ -139,7 +155,9 @@ def _group_labels(route: Route, labels: Mapping[str, str], incident_id: int) -> 
 
 def _group_key(route: Route, labels: Mapping[str, str]) -> str:
     """Return a group's stable key: route id, receiver and label values, digested if long."""
-    shown = ",".join(f"{k}={json.dumps(v, ensure_ascii=False)}" for k, v in labels.items())
+    # ASCII only: the key goes into HTTP headers (Idempotency-Key), where control characters
+    # from event data (DEL is not escaped by json.dumps) would make every send fail.
+    shown = ",".join(f"{k}={json.dumps(v)}" for k, v in labels.items()).replace("\x7f", "\\u007f")
     key = f"{route.id}:{route.receiver}:{{{shown}}}"
     if len(key) <= _MAX_GROUP_KEY:
         return key
@@ -155,7 +173,8 @@ class Dispatcher:
         self._groups: dict[str, _Group] = {}
         self._placed: dict[int, _Placement] = {}
         self._heap: list[tuple[float, str]] = []  # (due, group key); stale entries are skipped
-        self._dirty: dict[str, None] = {}
+        self._dirty: dict[str, None] = {}  # group keys whose head may have changed
+        self._dirty_members: dict[tuple[str, int], None] = {}  # (key, incident id)
         self._ended: dict[str, None] = {}  # groups without members, forgotten once time moves on
         self._ended_at = float("-inf")
 
@@ -184,9 +203,8 @@ class Dispatcher:
         for key in placed.current:
             self._update(self._groups[key], incident.id, incident, state, now)
         for key in placed.departed:  # still to be reported gone: with its latest view
-            member = self._groups[key].members[incident.id]
-            member.incident, member.view_json = incident, None
-            self._dirty[key] = None
+            self._groups[key].members[incident.id].incident = incident
+            self._dirty_members[key, incident.id] = None
 
     def escalations(self, incident: Incident) -> list[str]:
         """Return the escalation policies of the routes the incident takes, once each, in order."""
@@ -209,6 +227,7 @@ class Dispatcher:
             key = _group_key(route, values)
             if key not in self._groups:
                 self._groups[key] = _Group(key, route, values, now)
+                self._dirty[key] = None
             wanted[key] = None
         left = [key for key in placed.current if key not in wanted]
         placed.labels, placed.routes, placed.current = labels, routes, wanted
@@ -230,14 +249,14 @@ class Dispatcher:
             if group.ended is not None:
                 group.ended = None
                 self._ended.pop(group.key, None)
+                self._dirty[group.key] = None
         member.incident = incident
-        member.view_json = None
         group.unacked += (state == NEW) - (member.state == NEW)
         member.state = state
+        self._dirty_members[group.key, incident_id] = None
         if not self._settle(group, member):
             self._remove(group, member, now)
         self._schedule(group)
-        self._dirty[group.key] = None
 
     @staticmethod
     def _settle(group: _Group, member: _Member) -> bool:
@@ -254,6 +273,7 @@ class Dispatcher:
 
     def _remove(self, group: _Group, member: _Member, now: float) -> None:
         del group.members[member.id]
+        self._dirty_members[group.key, member.id] = None
         group.changed.discard(member.id)
         group.unacked -= member.state == NEW
         placed = self._placed.get(member.id)
@@ -266,6 +286,7 @@ class Dispatcher:
             group.ended = now
             self._ended[group.key] = None
             self._ended_at = max(self._ended_at, now)
+            self._dirty[group.key] = None
 
     def _schedule(self, group: _Group) -> None:
         due = group.next_due()
@@ -341,7 +362,10 @@ class Dispatcher:
             group_labels=dict(group.labels),
         )
         for member in members.values():
-            member.told = member.state if member.state in _FIRING else None
+            told = member.state if member.state in _FIRING else None
+            if told != member.told:
+                member.told = told
+                self._dirty_members[group.key, member.id] = None
         group.changed.clear()
         group.last_sent = now
         for member in resolved:
@@ -352,51 +376,38 @@ class Dispatcher:
 
     # -- persistence ----------------------------------------------------------------------
 
-    def dirty(self) -> dict[str, str | None]:
-        """Return the groups changed since the last call: key -> JSON row, None once deleted."""
-        views: dict[int, str] = {}
-        rows = {key: self._row(key, views) for key in self._dirty}
+    def dirty(self) -> GroupChanges:
+        """Return the head and member rows changed since the last call (None: delete)."""
+        changes = GroupChanges()
+        for key in self._dirty:
+            group = self._groups.get(key)
+            if group is None:
+                changes.heads[key] = None
+                continue
+            head = _head_row(group)
+            if head != group.head:
+                group.head = changes.heads[key] = head
+        views: dict[int, str] = {}  # one dump per incident, however many groups it is in
+        for key, incident_id in self._dirty_members:
+            owner = self._groups.get(key)
+            member = None if owner is None else owner.members.get(incident_id)
+            if member is None:  # deleted explicitly, so no batch merge can revive it
+                changes.members[key, incident_id] = None
+                continue
+            row = _member_row(member, views)
+            if row != member.row:
+                member.row = changes.members[key, incident_id] = row
         self._dirty.clear()
-        return rows
+        self._dirty_members.clear()
+        return changes
 
-    def _row(self, key: str, views: dict[int, str]) -> str | None:
-        group = self._groups.get(key)
-        if group is None:
-            return None
-        head = json.dumps(
-            {
-                "v": _ROW_VERSION,
-                "route": group.route.id,
-                "receiver": group.route.receiver,
-                "labels": group.labels,
-                "created": group.created,
-                "last_sent": group.last_sent,
-                "seq": group.seq,
-                "ended": group.ended,
-            }
-        )
-        parts = []
-        for member in group.members.values():
-            if member.view_json is None:
-                view = views.get(member.id) if member.incident is not None else None
-                if view is None:
-                    view = json.dumps(member.current_view())
-                    if member.incident is not None:
-                        views[member.id] = view
-                member.view_json = view
-            told = "null" if member.told is None else f'"{member.told}"'
-            parts.append(
-                f'{{"id":{member.id},"state":"{member.state}","told":{told},'
-                f'"view":{member.view_json}}}'
-            )
-        return f'{head[:-1]},"members":[{",".join(parts)}]}}'
-
-    def restore(self, rows: Mapping[str, str]) -> Restored:
+    def restore(self, rows: Mapping[str, tuple[str, Mapping[int, str]]]) -> Restored:
         """Rebuild the groups saved by `dirty()` (into a fresh dispatcher), after a restart or
-        a reload; rows of routes no longer configured are dropped, unreadable ones skipped.
+        a reload, from head rows and their member rows; groups of routes no longer configured
+        are dropped, unreadable rows skipped (the next `dirty()` deletes both).
         """
         dropped = damaged = 0
-        for key, text in rows.items():
+        for key, (text, members) in rows.items():
             try:
                 group = self._load(key, json.loads(text))
             except (ValueError, TypeError, KeyError, AttributeError):
@@ -406,10 +417,24 @@ class Dispatcher:
                 dropped += group is None
             if group is None:
                 self._dirty[key] = None
+                self._dirty_members.update(dict.fromkeys((key, i) for i in members))
                 continue
+            group.head = text
+            self._dirty[key] = None  # saved again only if the checks below change it
             self._groups[key] = group
-            for member in group.members.values():
-                placed = self._placed.setdefault(member.id, _Placement())
+            for incident_id, row in members.items():
+                try:
+                    member = _load_member(incident_id, json.loads(row))
+                except (ValueError, TypeError, KeyError, AttributeError):
+                    member = None
+                    damaged += 1
+                if member is None or not self._settle(group, member):
+                    self._dirty_members[key, incident_id] = None
+                    continue
+                member.row = row
+                group.members[incident_id] = member
+                group.unacked += member.state == NEW
+                placed = self._placed.setdefault(incident_id, _Placement())
                 (placed.departed if member.state == GONE else placed.current)[key] = None
             if group.members:
                 group.ended = None
@@ -421,7 +446,7 @@ class Dispatcher:
         return Restored(groups=len(self._groups), dropped=dropped, damaged=damaged)
 
     def _load(self, key: str, data: Any) -> _Group | None:
-        """Rebuild one group from its row; raise on anything malformed, None: route is gone."""
+        """Rebuild one group's head from its row; raise on anything malformed, None: route gone."""
         if data["v"] != _ROW_VERSION:
             raise ValueError("unknown row version")
         route = self._routes.get(data["route"])
@@ -434,17 +459,43 @@ class Dispatcher:
         group.last_sent = None if data["last_sent"] is None else _number(data["last_sent"])
         group.ended = None if data["ended"] is None else _number(data["ended"])
         group.seq = int(data["seq"])
-        for item in data["members"]:
-            view = item["view"]
-            state, told = item["state"], item["told"]
-            if not isinstance(view, dict) or state not in _STATES or told not in (None, NEW, ACK):
-                raise ValueError("malformed member")
-            member = _Member(int(item["id"]), None, view)
-            member.state, member.told = state, told
-            if self._settle(group, member):
-                group.members[member.id] = member
-                group.unacked += state == NEW
         return group
+
+
+def _head_row(group: _Group) -> str:
+    return json.dumps(
+        {
+            "v": _ROW_VERSION,
+            "route": group.route.id,
+            "receiver": group.route.receiver,
+            "labels": group.labels,
+            "created": group.created,
+            "last_sent": group.last_sent,
+            "seq": group.seq,
+            "ended": group.ended,
+        }
+    )
+
+
+def _member_row(member: _Member, views: dict[int, str]) -> str:
+    """Return a member's row; the view is pasted in as dumped, not dumped inside a dict again."""
+    view = views.get(member.id) if member.incident is not None else None
+    if view is None:
+        view = json.dumps(member.current_view())
+        if member.incident is not None:
+            views[member.id] = view
+    told = "null" if member.told is None else f'"{member.told}"'
+    return f'{{"state":"{member.state}","told":{told},"view":{view}}}'
+
+
+def _load_member(incident_id: int, data: Any) -> _Member:
+    """Rebuild one member from its row; raise on anything malformed."""
+    view, state, told = data["view"], data["state"], data["told"]
+    if not isinstance(view, dict) or state not in _STATES or told not in (None, NEW, ACK):
+        raise ValueError("malformed member")
+    member = _Member(incident_id, None, view)
+    member.state, member.told = state, told
+    return member
 
 
 def _by_id(member: _Member) -> int:

@@ -24,7 +24,7 @@ class Notice:
     group_key: str  # stable id of the group or incident: receivers' dedup key (PagerDuty)
     key: str  # idempotency key: unique per notice, the same across retries and restarts
     time: float  # epoch seconds when it was decided
-    incidents: tuple[dict[str, Any], ...]  # records.views.incident_json of each, firing first
+    incidents: tuple[dict[str, Any], ...]  # records.views.notice_view of each, firing first
     group_labels: dict[str, str] = field(default_factory=dict)  # the group_by labels' values
     user: dict[str, str] | None = None  # the person paged (escalation to a user or schedule)
 

@@ -4,6 +4,8 @@ SLA marks. Pure: the daemon feeds it changes and the time, and commits what it r
 
 from __future__ import annotations
 
+import heapq
+import itertools
 import math
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
@@ -15,7 +17,7 @@ from tocsin.notify.grouping import Dispatcher
 from tocsin.notify.notice import Notice
 from tocsin.notify.receivers import Receiver
 from tocsin.records.sla import SlaPolicy
-from tocsin.records.views import incident_json
+from tocsin.records.views import notice_view
 from tocsin.store.base import HistoryEntry
 
 __all__ = ["Notifier", "Reaction"]
@@ -31,15 +33,27 @@ class Reaction:
     changes: list[IncidentChange] = field(default_factory=list)  # escalation and SLA entries
     history: list[HistoryEntry] = field(default_factory=list)  # who was notified
     outbox: list[Outgoing] = field(default_factory=list)
-    groups: dict[str, str | None] = field(default_factory=dict)
+    groups: dict[str, str | None] = field(default_factory=dict)  # group heads to save
+    members: dict[tuple[str, int], str | None] = field(default_factory=dict)  # and members
     events: list[Event] = field(default_factory=list)  # SLA marks, for rules to act on
 
     def __bool__(self) -> bool:
-        return bool(self.changes or self.history or self.outbox or self.groups or self.events)
+        return bool(
+            self.changes
+            or self.history
+            or self.outbox
+            or self.groups
+            or self.members
+            or self.events
+        )
 
 
 class Notifier:
-    """Routes incident changes to receivers and pages people, on the injected time."""
+    """Routes incident changes to receivers and pages people, on the injected time.
+
+    Escalation and SLA moments sit in a heap by due time, so a tick looks only at the
+    incidents whose moment came, however many are open.
+    """
 
     def __init__(
         self,
@@ -53,10 +67,17 @@ class Notifier:
         self.dispatcher = dispatcher
         self.escalator = escalator
         self.sla = sla
-        self._wake = -math.inf  # the earliest escalation or SLA moment; -inf: scan at once
+        self._timers: list[tuple[float, int, Incident]] = []  # (due, tie-break, incident)
+        self._due_at: dict[int, float] = {}  # incident id -> the due of its live heap entry
+        self._order = itertools.count()
+
+    def track(self, incidents: Iterable[Incident]) -> None:
+        """Schedule the timers of incidents that were open before (at start-up)."""
+        for incident in incidents:
+            self._schedule(incident)
 
     def react(self, changes: Sequence[IncidentChange], now: float) -> Reaction:
-        """Route what changed; start or stop paging; send what is due now."""
+        """Route what changed; start, pause or stop paging; send what is due now."""
         reaction = Reaction()
         for change in changes:
             op = change.op
@@ -65,34 +86,52 @@ class Notifier:
             incident = change.incident
             if self.dispatcher is not None:
                 self.dispatcher.observe(incident, now)
-            if self.escalator is None:
-                continue
-            if op in _STOPS:
-                if incident.escalation is not None:
-                    self.escalator.stop(incident)
-            elif self._should_page(incident):
-                self._start(incident, now, reaction)
+            if self.escalator is not None:
+                if op in _STOPS:
+                    self._stop_paging(incident, change, now, reaction)
+                elif op == "mute" and incident.muted:
+                    self.escalator.stop(incident)  # muted: page nobody until the mute ends
+                elif self._should_page(incident, op):
+                    incident.escalation = None  # unmuted: start over from the first level
+                    self._start(incident, now, reaction)
+            self._schedule(incident)
         self._flush(now, reaction)
         return reaction
 
-    def tick(self, incidents: Iterable[Incident], now: float) -> Reaction:
+    def tick(self, now: float) -> Reaction:
         """Climb escalations and fire SLA marks that came due; send grouped notices due now."""
         reaction = Reaction()
-        if now >= self._wake:
-            wake = math.inf
-            for incident in incidents:
-                wake = min(wake, self._due(incident, now, reaction))
-            self._wake = wake
+        timers = self._timers
+        while timers and timers[0][0] <= now:
+            due, _, incident = heapq.heappop(timers)
+            if self._due_at.get(incident.id) != due:
+                continue  # rescheduled since: a stale entry
+            del self._due_at[incident.id]
+            self._due(incident, now, reaction)
+            self._schedule(incident)
+        if len(timers) > 2 * len(self._due_at) + 1024:  # drop stale entries now and then
+            self._timers = [t for t in timers if self._due_at.get(t[2].id) == t[0]]
+            heapq.heapify(self._timers)
         self._flush(now, reaction)
         return reaction
 
-    def _should_page(self, incident: Incident) -> bool:
-        """An open, unacknowledged, unmuted incident that no policy pages yet."""
-        return (
-            incident.escalation is None
-            and incident.state == IncidentState.NEW
-            and not incident.muted
-        )
+    def _schedule(self, incident: Incident) -> None:
+        """Put the incident's next escalation or SLA moment in the heap (or take it out)."""
+        due = self._next(incident)
+        if due == math.inf:
+            self._due_at.pop(incident.id, None)
+        elif self._due_at.get(incident.id) != due:
+            self._due_at[incident.id] = due
+            heapq.heappush(self._timers, (due, next(self._order), incident))
+
+    @staticmethod
+    def _should_page(incident: Incident, op: str) -> bool:
+        """Open, unacknowledged and unmuted, and either no policy pages it yet or a mute that
+        stopped its paging just ended."""
+        if incident.state != IncidentState.NEW or incident.muted:
+            return False
+        escalation = incident.escalation
+        return escalation is None or (op == "mute" and escalation.next_at is None)
 
     def _start(self, incident: Incident, now: float, reaction: Reaction) -> None:
         """Start the first escalation policy the routing tree gives the incident."""
@@ -100,23 +139,54 @@ class Notifier:
         if not policies or self.escalator is None:
             return
         self._page(incident, self.escalator.start(incident, policies[0], now), now, reaction)
-        self._wake = min(self._wake, self._next(incident))
 
-    def _due(self, incident: Incident, now: float, reaction: Reaction) -> float:
-        """Handle one incident's due timers; return when it next needs a look."""
+    def _stop_paging(
+        self, incident: Incident, change: IncidentChange, now: float, reaction: Reaction
+    ) -> None:
+        """Stop climbing; tell whoever was paged that it is acknowledged, or resolved."""
+        escalation = incident.escalation
+        if escalation is None or self.escalator is None:
+            return
+        self.escalator.stop(incident)
+        resolved = change.op in ("resolve", "close")
+        if not escalation.paged or not (resolved or change.previous == IncidentState.NEW):
+            return
+        action = "resolve" if resolved else "acknowledge"
+        view = notice_view(incident)
+        for receiver, who in escalation.paged:
+            user = self.escalator.users.get(who) if who else None
+            self._send(
+                Notice(
+                    receiver=receiver,
+                    action=action,
+                    reason="resolved" if resolved else "acknowledged",
+                    group_key=f"incident-{incident.id}",
+                    key=f"incident-{incident.id}:{escalation.policy}:{action}:{now:.3f}:"
+                    f"{receiver}:{who}",
+                    time=now,
+                    incidents=(view,),
+                    user=user.as_dict() if user is not None else None,
+                ),
+                reaction,
+            )
+        if resolved:
+            escalation.paged = []  # told: a close after the resolve says nothing more
+
+    def _due(self, incident: Incident, now: float, reaction: Reaction) -> None:
+        """Handle one incident's due timers."""
         escalation = incident.escalation
         if (
             self.escalator is not None
             and escalation is not None
             and escalation.next_at is not None
             and escalation.next_at <= now
+            and not incident.muted
         ):
             self._page(incident, self.escalator.due(incident, now), now, reaction)
         if self.sla is not None:
             marks = self.sla.check(incident, now)
             if marks:
                 self._mark(incident, marks, now, reaction)
-        return self._next(incident)
 
     def _next(self, incident: Incident) -> float:
         """When this incident's escalation or SLA next needs a look (inf: never)."""
@@ -141,7 +211,12 @@ class Notifier:
                 IncidentChange("sla", incident, now, incident.count, "tocsin:sla", note=note)
             )
             reaction.events.append(_sla_event(incident, stage, kind, now))
-            if kind == "warning" and self.escalator is not None and incident.escalation:
+            if (
+                kind == "warning"
+                and self.escalator is not None
+                and incident.escalation
+                and not incident.muted
+            ):
                 self._page(incident, self.escalator.climb(incident, now), now, reaction)
 
     def _page(self, incident: Incident, step: Step, now: float, reaction: Reaction) -> None:
@@ -156,12 +231,14 @@ class Notifier:
             )  # fmt: skip
         if not targets:
             return
-        view = incident_json(incident)
+        view = notice_view(incident)
         level = targets[0].level
         said: list[str] = []
         for target in targets:
             user = target.user
             who = user.name if user is not None else ""
+            if escalation is not None and [target.receiver, who] not in escalation.paged:
+                escalation.paged.append([target.receiver, who])
             notice = Notice(
                 receiver=target.receiver,
                 action="trigger",
@@ -209,7 +286,9 @@ class Notifier:
                             "notify",
                         )
                     )
-        reaction.groups.update(dispatcher.dirty())
+        changed = dispatcher.dirty()
+        reaction.groups.update(changed.heads)
+        reaction.members.update(changed.members)
 
     def _send(self, notice: Notice, reaction: Reaction) -> None:
         """Render a notice into its receiver's outbox row."""

@@ -67,6 +67,7 @@ class IncidentBook:
 
     __slots__ = (
         "_by_id",
+        "_counts",
         "_next_id",
         "_open",
         "_resolved",
@@ -90,6 +91,7 @@ class IncidentBook:
         self.samples = samples
         self._next_id = next_id
         self._open: dict[str, Incident] = {i.fingerprint: i for i in open_incidents}
+        self._counts = Counter(i.priority for i in self._open.values())  # open, per priority
         # Newest resolution per fingerprint, oldest first, so expiry stops at the first keeper.
         self._resolved: dict[str, Incident] = {}
         for incident in sorted(resolved, key=lambda i: i.resolved_at or 0.0):
@@ -172,6 +174,7 @@ class IncidentBook:
             self._add_sample(incident, event)
         self._next_id += 1
         self._open[fp] = incident
+        self._counts[incident.priority] += 1
         self._by_id[incident.id] = incident
         return IncidentChange("open", incident, time, count, actor, state=_NEW)
 
@@ -209,12 +212,15 @@ class IncidentBook:
 
     def _resolve(self, incident: Incident, time: float, actor: str, note: str) -> IncidentChange:
         del self._open[incident.fingerprint]
+        self._counts[incident.priority] -= 1
         previous = str(incident.state)
         incident.state = _RESOLVED
         incident.resolved_at = time
         if incident.escalation is not None:
             incident.escalation.next_at = None
-        self._resolved.pop(incident.fingerprint, None)
+        older = self._resolved.pop(incident.fingerprint, None)
+        if older is not None and older is not incident:
+            self._by_id.pop(older.id, None)  # replaced: it lives on only in the store
         self._resolved[incident.fingerprint] = incident
         return IncidentChange(
             "resolve", incident, time, incident.count, actor, previous, note, _RESOLVED
@@ -273,6 +279,7 @@ class IncidentBook:
         incident.sla_fired = []
         incident.escalation = None
         self._open[incident.fingerprint] = incident
+        self._counts[incident.priority] += 1
         self._by_id[incident.id] = incident
         return IncidentChange(
             "reopen", incident, time, incident.count, actor, "resolved", note, _NEW
@@ -324,6 +331,9 @@ class IncidentBook:
         incident.impact = impact or incident.impact
         incident.urgency = urgency or incident.urgency
         incident.priority = self.priorities(incident.impact, incident.urgency)
+        if self._open.get(incident.fingerprint) is incident:
+            self._counts[before] -= 1
+            self._counts[incident.priority] += 1
         text = (
             f"impact {incident.impact}, urgency {incident.urgency}: priority {before} -> "
             f"{incident.priority}" + (f": {note}" if note else "")
@@ -340,8 +350,8 @@ class IncidentBook:
             self._by_id.pop(incident.id, None)
 
     def open_by_priority(self) -> Counter[str]:
-        """Count open incidents per priority (for the gauge)."""
-        return Counter(i.priority for i in self._open.values())
+        """Count open incidents per priority (for the gauge); kept as they change, not counted."""
+        return self._counts
 
     def __len__(self) -> int:
         return len(self._open)

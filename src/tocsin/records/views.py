@@ -7,7 +7,7 @@ from typing import Any
 
 from tocsin.model import Incident
 
-__all__ = ["incident_json", "iso_time"]
+__all__ = ["incident_json", "iso_time", "notice_view"]
 
 
 def iso_time(when: float | None) -> str | None:
@@ -57,3 +57,11 @@ def incident_json(incident: Incident) -> dict[str, Any]:
             "rounds": escalation.rounds,
         },
     }
+
+
+def notice_view(incident: Incident) -> dict[str, Any]:
+    """Return the view notifications carry: the public one without the event samples, so a
+    group of many incidents stays small (the samples are on the API's view)."""
+    view = incident_json(incident)
+    del view["samples"]
+    return view

@@ -2,9 +2,8 @@
 
 from __future__ import annotations
 
-import copy
 from collections.abc import Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Protocol
 
 from tocsin.model import FileOffset, Incident, IncidentChange, Outgoing, StateRow
@@ -33,6 +32,21 @@ class HistoryEntry:
     kind: str = "state"  # the IncidentChange op that made it ("state" for plain transitions)
 
 
+def _snapshot(incident: Incident) -> Incident:
+    """Copy an incident down to the parts the loop keeps changing while the writer thread
+    serializes the copy (labels, samples, SLA marks, escalation)."""
+    escalation = incident.escalation
+    return replace(
+        incident,
+        labels=dict(incident.labels),
+        samples=list(incident.samples),
+        sla_fired=list(incident.sla_fired),
+        escalation=None
+        if escalation is None
+        else replace(escalation, paged=[list(p) for p in escalation.paged]),
+    )
+
+
 # Changes whose timeline entry is a plain state transition.
 _TRANSITIONS = frozenset({"open", "resolve", "acknowledge", "start", "hold", "close"})
 
@@ -49,7 +63,10 @@ class CommitBatch:
     digests: dict[str, str] | None = None  # replaces every rule's saved digest
     forget: list[str] = field(default_factory=list)  # rules whose saved state goes first
     outbox: list[Outgoing] = field(default_factory=list)  # messages to send, in order
-    groups: dict[str, str | None] = field(default_factory=dict)  # notify groups: JSON or delete
+    groups: dict[str, str | None] = field(default_factory=dict)  # notify group heads: JSON or
+    # delete (with its members); then their members by (group, incident id): JSON or delete
+    members: dict[tuple[str, int], str | None] = field(default_factory=dict)
+    delivered: list[int] = field(default_factory=list)  # outbox rows sent: delete them
 
     @classmethod
     def of(
@@ -79,7 +96,7 @@ class CommitBatch:
                 )
             )
         return cls(
-            incidents=[copy.copy(i) for i in touched.values()],
+            incidents=[_snapshot(i) for i in touched.values()],
             history=history,
             offsets=offsets,
             state=state or [],
@@ -98,6 +115,8 @@ class CommitBatch:
             or self.watermark is not None
             or self.outbox
             or self.groups
+            or self.members
+            or self.delivered
         )
 
     def extend(self, other: CommitBatch) -> None:
@@ -107,6 +126,8 @@ class CommitBatch:
         self.offsets.extend(other.offsets)
         self.outbox.extend(other.outbox)
         self.groups.update(other.groups)
+        self.members.update(other.members)
+        self.delivered.extend(other.delivered)
         if other.forget:
             gone = set(other.forget)
             self.state = [row for row in self.state if row[0] not in gone]
@@ -150,8 +171,8 @@ class Store(Protocol):
     def resolved_before(self, before: float, limit: int) -> list[Incident]:
         """Return up to `limit` incidents resolved before `before` and not closed (auto-close)."""
 
-    def load_groups(self) -> dict[str, str]:
-        """Return every saved notification group (JSON) by id."""
+    def load_groups(self) -> dict[str, tuple[str, dict[int, str]]]:
+        """Return every saved notification group by id: its head and its members by incident."""
 
     def next_incident_id(self) -> int:
         """Return one more than the largest incident id ever stored (1 when empty)."""

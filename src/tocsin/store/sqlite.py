@@ -391,15 +391,8 @@ class SqliteStore:
                     ),
                 )
                 self._commit_correlation(conn, batch, state)
-                conn.executemany(
-                    "INSERT INTO notify_groups (id, data) VALUES (?, ?) "
-                    "ON CONFLICT (id) DO UPDATE SET data = excluded.data",
-                    ((k, v) for k, v in batch.groups.items() if v is not None),
-                )
-                conn.executemany(
-                    "DELETE FROM notify_groups WHERE id = ?",
-                    ((k,) for k, v in batch.groups.items() if v is None),
-                )
+                self._commit_groups(conn, batch)
+                conn.executemany("DELETE FROM outbox WHERE id = ?", ((i,) for i in batch.delivered))
                 now = time.time()
                 conn.executemany(
                     _INSERT_OUTBOX,
@@ -415,6 +408,32 @@ class SqliteStore:
             ) from exc
         STORE_COMMIT_SECONDS.observe(time.perf_counter() - started)
         STORE_COMMITS.inc()
+
+    @staticmethod
+    def _commit_groups(conn: sqlite3.Connection, batch: CommitBatch) -> None:
+        """Write notification group heads, then members; a head deleted takes its members."""
+        heads = batch.groups
+        conn.executemany(
+            "INSERT INTO notify_groups (id, data) VALUES (?, ?) "
+            "ON CONFLICT (id) DO UPDATE SET data = excluded.data",
+            ((k, v) for k, v in heads.items() if v is not None),
+        )
+        gone = [(k,) for k, v in heads.items() if v is None]
+        conn.executemany("DELETE FROM notify_groups WHERE id = ?", gone)
+        conn.executemany("DELETE FROM notify_members WHERE group_id = ?", gone)
+        conn.executemany(
+            "INSERT INTO notify_members (group_id, incident_id, data) VALUES (?, ?, ?) "
+            "ON CONFLICT (group_id, incident_id) DO UPDATE SET data = excluded.data",
+            (
+                (k, i, v)
+                for (k, i), v in batch.members.items()
+                if v is not None and heads.get(k, "") is not None  # not of a head deleted
+            ),
+        )
+        conn.executemany(
+            "DELETE FROM notify_members WHERE group_id = ? AND incident_id = ?",
+            (pair for pair, v in batch.members.items() if v is None),
+        )
 
     @staticmethod
     def _commit_correlation(
@@ -544,9 +563,18 @@ class SqliteStore:
         )
         return [_incident(row) for row in rows]
 
-    def load_groups(self) -> dict[str, str]:
-        """Return every saved notification group as JSON, by id."""
-        return {row["id"]: row["data"] for row in self._query("SELECT id, data FROM notify_groups")}
+    def load_groups(self) -> dict[str, tuple[str, dict[int, str]]]:
+        """Return every saved notification group by id: its head and its members by incident."""
+        groups: dict[str, tuple[str, dict[int, str]]] = {
+            row["id"]: (row["data"], {})
+            for row in self._query("SELECT id, data FROM notify_groups")
+        }
+        members = self._query("SELECT group_id, incident_id, data FROM notify_members")
+        for row in members:
+            group = groups.get(row["group_id"])
+            if group is not None:  # without its head a member cannot be restored
+                group[1][row["incident_id"]] = row["data"]
+        return groups
 
     def next_incident_id(self) -> int:
         """Return one more than the largest stored id (ids are never deleted or reused)."""

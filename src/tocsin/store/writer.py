@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import itertools
 import time
 from collections import deque
 from collections.abc import Callable
@@ -34,6 +35,11 @@ class StoreWriter:
         self._max_pending = max_pending
         self._queue: deque[tuple[CommitBatch, asyncio.Future[None]]] = deque()
         self._in_flight = 0
+        # Admission in call order: a submit waiting for room is not overtaken by a later one
+        # (asyncio.Lock lets newcomers barge past woken waiters), so snapshots commit in order.
+        self._tickets = itertools.count()
+        self._admitted = 0  # the ticket admitted next
+        self._abandoned: set[int] = set()  # tickets whose caller was cancelled while waiting
         self._submitted = 0
         self._committed = 0
         self._failure: BaseException | None = None
@@ -136,15 +142,32 @@ class StoreWriter:
         if not batch:
             done.set_result(None)
             return done
+        ticket = next(self._tickets)
         async with self._changed:
-            await self._changed.wait_for(
-                lambda: len(self._queue) < self._max_pending or self._failure is not None
-            )
+            try:
+                await self._changed.wait_for(
+                    lambda: (
+                        (ticket == self._admitted and len(self._queue) < self._max_pending)
+                        or self._failure is not None
+                    )
+                )
+            except asyncio.CancelledError:
+                self._abandoned.add(ticket)
+                self._admit_next()
+                raise
             self._running()
             self._queue.append((batch, done))
             self._submitted += 1
-            self._changed.notify_all()
+            self._abandoned.add(ticket)  # served: skipped like an abandoned one
+            self._admit_next()
         return done
+
+    def _admit_next(self) -> None:
+        """Move admission past served and abandoned tickets; wake the waiters to look."""
+        while self._admitted in self._abandoned:
+            self._abandoned.discard(self._admitted)
+            self._admitted += 1
+        self._changed.notify_all()
 
     async def flush(self) -> None:
         """Return once every batch submitted before this call is committed."""

@@ -93,6 +93,8 @@ class HttpSender:
             return f"no answer from {self._shown} within {self._timeout:g}s", True
         except aiohttp.ClientError as exc:
             return f"cannot reach {self._shown}: {exc or type(exc).__name__}", True
+        except (ValueError, TypeError) as exc:  # a row this client cannot send, ever
+            return f"cannot send to {self._shown}: {exc}", False
         excerpt = " ".join(text.split())[:_EXCERPT]
         reason = f"HTTP {status} from {self._shown}" + (f": {excerpt}" if excerpt else "")
         return reason, _transient(status)

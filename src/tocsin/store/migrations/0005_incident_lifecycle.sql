@@ -20,7 +20,14 @@ CREATE INDEX incidents_assignee ON incidents (assignee, id);
 ALTER TABLE incident_history ADD COLUMN kind TEXT NOT NULL DEFAULT 'state';
 
 -- Notification groups (route + receiver + group labels): who was told what, and when next.
+-- A small head row per group, and a row per member, so one member's change rewrites one row.
 CREATE TABLE notify_groups (
     id   TEXT PRIMARY KEY,
-    data TEXT NOT NULL  -- JSON, as notify.grouping's Dispatcher dumps it
+    data TEXT NOT NULL  -- JSON head, as notify.grouping's Dispatcher dumps it
+) WITHOUT ROWID;
+CREATE TABLE notify_members (
+    group_id    TEXT NOT NULL,     -- notify_groups.id, deleted along with its head
+    incident_id INTEGER NOT NULL,
+    data        TEXT NOT NULL,     -- JSON: notify-state, what was told, the incident's view
+    PRIMARY KEY (group_id, incident_id)
 ) WITHOUT ROWID;
