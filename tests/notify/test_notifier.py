@@ -317,10 +317,18 @@ def test_sla_marks_fire_without_any_escalation(tmp_path: Path) -> None:
 def test_a_tick_looks_only_at_incidents_whose_moment_came(tmp_path: Path) -> None:
     """Test that 10,000 open incidents do not make each tick scan them all."""
     world = World(_settings(tmp_path))
-    changes = [
-        world.book.open(rule="disk", key=f"h{n}", title="t", impact="low", urgency="high",
-                        service="db", time=T0, actor="rule:disk")  # fmt: skip
-        for n in range(10_000)  # P4: no SLA, no policy; one P1 below
+    changes = [  # P4: no SLA, no policy; one P1 below
+        world.book.open(
+            rule="disk",
+            key=f"h{n}",
+            title="t",
+            impact="low",
+            urgency="high",
+            service="db",
+            time=T0,
+            actor="rule:disk",
+        )
+        for n in range(10_000)
     ]
     world.notifier.react(changes, T0)  # one engine batch
     world.open("db0", T0 + 10_000)
