@@ -111,6 +111,30 @@ def test_replay_table_and_config(tmp_path: Path, capsys: pytest.CaptureFixture[s
     assert "link-up  resolve  resolve  1  core1:Gi0/1  Gi0/1 down on core1" in out[5]
 
 
+def test_replay_reopens_as_the_daemon_does(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """Test that a flap within lifecycle.reopen_window reopens the incident in replay too."""
+    log = tmp_path / "syslog"
+    log.write_text(
+        "".join(
+            f"Jan  1 {at} core1 %LINK-3-UPDOWN: Interface Gi0/1, changed state to {state}\n"
+            for at, state in (
+                ("00:00:01", "down"),
+                ("00:02:00", "up"),
+                ("00:30:00", "down"),
+                ("02:00:00", "up"),
+                ("03:30:00", "down"),
+            )
+        )
+    )
+    args = ["replay", "--rules", str(REPO / "rules"), "--year", "2025", "--format", "jsonl"]
+    assert main([*args, str(log)]) == 0
+    rows = [json.loads(line) for line in capsys.readouterr().out.splitlines()]
+    link = [(r["op"], r["count"]) for r in rows if r["rule"] == "link-down"]
+    assert link == [("open", 1), ("reopen", 2), ("open", 1)]  # 28 min after: reopen; 90: new
+
+
 def test_replay_missing_file(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     """Test that a missing input file is a usage error, not a traceback."""
     assert main(["replay", "--rules", str(REPO / "rules"), str(tmp_path / "nope.log")]) == 2

@@ -22,6 +22,7 @@ from tocsin.config import Config, CorrelationConfig, load_config
 from tocsin.incidents_cli import add_commands
 from tocsin.obs import configure_logging
 from tocsin.parsers import PARSER_KINDS
+from tocsin.records.incidents import REOPEN_WINDOW
 from tocsin.records.priority import PriorityMatrix
 from tocsin.rules.loader import load_rules
 from tocsin.yamlsrc import SourceError
@@ -217,6 +218,7 @@ def _replay(args: argparse.Namespace) -> int:
     correlation = CorrelationConfig()
     muter = None
     brokers = None
+    reopen_window = REOPEN_WINDOW
     if args.config is not None:
         try:
             config = load_config(args.config)
@@ -227,6 +229,7 @@ def _replay(args: argparse.Namespace) -> int:
         correlation = config.correlation
         muter = Muter(silences=SilenceBook(), windows=config.maintenance, inhibit=config.inhibit)
         brokers = list(config.mqtt_brokers)
+        reopen_window = config.incidents.reopen_window
     else:
         rule_paths = list(args.rules)
     tz = None
@@ -250,6 +253,7 @@ def _replay(args: argparse.Namespace) -> int:
         priorities=priorities,
         correlation=correlation,
         muter=muter,
+        reopen_window=reopen_window,
         parser=args.parser,
         year=args.year,
         tz=tz,

@@ -17,7 +17,7 @@ from tocsin.engine.muting import Muter
 from tocsin.engine.pipeline import Engine
 from tocsin.model import Event, IncidentChange
 from tocsin.parsers import make_parser
-from tocsin.records.incidents import IncidentBook
+from tocsin.records.incidents import REOPEN_WINDOW, IncidentBook
 from tocsin.records.priority import PriorityMatrix
 from tocsin.rules.loader import RuleSet
 from tocsin.rules.types import ActionOutput
@@ -145,6 +145,7 @@ def replay(
     priorities: PriorityMatrix,
     correlation: CorrelationConfig | None = None,
     muter: Muter | None = None,
+    reopen_window: float = REOPEN_WINDOW,
     parser: str = "auto",
     year: int | None = None,
     tz: datetime.tzinfo | None = None,
@@ -159,7 +160,7 @@ def replay(
     """
     summary = ReplaySummary()
     correlation = correlation or CorrelationConfig()
-    book = IncidentBook(priorities=priorities)
+    book = IncidentBook(priorities=priorities, reopen_window=reopen_window)
     engine = Engine(
         rules=ruleset.rules,
         lists=ruleset.lists,

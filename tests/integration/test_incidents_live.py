@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import signal
 import sqlite3
 import time
 from pathlib import Path
@@ -14,7 +15,10 @@ from typing import Any
 import pytest
 from daemon import Daemon, free_port, wait_until
 from receiverkit import http_receiver, smtp_receiver
+from test_mqtt_live import Watcher
 from test_silences_live import request
+
+from mqttkit import Broker
 
 pytestmark = pytest.mark.integration
 
@@ -238,3 +242,37 @@ def test_resolved_incidents_close_after_auto_close_and_recurrence_reopens(
     ]  # fmt: skip
     assert timeline[-1]["actor"] == "tocsin:auto-close"
     assert daemon.stop() == 0
+
+
+def test_an_mqtt_receiver_publishes_through_the_daemons_broker_link(tmp_path: Path) -> None:
+    """Test the mqtt channel: a notice published on a real mosquitto, as the template says."""
+    broker = Broker(tmp_path / "broker")
+    broker.start()
+    watcher: Watcher | None = None
+    try:
+        watcher = Watcher(broker.port, "tocsin/#")
+        (tmp_path / "d").mkdir()
+        (tmp_path / "d" / "incidents.yaml").write_text(
+            "receivers:\n"
+            "  - name: bus\n"
+            "    mqtt: {broker: alerts, topic: 'tocsin/{{ receiver }}/{{ action }}', qos: 1}\n"
+            "route: {receiver: bus, group_wait: 0s}\n"
+        )
+        extra = (
+            "incidents: incidents.yaml\nmqtt:\n  brokers:\n"
+            f"    alerts: {{host: 127.0.0.1, port: {broker.port}, client_id: tocsin-notify}}\n"
+        )
+        daemon = Daemon(tmp_path / "d", extra=extra)
+        daemon.start()
+        _write(daemon, DOWN)
+        ((topic, payload, qos, _),) = wait_until(lambda: watcher.got, what="the notice")
+        body = json.loads(payload)
+        assert (topic, qos, body["receiver"], body["action"]) == (
+            "tocsin/bus/trigger", 1, "bus", "trigger",
+        )  # fmt: skip
+        assert [i["title"] for i in body["incidents"]] == ["Gi0/1 down"]
+        assert daemon.stop() == 0
+    finally:
+        if watcher is not None:
+            watcher.close()
+        broker.stop(signal.SIGKILL)

@@ -14,6 +14,7 @@ from tocsin.notify.receivers import Receiver, parse_receivers
 from tocsin.notify.routing import Route, parse_route
 from tocsin.notify.users import User, parse_users
 from tocsin.oncall.schedule import OnCallSchedule, parse_oncall
+from tocsin.records.incidents import REOPEN_WINDOW
 from tocsin.records.sla import SlaPolicy, parse_sla
 from tocsin.rules.schema import check_keys, expect_int, expect_map, parse_duration
 from tocsin.yamlsrc import Mark, SourceError, load_yaml_file, value_mark
@@ -28,7 +29,7 @@ _LIFECYCLE_KEYS = ("reopen_window", "auto_close", "samples")
 class IncidentSettings:
     """How incidents live and who hears about them; the defaults notify nobody."""
 
-    reopen_window: float = 3600.0  # a recurrence this soon after resolution reopens it
+    reopen_window: float = REOPEN_WINDOW  # a recurrence this soon after resolution reopens it
     auto_close: float | None = None  # close resolved incidents after this long; None: never
     samples: int = 10  # events kept on an incident (the first half, then the newest)
     sla: SlaPolicy | None = None

@@ -10,10 +10,13 @@ from collections.abc import Iterable, Iterator
 from tocsin.model import OPEN_STATES, Event, Incident, IncidentChange, IncidentState
 from tocsin.records.priority import RATINGS, PriorityMatrix
 
-__all__ = ["STORM_KEY", "TARGETS", "IncidentBook", "LifecycleError", "fingerprint"]
+__all__ = ["REOPEN_WINDOW", "STORM_KEY", "TARGETS", "IncidentBook", "LifecycleError", "fingerprint"]
 
 # The key of a rule's storm summary incident (see the `storm` rule option).
 STORM_KEY = "(storm)"
+
+# By default, a fingerprint recurring this soon after its incident was resolved reopens it.
+REOPEN_WINDOW = 3600.0
 
 _NEW, _ACK, _WORK, _HOLD = (
     IncidentState.NEW,
