@@ -238,6 +238,8 @@ class Incident:
     samples: list[dict[str, Any]] = field(default_factory=list)  # events behind it, bounded
     sla_fired: list[str] = field(default_factory=list)  # "response:warning", "resolution:breach"
     escalation: Escalation | None = None
+    holds: list[list[float]] = field(default_factory=list)  # [start, end] of past holds
+    held_since: float | None = None  # on hold since then: the resolution clock is paused
 
     @property
     def is_open(self) -> bool:

@@ -9,7 +9,9 @@ import pytest
 
 from tocsin.model import Incident, IncidentState
 from tocsin.records.calendar import ALWAYS, BusinessHours
-from tocsin.records.sla import SlaPolicy, parse_sla
+from tocsin.records.incidents import IncidentBook
+from tocsin.records.priority import PriorityMatrix
+from tocsin.records.sla import SlaPolicy, SlaTarget, parse_sla
 from tocsin.yamlsrc import SourceError, load_yaml, value_mark
 
 BERLIN = ZoneInfo("Europe/Berlin")
@@ -330,3 +332,27 @@ def test_config_errors_name_file_line_and_problem(text: str, message: str) -> No
     with pytest.raises(SourceError) as caught:
         parse(text)
     assert str(caught.value) == message
+
+
+def test_the_resolution_clock_stops_while_on_hold() -> None:
+    """Test ITIL's pause: no resolution mark on hold; afterwards the deadlines move by the hold."""
+    policy = SlaPolicy(priorities={"P1": SlaTarget(response=None, resolution=3600.0)}, warn_at=0.5)
+    book = IncidentBook(priorities=PriorityMatrix())
+    change = book.open(
+        rule="r", key="k", title="t", impact="high", urgency="high", time=0.0, actor="rule:r"
+    )
+    incident = change.incident
+    assert policy.next_check(incident) == 1800.0
+    book.transition(incident, "acknowledged", time=600.0, actor="a")
+    book.transition(incident, "on_hold", time=600.0, actor="a")
+    assert policy.check(incident, 10_000.0) == []
+    assert policy.next_check(incident) is None
+    book.transition(incident, "in_progress", time=2400.0, actor="a")  # held 30 minutes
+    assert incident.holds == [[600.0, 2400.0]]
+    assert policy.next_check(incident) == 1800.0 + 1800.0
+    assert policy.deadlines(incident)["resolution_due"] == 3600.0 + 1800.0
+    assert policy.check(incident, 3599.0) == []
+    assert policy.check(incident, 5400.0) == ["resolution:warning", "resolution:breach"]
+    book.resolve(incident.fingerprint, time=5500.0, actor="x")
+    book.transition(incident, "reopen", time=6000.0, actor="x")
+    assert (incident.holds, incident.held_since) == ([], None)

@@ -17,7 +17,7 @@ from dataclasses import dataclass, field
 from typing import Any, Protocol
 
 from tocsin.mute import LATEST
-from tocsin.mute.schedule import offset_change, parse_clock, parse_cyclic, parse_time_zone
+from tocsin.mute.schedule import offset_change, parse_clock, parse_time_zone, parse_weekdays
 from tocsin.rules.schema import Errors, check_keys, expect_list, expect_map, plain_errors
 from tocsin.yamlsrc import Mark, value_mark
 
@@ -161,14 +161,7 @@ def parse_business_hours(spec: Any, where: Mark, errors: Errors = plain_errors) 
         raise errors(at("to"), "'to' must differ from 'from' (for 24 hours use 00:00 to 24:00)")
     weekdays = _WORKWEEK
     if "weekdays" in data:
-        days = expect_list(data["weekdays"], at("weekdays"), "'weekdays'", errors)
-        if not days:
-            raise errors(at("weekdays"), "'weekdays' must list at least one day")
-        weekdays = frozenset(
-            d
-            for i, item in enumerate(days)
-            for d in parse_cyclic(item, value_mark(days, i, at("weekdays")), "weekday", errors)
-        )
+        weekdays = parse_weekdays(data["weekdays"], at("weekdays"), errors)
     holidays: frozenset[datetime.date] = frozenset()
     if data.get("holidays") is not None:
         found = expect_list(data["holidays"], at("holidays"), "'holidays'", errors)

@@ -52,6 +52,13 @@ def fingerprint(rule_id: str, key: str) -> str:
     return f"{rule_id}:{key}"
 
 
+def _end_hold(incident: Incident, time: float) -> None:
+    """Close the running hold, if any: the resolution clock runs again."""
+    if incident.held_since is not None:
+        incident.holds.append([incident.held_since, max(time, incident.held_since)])
+        incident.held_since = None
+
+
 def _sample(event: Event) -> dict[str, object]:
     """What an incident keeps of one event behind it."""
     return {
@@ -217,6 +224,7 @@ class IncidentBook:
         del self._open[incident.fingerprint]
         self._counts[incident.priority] -= 1
         previous = str(incident.state)
+        _end_hold(incident, time)
         incident.state = _RESOLVED
         incident.resolved_at = time
         if incident.escalation is not None:
@@ -270,6 +278,10 @@ class IncidentBook:
         incident.state = IncidentState(to)
         if incident.acknowledged_at is None:
             incident.acknowledged_at = time  # working on it, or holding it, answers the page
+        if to == _HOLD:
+            incident.held_since = time  # the resolution clock stops (ITIL: waiting on others)
+        else:
+            _end_hold(incident, time)
         return IncidentChange(op, incident, time, incident.count, actor, state, note, to)
 
     def _reopen(self, incident: Incident, time: float, actor: str, note: str) -> IncidentChange:
@@ -281,6 +293,8 @@ class IncidentBook:
         incident.reopened += 1
         incident.sla_fired = []
         incident.escalation = None
+        incident.holds = []
+        incident.held_since = None
         self._open[incident.fingerprint] = incident
         self._counts[incident.priority] += 1
         self._by_id[incident.id] = incident

@@ -6,7 +6,8 @@ resolved or closed without that); resolution until it is resolved (or closed). A
 met fires nothing more, even a mark whose instant had passed before anyone checked. Times from
 before `opened_at` belong to an earlier life of a reopened incident and are not counted.
 Goals count the priority's calendar: under business hours, `3d` means 72 hours of opening
-time (over a week of 10-hour days). The clock does not pause while an incident is on hold.
+time (over a week of 10-hour days). The resolution clock stops while an incident is on hold
+(as ITIL has it: the wait is on somebody else): its deadlines move by the counted time held.
 """
 
 from __future__ import annotations
@@ -81,9 +82,10 @@ class SlaPolicy:
         for stage in _STAGES:
             seconds = target.seconds(stage)
             if seconds is not None:
-                found[f"{stage}_due"] = target.calendar.add(incident.opened_at, seconds)
+                paused = _held(incident, target.calendar) if stage == "resolution" else 0.0
+                found[f"{stage}_due"] = target.calendar.add(incident.opened_at, seconds + paused)
                 found[f"{stage}_warning"] = target.calendar.add(
-                    incident.opened_at, seconds * self.warn_at
+                    incident.opened_at, seconds * self.warn_at + paused
                 )
         return found
 
@@ -97,12 +99,27 @@ class SlaPolicy:
             seconds = target.seconds(stage)
             if seconds is None or _met(incident, stage):
                 continue
+            paused = 0.0
+            if stage == "resolution":
+                if incident.held_since is not None:
+                    continue  # on hold: the clock stands still until work resumes
+                paused = _held(incident, target.calendar)
             for fraction, kind in ((self.warn_at, "warning"), (1.0, "breach")):
                 mark = f"{stage}:{kind}"
                 if mark not in incident.sla_fired:
-                    moment = target.calendar.add(incident.opened_at, seconds * fraction)
+                    moment = target.calendar.add(incident.opened_at, seconds * fraction + paused)
                     found.append((moment, MARKS.index(mark), mark))
         return sorted(found)
+
+
+def _held(incident: Incident, calendar: Calendar) -> float:
+    """Counted seconds the incident spent on hold since it was opened (the running hold is
+    left to the caller: while it runs, no resolution mark is pending)."""
+    return sum(
+        calendar.elapsed(max(start, incident.opened_at), end)
+        for start, end in incident.holds
+        if end > incident.opened_at
+    )
 
 
 def _met(incident: Incident, stage: str) -> bool:

@@ -41,6 +41,7 @@ def _snapshot(incident: Incident) -> Incident:
         labels=dict(incident.labels),
         samples=list(incident.samples),
         sla_fired=list(incident.sla_fired),
+        holds=[list(h) for h in incident.holds],
         escalation=None
         if escalation is None
         else replace(escalation, paged=[list(p) for p in escalation.paged]),

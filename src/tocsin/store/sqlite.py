@@ -172,6 +172,8 @@ def _incident_row(incident: Incident) -> tuple[object, ...]:
                 "escalation": None
                 if incident.escalation is None
                 else incident.escalation.to_dict(),
+                "holds": incident.holds,
+                "held_since": incident.held_since,
             }
         ),
     )
@@ -210,6 +212,8 @@ def _incident(row: sqlite3.Row) -> Incident:
         samples=list(data.get("samples") or []),
         sla_fired=[str(mark) for mark in data.get("sla_fired") or []],
         escalation=Escalation.from_dict(escalation) if escalation else None,
+        holds=[[float(start), float(end)] for start, end in data.get("holds") or []],
+        held_since=data.get("held_since"),
     )
 
 
