@@ -10,7 +10,15 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from tocsin.mqtt.settings import Subscription, parse_brokers, parse_subscriptions
-from tocsin.mqtt.topics import Router, TopicFields, filter_error, matches, overlap, split_share
+from tocsin.mqtt.topics import (
+    Router,
+    TopicFields,
+    filter_error,
+    matches,
+    overlap,
+    split_share,
+    topic_problem,
+)
 from tocsin.yamlsrc import SourceError, load_yaml
 
 
@@ -78,6 +86,25 @@ def test_valid_filters(text: str) -> None:
 def test_invalid_filters(text: str, reason: str) -> None:
     """Test that each kind of invalid filter is named for what is wrong with it."""
     assert filter_error(text) == reason
+
+
+@pytest.mark.parametrize(
+    ("topic", "problem"),
+    [
+        ("alerts/db", None),
+        ("$SYS/x", None),
+        ("", "is empty"),
+        ("a/+/b", "contains an MQTT wildcard (+ or #)"),
+        ("a/#", "contains an MQTT wildcard (+ or #)"),
+        ("a\0b", "contains NUL"),
+        ("é" * 32_768, "is longer than 65535 bytes"),
+        ("x" * 65_535, None),
+        ("a/\udcff", None),
+    ],
+)
+def test_topic_problem(topic: str, problem: str | None) -> None:
+    """Test that a PUBLISH topic's problem is named, and a lone surrogate is measured, not raised."""
+    assert topic_problem(topic) == problem
 
 
 @pytest.mark.parametrize(

@@ -10,6 +10,7 @@ from dataclasses import dataclass
 from typing import Any, TypeAlias
 
 from tocsin.model import Outgoing
+from tocsin.mqtt.topics import topic_problem
 from tocsin.rules.schema import check_keys, expect_bool, expect_map, expect_str, kind_of
 from tocsin.rules.templates import Template
 from tocsin.rules.types import ActionEnv, ActionOutput, CompileContext, Hit
@@ -18,7 +19,6 @@ from tocsin.yamlsrc import Mark, did_you_mean, key_mark, value_mark
 __all__ = ["PublishAction", "PublishKind"]
 
 _KEYS = ("broker", "topic", "payload", "qos", "retain")
-_MAX_TOPIC_BYTES = 65535  # MQTT strings carry a 16-bit length
 _SURROGATE = re.compile("[\ud800-\udfff]")  # what undecodable input bytes decode to
 
 # A compiled JSON payload: templates at the text leaves, YAML's own values elsewhere.
@@ -28,19 +28,6 @@ Node: TypeAlias = "Template | dict[str, Node] | list[Node] | int | float | bool 
 def _valid_text(text: str) -> str:
     """Return text that encodes as UTF-8: a lone surrogate (undecodable input) becomes U+FFFD."""
     return text if text.isascii() else _SURROGATE.sub("\ufffd", text)
-
-
-def _topic_problem(topic: str) -> str | None:
-    """Say what makes `topic` unusable for a PUBLISH, or None when it is fine."""
-    if not topic:
-        return "is empty"
-    if "+" in topic or "#" in topic:
-        return "contains an MQTT wildcard (+ or #)"
-    if "\0" in topic:
-        return "contains NUL"
-    if len(topic.encode("utf-8")) > _MAX_TOPIC_BYTES:
-        return f"is longer than {_MAX_TOPIC_BYTES} bytes"
-    return None
 
 
 def _jsonable(value: Any) -> Any:
@@ -84,7 +71,7 @@ class PublishAction:
         """Queue the message; a topic the data made unusable fails this action."""
         variables = hit.variables
         topic = _valid_text(self.topic.render(variables))
-        problem = _topic_problem(topic)
+        problem = topic_problem(topic)
         if problem is not None:
             shown = topic if len(topic) <= 100 else f"{topic[:100]}..."
             raise ValueError(f"rendered topic {shown!r} {problem}")
@@ -127,7 +114,7 @@ class PublishKind:
         where = value_mark(data, "topic", mark)
         topic = ctx.template(data["topic"], where, "topic")
         if not any(s in topic.source for s in ("{{", "{%", "{#")):
-            problem = _topic_problem(_valid_text(topic.source))
+            problem = topic_problem(_valid_text(topic.source))
             if problem is not None:
                 raise ctx.error(where, f"topic {topic.source!r} {problem}")
         qos = data.get("qos", 1)

@@ -24,6 +24,7 @@ __all__ = [
     "matches",
     "overlap",
     "split_share",
+    "topic_problem",
 ]
 
 MAX_TOPIC_BYTES = 65535  # an MQTT string's length is a 16-bit number
@@ -61,6 +62,20 @@ def filter_error(text: str) -> str | None:
             return "'#' must be a whole level and the last one"
         if "+" in level and level != "+":
             return "'+' must be a whole level"
+    return None
+
+
+def topic_problem(topic: str) -> str | None:
+    """Say what makes `topic` unusable for a PUBLISH ("is empty"...), or None when it is fine."""
+    if not topic:
+        return "is empty"
+    if "+" in topic or "#" in topic:
+        return "contains an MQTT wildcard (+ or #)"
+    if "\0" in topic:
+        return "contains NUL"
+    # "replace": a lone surrogate from undecodable input is measured, not raised on.
+    if len(topic.encode("utf-8", "replace")) > MAX_TOPIC_BYTES:
+        return f"is longer than {MAX_TOPIC_BYTES} bytes"
     return None
 
 

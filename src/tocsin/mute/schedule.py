@@ -24,7 +24,7 @@ from typing import Any
 
 from tocsin.mute import MuteDecision, format_time
 from tocsin.mute.matchers import Matchers, parse_matchers
-from tocsin.rules.schema import Errors, check_keys, expect_list, expect_map, expect_str
+from tocsin.rules.schema import Errors, check_keys, expect_list, expect_map, expect_str, parse_named
 from tocsin.yamlsrc import Mark, SourceError, did_you_mean, key_mark, value_mark
 
 __all__ = [
@@ -40,6 +40,7 @@ __all__ = [
     "parse_clock",
     "parse_cyclic",
     "parse_time_zone",
+    "parse_weekdays",
     "parse_windows",
     "utc_offset",
 ]
@@ -277,22 +278,7 @@ def parse_windows(data: Any, where: Mark) -> list[MaintenanceWindow]:
     """Parse a `maintenance:` section (a list of windows); empty means none."""
     if data is None:
         return []
-    items = expect_list(data, where, "'maintenance'")
-    windows: list[MaintenanceWindow] = []
-    seen: dict[str, Mark] = {}
-    for index, spec in enumerate(items):
-        at = value_mark(items, index, where)
-        window = _window(spec, at, index + 1)
-        name_at = value_mark(spec, "name", at)
-        if window.name in seen:
-            raise SourceError(
-                name_at,
-                f"duplicate maintenance window name '{window.name}' "
-                f"(first defined at {seen[window.name]})",
-            )
-        seen[window.name] = name_at
-        windows.append(window)
-    return windows
+    return parse_named(data, where, "'maintenance'", "maintenance window", _window)
 
 
 def _window(spec: Any, where: Mark, number: int) -> MaintenanceWindow:
@@ -423,6 +409,18 @@ def _sexagesimal_hint(value: int) -> str:
     high, low = divmod(abs(value), 60)
     sign = "-" if value < 0 else ""
     return f" (write ranges in quotes: unquoted, YAML reads {sign}{high}:{low} as {value})"
+
+
+def parse_weekdays(value: Any, where: Mark, errors: Errors) -> frozenset[int]:
+    """Read a non-empty `weekdays:` list of days and ranges (mon:fri) as 0-based weekdays."""
+    days = expect_list(value, where, "'weekdays'", errors)
+    if not days:
+        raise errors(where, "'weekdays' must list at least one day")
+    return frozenset(
+        d
+        for i, item in enumerate(days)
+        for d in parse_cyclic(item, value_mark(days, i, where), "weekday", errors)
+    )
 
 
 def parse_cyclic(item: Any, where: Mark, kind: str, errors: Errors) -> list[int]:

@@ -25,6 +25,7 @@ from tocsin.rules.schema import (
     expect_map,
     expect_str,
     parse_duration,
+    parse_named,
 )
 from tocsin.yamlsrc import Mark, SourceError, did_you_mean, value_mark
 
@@ -263,23 +264,13 @@ def parse_escalation_policies(
     """Parse an `escalation_policies:` section (a list) into policies by name; empty: none."""
     if spec is None:
         return {}
-    items = expect_list(spec, where, "'escalation_policies'")
     known = _Known(receivers=receivers, schedules=schedules, users=users)
-    policies: dict[str, EscalationPolicy] = {}
-    seen: dict[str, Mark] = {}
-    for index, item in enumerate(items):
-        at = value_mark(items, index, where)
-        policy = _policy(item, at, index + 1, known)
-        name_at = value_mark(item, "name", at)
-        if policy.name in seen:
-            raise SourceError(
-                name_at,
-                f"duplicate escalation policy name '{policy.name}' "
-                f"(first defined at {seen[policy.name]})",
-            )
-        seen[policy.name] = name_at
-        policies[policy.name] = policy
-    return policies
+
+    def one(item: Any, at: Mark, number: int) -> EscalationPolicy:
+        return _policy(item, at, number, known)
+
+    found = parse_named(spec, where, "'escalation_policies'", "escalation policy", one)
+    return {p.name: p for p in found}
 
 
 @dataclass(frozen=True, slots=True)

@@ -19,7 +19,7 @@ from tocsin.notify.channels.pagerduty import parse_pagerduty
 from tocsin.notify.channels.slack import parse_slack
 from tocsin.notify.channels.webhook import parse_webhook
 from tocsin.outbox import Send
-from tocsin.rules.schema import check_keys, expect_list, expect_map, expect_str
+from tocsin.rules.schema import check_keys, expect_map, expect_str, parse_named
 from tocsin.yamlsrc import Mark, SourceError, value_mark
 
 __all__ = ["KINDS", "Receiver", "Report", "Senders", "make_senders", "parse_receivers"]
@@ -41,22 +41,12 @@ def parse_receivers(
     """Parse `receivers:` (a list); secret files are read now, relative to `base`."""
     if spec is None:
         return {}
-    items = expect_list(spec, where, "'receivers'")
-    receivers: dict[str, Receiver] = {}
-    seen: dict[str, Mark] = {}
-    for index, item in enumerate(items):
-        at = value_mark(items, index, where)
-        receiver = _receiver(item, at, index + 1, base, frozenset(brokers))
-        name_at = value_mark(item, "name", at)
-        if receiver.name in seen:
-            raise SourceError(
-                name_at,
-                f"duplicate receiver name '{receiver.name}' "
-                f"(first defined at {seen[receiver.name]})",
-            )
-        seen[receiver.name] = name_at
-        receivers[receiver.name] = receiver
-    return receivers
+    known = frozenset(brokers)
+
+    def one(item: Any, at: Mark, number: int) -> Receiver:
+        return _receiver(item, at, number, base, known)
+
+    return {r.name: r for r in parse_named(spec, where, "'receivers'", "receiver", one)}
 
 
 def _receiver(spec: Any, where: Mark, number: int, base: Path, brokers: frozenset[str]) -> Receiver:

@@ -11,12 +11,11 @@ from collections.abc import Mapping, Sequence
 from typing import Any, Protocol
 
 from jinja2 import ChainableUndefined, TemplateError
-from jinja2.sandbox import SandboxedEnvironment
 
 from tocsin.model import OPEN_STATES, Outgoing
 from tocsin.notify.notice import Notice
 from tocsin.records.views import iso_time
-from tocsin.rules.templates import TemplateCompileError, TemplateRenderError
+from tocsin.rules.templates import Sandbox, TemplateCompileError, TemplateRenderError
 
 __all__ = [
     "HtmlTemplate",
@@ -48,19 +47,8 @@ class TextTemplate(Protocol):
         ...
 
 
-class _HtmlSandbox(SandboxedEnvironment):
-    """The rules' sandbox with autoescape: `a.b` reads a mapping's item first, like the rules."""
-
-    def getattr(self, obj: Any, attribute: str) -> Any:
-        if isinstance(obj, Mapping):
-            try:
-                return obj[attribute]
-            except (KeyError, TypeError):
-                pass
-        return super().getattr(obj, attribute)
-
-
-_HTML = _HtmlSandbox(autoescape=True, undefined=ChainableUndefined)
+# The rules' sandbox with autoescape: `a.b` reads a mapping's item first, like the rules.
+_HTML = Sandbox(autoescape=True, undefined=ChainableUndefined)
 
 
 class HtmlTemplate:

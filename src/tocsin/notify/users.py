@@ -7,7 +7,7 @@ from collections.abc import Collection
 from dataclasses import dataclass, field
 from typing import Any
 
-from tocsin.rules.schema import check_keys, expect_list, expect_map, expect_str
+from tocsin.rules.schema import check_keys, expect_list, expect_map, expect_str, parse_named
 from tocsin.yamlsrc import Mark, SourceError, did_you_mean, value_mark
 
 __all__ = ["User", "parse_users"]
@@ -36,20 +36,11 @@ def parse_users(spec: Any, where: Mark, *, receivers: Collection[str]) -> dict[s
     """Parse a `users:` section (a list of people) into users by name; empty: none."""
     if spec is None:
         return {}
-    items = expect_list(spec, where, "'users'")
-    users: dict[str, User] = {}
-    seen: dict[str, Mark] = {}
-    for index, item in enumerate(items):
-        at = value_mark(items, index, where)
-        user = _user(item, at, index + 1, receivers)
-        name_at = value_mark(item, "name", at)
-        if user.name in seen:
-            raise SourceError(
-                name_at, f"duplicate user name '{user.name}' (first defined at {seen[user.name]})"
-            )
-        seen[user.name] = name_at
-        users[user.name] = user
-    return users
+
+    def one(item: Any, at: Mark, number: int) -> User:
+        return _user(item, at, number, receivers)
+
+    return {u.name: u for u in parse_named(spec, where, "'users'", "user", one)}
 
 
 def _user(spec: Any, where: Mark, number: int, receivers: Collection[str]) -> User:

@@ -21,11 +21,11 @@ from tocsin.mute.schedule import (
     TimeRange,
     offset_change,
     parse_clock,
-    parse_cyclic,
     parse_time_zone,
+    parse_weekdays,
     utc_offset,
 )
-from tocsin.rules.schema import Errors, check_keys, expect_list, expect_map, expect_str
+from tocsin.rules.schema import Errors, check_keys, expect_list, expect_map, expect_str, parse_named
 from tocsin.yamlsrc import Mark, SourceError, value_mark
 
 __all__ = ["OnCallSchedule", "Override", "Rotation", "Shift", "parse_oncall"]
@@ -210,22 +210,7 @@ def parse_oncall(spec: Any, where: Mark) -> dict[str, OnCallSchedule]:
     """Parse an `oncall:` section (a list of schedules) into schedules by name; empty: none."""
     if spec is None:
         return {}
-    items = expect_list(spec, where, "'oncall'")
-    schedules: dict[str, OnCallSchedule] = {}
-    seen: dict[str, Mark] = {}
-    for index, item in enumerate(items):
-        at = value_mark(items, index, where)
-        schedule = _schedule(item, at, index + 1)
-        name_at = value_mark(item, "name", at)
-        if schedule.name in seen:
-            raise SourceError(
-                name_at,
-                f"duplicate on-call schedule name '{schedule.name}' "
-                f"(first defined at {seen[schedule.name]})",
-            )
-        seen[schedule.name] = name_at
-        schedules[schedule.name] = schedule
-    return schedules
+    return {s.name: s for s in parse_named(spec, where, "'oncall'", "on-call schedule", _schedule)}
 
 
 def _label(data: Any, key: str, number: int, kind: str) -> str:
@@ -255,23 +240,15 @@ def _schedule(spec: Any, where: Mark, number: int) -> OnCallSchedule:
 
     name = _name(data["name"], at("name"), "'name'", errors)
     zone = parse_time_zone(data["time_zone"], at("time_zone"), errors)
-    items = expect_list(data["rotations"], at("rotations"), "'rotations'", errors)
-    if not items:
+
+    def rotation(item: Any, item_at: Mark, number: int) -> Rotation:
+        return _rotation(item, item_at, number, zone, errors)
+
+    rotations = parse_named(
+        data["rotations"], at("rotations"), "'rotations'", "rotation", rotation, errors=errors
+    )
+    if not rotations:
         raise errors(at("rotations"), "'rotations' needs at least one rotation")
-    rotations: list[Rotation] = []
-    seen: dict[str, Mark] = {}
-    for index, item in enumerate(items):
-        item_at = value_mark(items, index, at("rotations"))
-        rotation = _rotation(item, item_at, index + 1, zone, errors)
-        name_at = value_mark(item, "name", item_at)
-        if rotation.name in seen:
-            raise errors(
-                name_at,
-                f"duplicate rotation name '{rotation.name}' "
-                f"(first defined at {seen[rotation.name]})",
-            )
-        seen[rotation.name] = name_at
-        rotations.append(rotation)
     overrides: list[Override] = []
     if data.get("overrides") is not None:
         found = expect_list(data["overrides"], at("overrides"), "'overrides'", errors)
@@ -373,14 +350,7 @@ def _active(spec: Any, where: Mark, outer: Errors) -> Interval:
 
     weekdays = None
     if "weekdays" in data:
-        days = expect_list(data["weekdays"], at("weekdays"), "'weekdays'", errors)
-        if not days:
-            raise errors(at("weekdays"), "'weekdays' must list at least one day")
-        weekdays = frozenset(
-            d
-            for i, item in enumerate(days)
-            for d in parse_cyclic(item, value_mark(days, i, at("weekdays")), "weekday", errors)
-        )
+        weekdays = parse_weekdays(data["weekdays"], at("weekdays"), errors)
     times: tuple[TimeRange, ...] = ()
     if given:
         begin = parse_clock(data["from"], at("from"), "'from'", errors, end=False)

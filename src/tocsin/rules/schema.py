@@ -5,9 +5,17 @@ from __future__ import annotations
 import re
 from collections.abc import Callable, Iterable, Mapping
 from pathlib import Path
-from typing import Any
+from typing import Any, Protocol, TypeVar
 
-from tocsin.yamlsrc import Mark, MarkedList, MarkedMap, SourceError, did_you_mean, key_mark
+from tocsin.yamlsrc import (
+    Mark,
+    MarkedList,
+    MarkedMap,
+    SourceError,
+    did_you_mean,
+    key_mark,
+    value_mark,
+)
 
 __all__ = [
     "Errors",
@@ -19,6 +27,7 @@ __all__ = [
     "expect_str",
     "kind_of",
     "parse_duration",
+    "parse_named",
     "parse_path",
     "parse_size",
     "plain_errors",
@@ -98,6 +107,47 @@ def expect_int(
     if isinstance(value, int) and not isinstance(value, bool) and value >= minimum:
         return value
     raise errors(where, f"{what} must be a whole number >= {minimum}")
+
+
+class _Named(Protocol):
+    """What parse_named needs of an entry: the name it is known by."""
+
+    @property
+    def name(self) -> str: ...
+
+
+_NamedT = TypeVar("_NamedT", bound=_Named)
+
+
+def parse_named(
+    spec: Any,
+    where: Mark,
+    what: str,
+    kind: str,
+    parse_one: Callable[[Any, Mark, int], _NamedT],
+    *,
+    errors: Errors = plain_errors,
+) -> list[_NamedT]:
+    """Parse a list of named entries in order, so that a repeated name says where it came first.
+
+    `parse_one` gets each item, where it is and its 1-based number; a repeat raises
+    "duplicate KIND name 'x' (first defined at FILE:LINE:COL)" at the repeat's `name`.
+    """
+    items = expect_list(spec, where, what, errors)
+    entries: list[_NamedT] = []
+    seen: dict[str, Mark] = {}
+    for index, item in enumerate(items):
+        at = value_mark(items, index, where)
+        entry = parse_one(item, at, index + 1)
+        name_at = value_mark(item, "name", at)
+        if entry.name in seen:
+            raise errors(
+                name_at,
+                f"duplicate {kind} name '{entry.name}' (first defined at {seen[entry.name]})",
+            )
+        seen[entry.name] = name_at
+        entries.append(entry)
+    return entries
 
 
 def check_keys(

@@ -15,6 +15,7 @@ from jinja2.sandbox import SandboxedEnvironment
 
 __all__ = [
     "Expression",
+    "Sandbox",
     "Template",
     "TemplateCompileError",
     "TemplateRenderError",
@@ -23,10 +24,11 @@ __all__ = [
 ]
 
 
-class _Sandbox(SandboxedEnvironment):
+class Sandbox(SandboxedEnvironment):
     """The sandbox, reading `a.b` as an item first for mappings, as the fast path does.
 
     Without this, `{{ fields.items }}` would be the dict method rather than the field.
+    Notification templates build their autoescaping environment from it too.
     """
 
     def getattr(self, obj: Any, attribute: str) -> Any:
@@ -39,7 +41,7 @@ class _Sandbox(SandboxedEnvironment):
 
 
 # ChainableUndefined: a missing name or path renders empty at any depth, like the fast path.
-_ENV = _Sandbox(autoescape=False, keep_trailing_newline=True, undefined=ChainableUndefined)
+_ENV = Sandbox(autoescape=False, keep_trailing_newline=True, undefined=ChainableUndefined)
 
 _PLACEHOLDER = re.compile(r"\{\{\s*([A-Za-z][A-Za-z0-9_]*(?:\.[A-Za-z][A-Za-z0-9_]*)*)\s*\}\}")
 _JINJA_SYNTAX = re.compile(r"\{[{%#]|[}%#]\}")

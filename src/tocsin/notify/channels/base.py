@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
+from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Protocol
@@ -11,10 +11,21 @@ from tocsin.model import Outgoing
 from tocsin.notify.notice import Notice
 from tocsin.rules.schema import Errors
 
-__all__ = ["DeliveryError", "Options", "Receiver", "Report", "Sender", "redact"]
+__all__ = [
+    "Attempt",
+    "DeliveryError",
+    "Options",
+    "Receiver",
+    "Report",
+    "Sender",
+    "redact",
+    "send_in_order",
+]
 
 # Told about every failed delivery: (the message, one sentence why, whether it is dropped).
 Report = Callable[[Outgoing, str, bool], None]
+# Sends one row: None when it was taken, else (one sentence why not, whether that may pass).
+Attempt = Callable[[Outgoing], Awaitable[tuple[str, bool] | None]]
 
 
 class DeliveryError(Exception):
@@ -74,3 +85,24 @@ def redact(text: str, secrets: Sequence[str]) -> str:
         if secret:
             text = text.replace(secret, "***")
     return text
+
+
+async def send_in_order(
+    messages: Sequence[Outgoing], attempt: Attempt, report: Report, secrets: Sequence[str]
+) -> int:
+    """Deliver a prefix (the `Sender.send` contract): report every failure, drop a permanent
+    one, stop at a transient one, and raise when that is the first row, so the outbox retries.
+    """
+    for index, message in enumerate(messages):
+        problem = await attempt(message)
+        if problem is None:
+            continue
+        reason, transient = problem
+        reason = redact(reason, secrets)
+        report(message, reason, not transient)
+        if not transient:
+            continue
+        if index == 0:
+            raise DeliveryError(reason)
+        return index
+    return len(messages)

@@ -16,13 +16,21 @@ import ssl
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from email.message import EmailMessage
+from functools import partial
 from pathlib import Path
 from typing import Any
 
 import aiosmtplib
 
 from tocsin.model import Outgoing
-from tocsin.notify.channels.base import DeliveryError, Options, Report, Sender, redact
+from tocsin.notify.channels.base import (
+    DeliveryError,
+    Options,
+    Report,
+    Sender,
+    redact,
+    send_in_order,
+)
 from tocsin.notify.channels.options import (
     parse_html_template,
     parse_template,
@@ -251,28 +259,14 @@ class SmtpSender:
             self._report(messages[0], reason, False)
             raise DeliveryError(reason) from None
         try:
-            delivered = await self._deliver(client, messages)
+            delivered = await send_in_order(
+                messages, partial(self._send_one, client), self._report, self._secrets
+            )
         except BaseException:
             client.close()  # no polite QUIT when cancelled or failing: it could wait a timeout
             raise
         await self._quit(client)
         return delivered
-
-    async def _deliver(self, client: aiosmtplib.SMTP, messages: Sequence[Outgoing]) -> int:
-        """Send over a connected client until a transient failure; return how many are done."""
-        for index, message in enumerate(messages):
-            problem = await self._send_one(client, message)
-            if problem is None:
-                continue
-            reason = redact(problem[0], self._secrets)
-            transient = problem[1]
-            self._report(message, reason, not transient)
-            if not transient:
-                continue
-            if index == 0:
-                raise DeliveryError(reason)
-            return index
-        return len(messages)
 
     async def close(self) -> None:
         """Nothing stays open between batches."""

@@ -13,7 +13,7 @@ from typing import Any
 import aiohttp
 
 from tocsin.model import Outgoing
-from tocsin.notify.channels.base import DeliveryError, Report, redact
+from tocsin.notify.channels.base import Report, send_in_order
 
 __all__ = ["HttpSender"]
 
@@ -50,19 +50,7 @@ class HttpSender:
 
     async def send(self, messages: Sequence[Outgoing]) -> int:
         """POST them in order; stop at the first transient failure (raise if it is the first)."""
-        for index, message in enumerate(messages):
-            problem = await self._post(message)
-            if problem is None:
-                continue
-            reason, transient = problem
-            reason = redact(reason, self._secrets)
-            self._report(message, reason, not transient)
-            if not transient:
-                continue
-            if index == 0:
-                raise DeliveryError(reason)
-            return index
-        return len(messages)
+        return await send_in_order(messages, self._post, self._report, self._secrets)
 
     async def close(self) -> None:
         """Close the session (the next send opens a new one)."""

@@ -9,6 +9,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from tocsin.model import Outgoing
+from tocsin.mqtt.topics import topic_problem
 from tocsin.notify.channels.base import Options, Report, Sender
 from tocsin.notify.channels.options import compile_option, parse_template
 from tocsin.notify.notice import Notice
@@ -17,23 +18,9 @@ from tocsin.rules.schema import check_keys, expect_bool, expect_map, expect_str
 from tocsin.rules.templates import TemplateRenderError, compile_template
 from tocsin.yamlsrc import Mark, did_you_mean, value_mark
 
-__all__ = ["MqttReceiver", "parse_mqtt", "topic_problem"]
+__all__ = ["MqttReceiver", "parse_mqtt"]
 
 _KEYS = ("broker", "topic", "qos", "retain", "payload")
-_MAX_TOPIC_BYTES = 65535  # MQTT strings carry a 16-bit length
-
-
-def topic_problem(topic: str) -> str | None:
-    """Say what makes `topic` unusable for a PUBLISH, or None when it is fine."""
-    if not topic:
-        return "is empty"
-    if "+" in topic or "#" in topic:
-        return "contains an MQTT wildcard (+ or #)"
-    if "\0" in topic:
-        return "contains NUL"
-    if len(topic.encode("utf-8", "replace")) > _MAX_TOPIC_BYTES:
-        return f"is longer than {_MAX_TOPIC_BYTES} bytes"
-    return None
 
 
 def _json(document: dict[str, Any]) -> str:
