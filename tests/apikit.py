@@ -1,6 +1,6 @@
 """A real ApiServer on an event loop of its own thread, over a real SQLite file, with the
-daemon's own desks (incidents, silences, maintenance) and a tokens file: what the API tests,
-the CLI tests and the fuzzer talk to over loopback."""
+daemon's own desks (incidents, silences, maintenance; stand-ins for runs and problems) and a
+tokens file: what the API tests, the CLI tests and the fuzzer talk to over loopback."""
 
 from __future__ import annotations
 
@@ -14,6 +14,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, TypeVar
 
+from standin_desks import StandInProblems, StandInRuns
 from tocsin.api.http import ApiServer
 from tocsin.desks import Incidents, Maintenance, Silences
 from tocsin.engine.muting import Muter
@@ -94,6 +95,9 @@ class ApiKit:
         self.server: ApiServer | None = None
         self._writer: StoreWriter | None = None
         self.desk: Incidents | None = None
+        # Stand-ins until tocsin.desks has the daemon's own run and problem desks.
+        self.runs = StandInRuns(clock=lambda: self.now)
+        self.problems = StandInProblems(clock=lambda: self.now)
         self._commit: Any = None
 
     def __enter__(self) -> ApiKit:
@@ -142,6 +146,8 @@ class ApiKit:
             silences=Silences(book=muter.silences, muter=muter, writer=writer),
             maintenance=Maintenance(configured=(), made=[], muter=muter, writer=writer),
             incidents=self.desk,
+            runs=self.runs,
+            problems=self.problems,
             config=lambda: {"config": str(self.root / "tocsin.yaml"), "rules": []},
             tokens=read_tokens(self.tokens_file),
             open_reads=self.open_reads,

@@ -141,6 +141,7 @@ async def test_committed_rows_are_sent_in_order_and_deleted(tmp_path: Path) -> N
             assert receiver.got == names(1, 2, 4, 5)
             assert max(receiver.sizes) == 2
             assert (sender.pending, sender.failures) == (0, 0)
+            await writer.flush()  # deletions go with the next commit
             assert await waiting(writer) == {"mqtt:other": 1}
 
 
@@ -244,6 +245,7 @@ async def test_a_restart_resends_what_was_not_delivered(tmp_path: Path) -> None:
             second.gate.set()
             await until(lambda: sender.sent == 3)
             assert sender.pending == 0
+        await writer.flush()  # deletions go with the next commit
         assert await waiting(writer) == {}
     assert second.got == names(3, 4, 5)
 

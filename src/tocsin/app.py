@@ -5,9 +5,10 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import functools
+import json
 import math
 import time
-from collections.abc import Awaitable, Callable, Collection
+from collections.abc import Awaitable, Callable, Collection, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -17,11 +18,28 @@ from tocsin import __version__, obs
 from tocsin.actions.registry import action_kinds
 from tocsin.api.http import ApiServer
 from tocsin.config import Config, FileSourceConfig, describe
-from tocsin.desks import Incidents, Maintenance, Silences, load_silences, load_windows
+from tocsin.desks import (
+    Incidents,
+    Maintenance,
+    Problems,
+    Runs,
+    Silences,
+    load_silences,
+    load_windows,
+)
 from tocsin.engine.clock import Clock, SystemClock
 from tocsin.engine.muting import Muter
 from tocsin.engine.pipeline import RULE_STAGES, BatchResult, Engine
-from tocsin.model import Event, FileOffset, IncidentChange, Outgoing, StateRow
+from tocsin.model import (
+    Event,
+    FileOffset,
+    Incident,
+    IncidentChange,
+    Outgoing,
+    RemediationRun,
+    RunRequest,
+    StateRow,
+)
 from tocsin.mqttd import MqttService
 from tocsin.notify.escalation import Escalator
 from tocsin.notify.grouping import Dispatcher
@@ -30,8 +48,19 @@ from tocsin.notify.receivers import Senders, make_senders
 from tocsin.outbox import OutboxSender, Send
 from tocsin.parsers import Parser, make_parser
 from tocsin.records.incidents import IncidentBook
+from tocsin.records.known_errors import KnownError, KnownErrorBook, KnownErrorError
 from tocsin.records.priority import PRIORITIES
+from tocsin.records.problem_keeper import RECURRENCE_DOCUMENT, ProblemKeeper
+from tocsin.records.problems import (
+    PROBLEM_STATES_KEPT,
+    Problem,
+    ProblemBook,
+    ProblemError,
+    RecurrencePolicy,
+)
+from tocsin.remediator import Remediator
 from tocsin.rules.loader import RuleSet, load_rules
+from tocsin.runbooks.settings import Runbook
 from tocsin.sources.logfile import LogFileSource
 from tocsin.store.base import CommitBatch, HistoryEntry, Store, StoreError
 from tocsin.store.sqlite import SqliteStore
@@ -62,9 +91,14 @@ _NOTHING = EventBatch([], None, 0.0)  # no batch arrived before the tick was due
 _NOTIFY_OUTBOX_LIMIT = 100_000  # notifications kept per receiver while it cannot be reached
 
 
-def load_ruleset(paths: tuple[Path, ...], *, brokers: Collection[str] | None = None) -> RuleSet:
+def load_ruleset(
+    paths: tuple[Path, ...],
+    *,
+    brokers: Collection[str] | None = None,
+    runbooks: Mapping[str, Runbook] | None = None,
+) -> RuleSet:
     """Load rules and log every problem with file:line; invalid rules are skipped."""
-    ruleset = load_rules(list(paths), kinds=action_kinds(brokers=brokers))
+    ruleset = load_rules(list(paths), kinds=action_kinds(brokers=brokers, runbooks=runbooks))
     for warning in ruleset.warnings:
         log.warning("rule_warning", problem=str(warning))
     for error in ruleset.errors:
@@ -154,6 +188,9 @@ class Daemon:
         self._outbox_throttle = obs.Throttle(every=60.0)
         self._mqtt: MqttService | None = None
         self._notifier: Notifier | None = None
+        self._remediator: Remediator | None = None
+        self._keeper: ProblemKeeper | None = None
+        self._background: set[asyncio.Task[None]] = set()  # runbook publishes being committed
         self._book: IncidentBook | None = None
         self._send_failures: list[HistoryEntry] = []  # timeline notes of failed sends, to commit
         self._failed_keys: set[str] = set()  # messages whose first failed send was noted
@@ -171,7 +208,11 @@ class Daemon:
             ) from None
         obs.BUILD.info({"version": __version__})
         obs.QUEUE_CAPACITY.set(self._queue.maxsize * config.batch_lines)
-        ruleset = load_ruleset(config.rule_paths, brokers=list(config.mqtt_brokers))
+        ruleset = load_ruleset(
+            config.rule_paths,
+            brokers=list(config.mqtt_brokers),
+            runbooks=config.runbooks.runbooks,
+        )
         try:
             tokens = (
                 frozenset(read_tokens(config.http.tokens_file))
@@ -202,7 +243,21 @@ class Daemon:
                 samples=settings.samples,
             )
             self._book = book
+            self._keeper = await self._make_keeper(writer)
             self._notifier = await self._make_notifier(writer)
+            next_run = await writer.call(lambda s: s.next_run_id())
+            remediator = Remediator(
+                settings=config.runbooks,
+                writer=writer,
+                book=book,
+                clock=self.clock,
+                commit_changes=functools.partial(self._commit_changes, writer),
+                escalate=functools.partial(self._escalate, writer),
+                publish=self._runbook_publish if config.mqtt_brokers else None,
+                next_id=next_run,
+            )
+            self._remediator = remediator
+            await remediator.resume()
             silences = await load_silences(writer)
             muter = Muter(silences=silences, inhibit=config.inhibit, open_incidents=open_incidents)
             self._maintenance = Maintenance(
@@ -263,6 +318,8 @@ class Daemon:
                 silences=Silences(book=silences, muter=muter, writer=writer),
                 maintenance=self._maintenance,
                 incidents=desk,
+                runs=Runs(remediator=remediator, writer=writer),
+                problems=Problems(keeper=self._keeper, writer=writer, clock=self.clock.now),
                 config=lambda: describe(config),
                 tokens=tokens,
                 open_reads=config.http.open_reads,
@@ -321,6 +378,7 @@ class Daemon:
                             name=f"tocsin.source.mqtt.{name}",
                         )
                     )
+            senders.append(asyncio.create_task(remediator.run(), name="tocsin.remediation"))
             processor = asyncio.create_task(self._process(engine, writer), name="tocsin.engine")
             try:
                 log.info(
@@ -341,6 +399,7 @@ class Daemon:
                 if mqtt is not None:
                     mqtt.keep_identities = clean
             finally:
+                await remediator.stop()
                 for task in (*sources, processor, *senders):
                     task.cancel()
                 await asyncio.gather(*senders, return_exceptions=True)
@@ -543,6 +602,7 @@ class Daemon:
             state=result.state,
             watermark=result.watermark,
             outbox=result.outbox,
+            runs=result.runs,
         )
         committed.add_done_callback(_latency_observer(batch.read_at, self.clock.now))
         if batch.on_commit is not None:
@@ -568,10 +628,17 @@ class Daemon:
         watermark: float | None = None,
         outbox: list[Outgoing] | None = None,
         reaction: Reaction | None = None,
+        runs: list[RunRequest] | None = None,
     ) -> asyncio.Future[None]:
-        """Submit changes with their notifications and pages, and the messages for the outbox."""
+        """Submit changes with their notifications and pages, the messages for the outbox and
+        the remediation runs asked for (started once committed)."""
         if reaction is None:
             reaction = Reaction()
+        kept = None
+        if self._keeper is not None and changes:
+            # Before notifying: a known error's workaround goes out with the first notice.
+            kept = self._keeper.react(changes, self.clock.now())
+            changes = [*changes, *kept.changes]
         if self._notifier is not None and changes:
             more = self._notifier.react(changes, self.clock.now())
             reaction.changes.extend(more.changes)
@@ -589,8 +656,18 @@ class Daemon:
         )
         batch.history.extend(reaction.history)
         batch.groups = reaction.groups
+        if kept is not None:
+            kept.into(batch)
+        numbered: list[RemediationRun] = []
+        if runs and self._remediator is not None:
+            numbered = self._remediator.number(runs)
+            batch.runs = numbered
         batch.members = reaction.members
         committed = await writer.submit(batch)
+        if numbered and self._remediator is not None:
+            committed.add_done_callback(
+                _succeeded(functools.partial(self._remediator.committed, numbered))
+            )
         if admitted:
             woken = {m.channel for m in admitted}
             for channel in woken:
@@ -623,6 +700,62 @@ class Daemon:
                     note="the channel is unknown" if channel not in self._senders else "",
                 )
         return kept
+
+    async def _escalate(self, writer: StoreWriter, incident: Incident) -> None:
+        """Page the incident's next level now (a remediation's on_failure: escalate)."""
+        if self._notifier is None:
+            return
+        reaction = self._notifier.escalate(incident, "remediation failed", self.clock.now())
+        await self._commit(writer, [], [], reaction=reaction)
+
+    def _runbook_publish(self, broker: str, body: dict[str, object]) -> None:
+        """A runbook's publish step: an MQTT outbox row, committed and sent like an action's."""
+        message = Outgoing(f"mqtt:{broker}", "runbook", dict(body))
+        writer = self._writer
+        if writer is None:
+            raise RuntimeError("the store is not open")
+
+        async def submit() -> None:
+            admitted = self._admit([message])
+            if admitted:
+                committed = await writer.submit(CommitBatch(outbox=admitted))
+                sender = self._senders[message.channel]
+                sender.added(1)
+                committed.add_done_callback(_succeeded(sender.wake))
+
+        task = asyncio.get_running_loop().create_task(submit())
+        self._background.add(task)
+        task.add_done_callback(self._background.discard)
+
+    async def _make_keeper(self, writer: StoreWriter) -> ProblemKeeper:
+        """Problems not closed, the recurrence counts and the known errors, from the store."""
+        settings = self.config.incidents
+        stored = await writer.call(lambda s: s.load_problems(PROBLEM_STATES_KEPT))
+        problems = []
+        for data in stored:
+            try:
+                problems.append(Problem.from_dict(json.loads(data)))
+            except (ProblemError, ValueError) as exc:
+                log.error("problem_unreadable", problem=str(exc), record=data[:200])
+        next_id = await writer.call(lambda s: s.next_problem_id())
+        policy = RecurrencePolicy(settings.recurrence)
+        documents = await writer.call(lambda s: s.load_documents())
+        if RECURRENCE_DOCUMENT in documents:
+            try:
+                policy.restore(json.loads(documents[RECURRENCE_DOCUMENT]))
+            except ValueError as exc:
+                log.error("recurrence_counts_unreadable", problem=str(exc))
+        entries = []
+        for data in await writer.call(lambda s: s.load_known_errors()):
+            try:
+                entries.append(KnownError.from_dict(json.loads(data)))
+            except (KnownErrorError, ValueError) as exc:
+                log.error("known_error_unreadable", problem=str(exc), record=data[:200])
+        return ProblemKeeper(
+            book=ProblemBook(next_id=next_id, problems=problems),
+            policy=policy,
+            known=KnownErrorBook(config=settings.known_errors, entries=entries),
+        )
 
     async def _make_notifier(self, writer: StoreWriter) -> Notifier | None:
         """Build routing, escalation and SLA from the incidents file; resume saved groups."""
@@ -716,7 +849,7 @@ class Daemon:
         if self._maintenance is not None:
             await self._maintenance.remind()
         result = engine.tick()
-        if result.changes or result.state or result.outbox:
+        if result.changes or result.state or result.outbox or result.runs:
             await self._commit(
                 writer,
                 result.changes,
@@ -724,6 +857,7 @@ class Daemon:
                 state=result.state,
                 watermark=result.watermark,
                 outbox=result.outbox,
+                runs=result.runs,
             )
         self._report(engine, result)
         book = engine.book
@@ -740,6 +874,7 @@ class Daemon:
                     watermark=marked.watermark,
                     outbox=marked.outbox,
                     reaction=reaction,
+                    runs=marked.runs,
                 )
                 self._report(engine, marked)
             elif reaction:

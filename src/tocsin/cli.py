@@ -21,6 +21,7 @@ from tocsin.actions.registry import action_kinds
 from tocsin.config import Config, CorrelationConfig, load_config
 from tocsin.incidents_cli import add_commands
 from tocsin.obs import configure_logging
+from tocsin.ops_cli import add_ops_commands
 from tocsin.parsers import PARSER_KINDS
 from tocsin.records.incidents import REOPEN_WINDOW
 from tocsin.records.priority import PriorityMatrix
@@ -95,6 +96,7 @@ def _parser() -> argparse.ArgumentParser:
     end.add_argument("name")
 
     add_commands(sub)  # incidents, oncall, token
+    add_ops_commands(sub)  # runs, remediation, problems, known-errors
     sub.add_parser("version", help="print the version")
     return parser
 
@@ -182,6 +184,7 @@ async def _serve(config: Config) -> int:
 def _check(config_path: Path | None, rule_paths: Sequence[Path]) -> int:
     paths = list(rule_paths)
     brokers = None  # without a config, publish actions may name any broker
+    runbooks = None  # ... and remediate actions none
     if config_path is not None:
         try:
             config = load_config(config_path)
@@ -191,10 +194,11 @@ def _check(config_path: Path | None, rule_paths: Sequence[Path]) -> int:
         if not paths:
             paths = list(config.rule_paths)
         brokers = list(config.mqtt_brokers)
+        runbooks = config.runbooks.runbooks
     if not paths:
         print("tocsin check: give --config or rule paths", file=sys.stderr)
         return EXIT_USAGE
-    ruleset = load_rules(paths, kinds=action_kinds(brokers=brokers))
+    ruleset = load_rules(paths, kinds=action_kinds(brokers=brokers, runbooks=runbooks))
     for warning in ruleset.warnings:
         print(f"{warning.mark}: warning: {warning.message}", file=sys.stderr)
     for error in ruleset.errors:
@@ -218,6 +222,7 @@ def _replay(args: argparse.Namespace) -> int:
     correlation = CorrelationConfig()
     muter = None
     brokers = None
+    runbooks = None
     reopen_window = REOPEN_WINDOW
     if args.config is not None:
         try:
@@ -230,6 +235,7 @@ def _replay(args: argparse.Namespace) -> int:
         muter = Muter(silences=SilenceBook(), windows=config.maintenance, inhibit=config.inhibit)
         brokers = list(config.mqtt_brokers)
         reopen_window = config.incidents.reopen_window
+        runbooks = config.runbooks.runbooks
     else:
         rule_paths = list(args.rules)
     tz = None
@@ -243,7 +249,7 @@ def _replay(args: argparse.Namespace) -> int:
     if missing:
         print(f"tocsin replay: no such file: {', '.join(missing)}", file=sys.stderr)
         return EXIT_USAGE
-    ruleset = load_rules(rule_paths, kinds=action_kinds(brokers=brokers))
+    ruleset = load_rules(rule_paths, kinds=action_kinds(brokers=brokers, runbooks=runbooks))
     for error in ruleset.errors:
         print(f"{error} (rule skipped)", file=sys.stderr)
     _tune_gc()

@@ -26,6 +26,7 @@ from tocsin.rules.schema import (
     parse_duration,
     parse_path,
 )
+from tocsin.runbooks.settings import RunbookSettings, load_runbook_file
 from tocsin.snmp.settings import SnmpConfig, parse_snmp
 from tocsin.yamlsrc import Mark, MarkedMap, SourceError, load_yaml_file, value_mark
 
@@ -45,6 +46,7 @@ _TOP = (
     "muting",
     "mqtt",
     "incidents",
+    "runbooks",
 )
 _FILE_KEYS = (
     "path",
@@ -117,6 +119,8 @@ class Config:
     mqtt_subscriptions: tuple[Subscription, ...] = ()
     incidents_path: Path | None = None
     incidents: IncidentSettings = field(default_factory=IncidentSettings)
+    runbooks_path: Path | None = None
+    runbooks: RunbookSettings = field(default_factory=RunbookSettings)
 
 
 def _section(data: MarkedMap, key: str, allowed: tuple[str, ...]) -> MarkedMap:
@@ -329,6 +333,11 @@ def load_config(path: Path) -> Config:
     if root.get("incidents") is not None:
         incidents_path = parse_path(base, root["incidents"], at("incidents"), "'incidents'")
         incidents = load_incident_settings(incidents_path, brokers=brokers)
+    runbooks_path: Path | None = None
+    runbooks = RunbookSettings()
+    if root.get("runbooks") is not None:
+        runbooks_path = parse_path(base, root["runbooks"], at("runbooks"), "'runbooks'")
+        runbooks = load_runbook_file(runbooks_path, brokers=brokers)
     files_spec = sources.get("files", [])
     files_where = value_mark(sources, "files", at("sources"))
     files_list = expect_list(files_spec, files_where, "sources.files") if files_spec else []
@@ -383,6 +392,8 @@ def load_config(path: Path) -> Config:
         mqtt_subscriptions=subscriptions,
         incidents_path=incidents_path,
         incidents=incidents,
+        runbooks_path=runbooks_path,
+        runbooks=runbooks,
     )
 
 
@@ -403,4 +414,5 @@ def describe(config: Config) -> Mapping[str, Any]:
         "mqtt_subscriptions": [s.filter for s in config.mqtt_subscriptions],
         "incidents": str(config.incidents_path) if config.incidents_path else None,
         "receivers": sorted(config.incidents.receivers),
+        "runbooks": sorted(config.runbooks.runbooks),
     }

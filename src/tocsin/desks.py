@@ -7,29 +7,49 @@ it and before the API answers, so what an operator was told took effect survives
 from __future__ import annotations
 
 import asyncio
+import builtins
 import copy
 import json
 import time
 from collections.abc import Awaitable, Callable, Mapping, Sequence
 from dataclasses import replace
-from typing import Any, cast
+from typing import Any, TypeVar, cast
 
 import structlog
 
 from tocsin import obs
-from tocsin.api.incidents import IncidentError
+from tocsin.api.incidents import IncidentError, timeline_json
 from tocsin.engine.muting import Muter
-from tocsin.model import Incident, IncidentChange
-from tocsin.mute.matchers import Matchers
+from tocsin.model import Incident, IncidentChange, RemediationRun
+from tocsin.mute.matchers import Matchers, parse_matchers
 from tocsin.mute.oneoff import OneOffWindow, WindowError
 from tocsin.mute.schedule import MaintenanceWindow
 from tocsin.mute.silences import Silence, SilenceBook, SilenceError, SilenceState
 from tocsin.oncall.schedule import OnCallSchedule
 from tocsin.records.incidents import IncidentBook, LifecycleError
-from tocsin.store.base import StoreError
+from tocsin.records.known_errors import KnownError, KnownErrorError
+from tocsin.records.problem_keeper import ProblemKeeper, problem_rows
+from tocsin.records.problems import Problem, ProblemChange, ProblemError
+from tocsin.records.views import iso_time
+from tocsin.remediator import RemediationError, Remediator
+from tocsin.runbooks.render import RenderedRun
+from tocsin.store.base import CommitBatch, Store, StoreError
 from tocsin.store.writer import StoreWriter
+from tocsin.yamlsrc import Mark, SourceError
 
-__all__ = ["Incidents", "Maintenance", "Silences", "load_silences", "load_windows"]
+__all__ = [
+    "Incidents",
+    "Maintenance",
+    "Problems",
+    "Runs",
+    "Silences",
+    "load_silences",
+    "load_windows",
+    "problem_view",
+    "run_view",
+]
+
+T = TypeVar("T")
 
 log = structlog.get_logger("tocsin")
 
@@ -344,3 +364,269 @@ class Incidents:
             reason = exc.reason if isinstance(exc, StoreError) else str(exc)
             raise IncidentError(503, f"the change was not saved: {reason}") from None
         return snapshot
+
+
+def run_view(run: RemediationRun) -> dict[str, Any]:
+    """The API's view of a remediation run: what it does (no header values, no URL queries)
+    and how it went."""
+    try:
+        steps = RenderedRun.from_dict(run.spec).describe()
+    except ValueError as exc:
+        steps = [f"(unreadable run: {exc})"]
+    return {
+        "id": run.id,
+        "runbook": run.runbook,
+        "rule": run.rule,
+        "key": run.key,
+        "target": run.target,
+        "incident": run.incident_id,
+        "state": run.state,
+        "reason": run.reason,
+        "created_at": iso_time(run.created_at),
+        "started_at": iso_time(run.started_at),
+        "finished_at": iso_time(run.finished_at),
+        "steps": steps,
+        "result": run.result,
+        "dry_run": run.dry_run,
+        "expires_at": iso_time(run.approval_expires),
+        "decided_by": run.decided_by,
+    }
+
+
+class Runs:
+    """The daemon's RunDesk: runs from the store, decisions through the remediator."""
+
+    def __init__(self, *, remediator: Remediator, writer: StoreWriter) -> None:
+        self.remediator = remediator
+        self.writer = writer
+
+    async def list(
+        self, *, state: str | None, limit: int, offset: int
+    ) -> builtins.list[dict[str, Any]]:
+        """Runs, newest first."""
+        states = None if state is None else [state]
+        found = await _read(
+            self.writer, lambda s: s.list_runs(states=states, limit=limit, offset=offset)
+        )
+        return [run_view(run) for run in found]
+
+    async def get(self, run_id: int) -> dict[str, Any] | None:
+        """One run."""
+        run = await _read(self.writer, lambda s: s.get_run(run_id))
+        return None if run is None else run_view(run)
+
+    async def approve(self, run_id: int, *, actor: str, note: str = "") -> dict[str, Any]:
+        """Let a run awaiting approval go ahead (the other safety checks still apply)."""
+        try:
+            return run_view(await self.remediator.approve(run_id, actor=actor, note=note))
+        except RemediationError as exc:
+            raise IncidentError(exc.status, exc.message) from None
+
+    async def reject(self, run_id: int, *, actor: str, note: str = "") -> dict[str, Any]:
+        """Refuse a run awaiting approval."""
+        try:
+            return run_view(await self.remediator.reject(run_id, actor=actor, note=note))
+        except RemediationError as exc:
+            raise IncidentError(exc.status, exc.message) from None
+
+    def kill_switch(self) -> dict[str, Any]:
+        """Whether remediation is stopped, by whom, since when and why."""
+        return _switch_view(self.remediator.kill_switch())
+
+    async def engage(self, *, actor: str, why: str) -> dict[str, Any]:
+        """Stop all remediation."""
+        if self.remediator.gate.kill_switch.engaged:
+            raise IncidentError(409, "the kill switch is engaged already")
+        return _switch_view(await self.remediator.engage(actor=actor, why=why))
+
+    async def release(self, *, actor: str) -> dict[str, Any]:
+        """Let remediation run again."""
+        if not self.remediator.gate.kill_switch.engaged:
+            raise IncidentError(409, "the kill switch is not engaged")
+        return _switch_view(await self.remediator.release(actor=actor))
+
+
+def _switch_view(data: Mapping[str, Any]) -> dict[str, Any]:
+    view = dict(data)
+    if isinstance(view.get("at"), int | float):
+        view["at"] = iso_time(float(view["at"]))
+    return view
+
+
+async def _read(writer: StoreWriter, fn: Callable[[Store], T]) -> T:
+    """A store read for the API; a failing store is a 503."""
+    try:
+        return await writer.call(fn)
+    except StoreError as exc:
+        raise IncidentError(503, exc.reason) from None
+
+
+def problem_view(problem: Problem) -> dict[str, Any]:
+    """The API's view of a problem: its record with times in ISO 8601."""
+    view = problem.to_dict()
+    for key in ("opened_at", "resolved_at", "closed_at"):
+        view[key] = iso_time(view[key])
+    return view
+
+
+def known_error_view(entry: KnownError) -> dict[str, Any]:
+    """The API's view of a known error, saying whether the config or the API made it."""
+    view = entry.to_dict()
+    view["source"] = "config" if entry.from_config else "api"
+    view["created_at"] = iso_time(entry.created_at)
+    return view
+
+
+class Problems:
+    """The daemon's ProblemDesk: changes go to the live problem book, saved before answering."""
+
+    def __init__(
+        self, *, keeper: ProblemKeeper, writer: StoreWriter, clock: Callable[[], float]
+    ) -> None:
+        self.keeper = keeper
+        self.writer = writer
+        self._clock = clock
+        self._lock = asyncio.Lock()
+
+    async def list(
+        self, *, state: str | None, limit: int, offset: int
+    ) -> builtins.list[dict[str, Any]]:
+        """Problems, newest first."""
+        states = None if state is None else [state]
+        found = await _read(
+            self.writer, lambda s: s.list_problems(states=states, limit=limit, offset=offset)
+        )
+        return [problem_view(Problem.from_dict(json.loads(data))) for data in found]
+
+    async def get(self, problem_id: int) -> dict[str, Any] | None:
+        """One problem with its timeline."""
+        data = await _read(self.writer, lambda s: s.get_problem(problem_id))
+        if data is None:
+            return None
+        history = await _read(self.writer, lambda s: s.problem_history(problem_id))
+        view = problem_view(Problem.from_dict(json.loads(data)))
+        view["timeline"] = [timeline_json(h) for h in history]
+        return view
+
+    async def create(
+        self, *, title: str, service: str, category: str, actor: str, incidents: builtins.list[int]
+    ) -> dict[str, Any]:
+        """Open a problem by hand, linking the given incidents."""
+
+        def make() -> builtins.list[ProblemChange]:
+            now = self._clock()
+            opened = self.keeper.book.open(
+                title=title, service=service, category=category, time=now, actor=actor
+            )
+            links = [
+                self.keeper.book.link(opened.problem, i, time=now, actor=actor)
+                for i in dict.fromkeys(incidents)
+            ]
+            return [opened, *links]
+
+        return await self._apply(make)
+
+    async def transition(
+        self, problem_id: int, to: str, *, actor: str, note: str = ""
+    ) -> dict[str, Any]:
+        """Move a problem through its lifecycle."""
+        problem = await self._find(problem_id)
+        return await self._apply(
+            lambda: [
+                self.keeper.book.transition(problem, to, time=self._clock(), actor=actor, note=note)
+            ]
+        )
+
+    async def update(
+        self,
+        problem_id: int,
+        *,
+        actor: str,
+        root_cause: str | None,
+        workaround: str | None,
+        owner: str | None,
+        title: str | None,
+    ) -> dict[str, Any]:
+        """Set the root cause, workaround, owner or title."""
+        problem = await self._find(problem_id)
+        return await self._apply(
+            lambda: [
+                self.keeper.book.update(
+                    problem, time=self._clock(), actor=actor, title=title,
+                    root_cause=root_cause, workaround=workaround, owner=owner,
+                )
+            ]
+        )  # fmt: skip
+
+    async def link(self, problem_id: int, incident_id: int, *, actor: str) -> dict[str, Any]:
+        """Link an incident to a problem."""
+        problem = await self._find(problem_id)
+        return await self._apply(
+            lambda: [self.keeper.book.link(problem, incident_id, time=self._clock(), actor=actor)]
+        )
+
+    async def known_errors(self) -> builtins.list[dict[str, Any]]:
+        """Every known error: the config's first, then the API's."""
+        return [known_error_view(entry) for entry in self.keeper.known.list()]
+
+    async def add_known_error(
+        self,
+        *,
+        name: str,
+        matchers: builtins.list[str],
+        workaround: str,
+        root_cause: str,
+        problem: int | None,
+        actor: str,
+    ) -> dict[str, Any]:
+        """Record a known error; new incidents that match get its workaround."""
+        async with self._lock:
+            try:
+                parsed = parse_matchers(matchers, Mark("request", 1, 1))
+                entry = self.keeper.known.add(
+                    name=name, matchers=parsed, workaround=workaround, created_by=actor,
+                    now=self._clock(), root_cause=root_cause, problem=problem,
+                )  # fmt: skip
+            except (KnownErrorError, SourceError) as exc:
+                raise IncidentError(400, str(exc)) from None
+            await self._save(CommitBatch(known_errors={name: json.dumps(entry.to_dict())}))
+        return known_error_view(entry)
+
+    async def remove_known_error(self, name: str, *, actor: str) -> dict[str, Any]:
+        """Remove an API-made known error."""
+        async with self._lock:
+            try:
+                entry = self.keeper.known.remove(name)
+            except KnownErrorError as exc:
+                status = 404 if str(exc).startswith("no known error") else 409
+                raise IncidentError(status, str(exc)) from None
+            await self._save(CommitBatch(known_errors={name: None}))
+        log.info("known_error_removed", name=name, by=actor)
+        return known_error_view(entry)
+
+    async def _find(self, problem_id: int) -> Problem:
+        problem = self.keeper.book.get(problem_id)
+        if problem is not None:
+            return problem
+        data = await _read(self.writer, lambda s: s.get_problem(problem_id))
+        if data is None:
+            raise IncidentError(404, f"no problem {problem_id}")
+        return Problem.from_dict(json.loads(data))  # closed: only in the store
+
+    async def _apply(self, make: Callable[[], builtins.list[ProblemChange]]) -> dict[str, Any]:
+        async with self._lock:
+            try:
+                changes = make()
+            except ProblemError as exc:
+                raise IncidentError(409 if exc.conflict else 400, str(exc)) from None
+            rows, history = problem_rows(changes)
+            await self._save(CommitBatch(problems=rows, problem_history=history))
+        return problem_view(changes[0].problem)
+
+    async def _save(self, batch: CommitBatch) -> None:
+        try:
+            committed = await self.writer.submit(batch)
+            await committed
+        except (StoreError, RuntimeError) as exc:
+            reason = exc.reason if isinstance(exc, StoreError) else str(exc)
+            raise IncidentError(503, f"the change was not saved: {reason}") from None

@@ -20,7 +20,7 @@ from tocsin.client import ApiClient, ApiError, TargetError, find_target
 from tocsin.records.priority import PRIORITIES
 from tocsin.tokens import Role, TokenError, new_token, token_line
 
-__all__ = ["add_commands"]
+__all__ = ["add_commands", "target_options"]
 
 EXIT_OK = 0
 EXIT_REFUSED = 1
@@ -41,14 +41,20 @@ class _UsageError(Exception):
     """The command line cannot be run as given; exit 2."""
 
 
-def add_commands(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
-    """Register `incidents`, `oncall` and `token` on the top-level parser."""
+def target_options() -> argparse.ArgumentParser:
+    """The options every command that talks to a daemon takes (a parent parser)."""
     target = argparse.ArgumentParser(add_help=False)
     target.add_argument("--url", help="the daemon's base URL (else $TOCSIN_URL, client.yaml)")
     target.add_argument(
         "--token-file", type=Path, help="a file with your token (else $TOCSIN_TOKEN, client.yaml)"
     )
     target.add_argument("--json", action="store_true", help="print JSON even on a terminal")
+    return target
+
+
+def add_commands(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    """Register `incidents`, `oncall` and `token` on the top-level parser."""
+    target = target_options()
 
     incidents = sub.add_parser("incidents", help="list, show and work incidents on a daemon")
     command = incidents.add_subparsers(dest="incidents_command", required=True)

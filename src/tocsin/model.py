@@ -14,6 +14,8 @@ __all__ = [
     "ITIL_OF_LEVEL",
     "LEVELS",
     "OPEN_STATES",
+    "RUN_FINISHED",
+    "RUN_STATES",
     "Escalation",
     "Event",
     "FileIdentity",
@@ -23,6 +25,8 @@ __all__ = [
     "IncidentState",
     "Outgoing",
     "Put",
+    "RemediationRun",
+    "RunRequest",
     "Severity",
     "StateRow",
     "level_from_number",
@@ -262,6 +266,74 @@ class IncidentChange:
     previous: str | None = None  # the state before a state change
     note: str = ""  # for the timeline: what changed, when it is not the state
     state: str | None = None  # the state right after it (`incident` may have moved on since)
+
+
+# Where a remediation run is: waiting its turn or an approval, running, or finished.
+RUN_STATES = (
+    "queued",
+    "awaiting_approval",
+    "running",
+    "succeeded",
+    "failed",
+    "dry_run",
+    "refused",
+    "rejected",
+    "expired",
+    "interrupted",
+)
+RUN_FINISHED = frozenset(RUN_STATES[3:])
+
+
+@dataclass(frozen=True, slots=True)
+class RunRequest:
+    """A rule's `remediate` action asking for a run: rendered now, numbered at commit."""
+
+    runbook: str
+    rule: str
+    key: str
+    target: str
+    fingerprint: str  # the incident it works on: rule id and key (may not exist)
+    spec: dict[str, Any]  # the rendered run
+    time: float  # event time of the hit
+    dry_run: bool = False  # the rule asked for a dry run
+    on_success: str = ""
+    on_failure: str = ""
+
+
+@dataclass(slots=True)
+class RemediationRun:
+    """One run of a runbook for a rule's hit: rendered at commit, run by the remediator."""
+
+    id: int
+    runbook: str
+    rule: str
+    key: str
+    target: str  # what the circuit breaker counts failures for (default: the key)
+    incident_id: int | None
+    state: str  # one of RUN_STATES
+    created_at: float
+    spec: dict[str, Any]  # the rendered run (runbooks.render.RenderedRun.to_dict)
+    reason: str = ""  # why it is in its state, for people
+    started_at: float | None = None
+    finished_at: float | None = None
+    dry_run: bool = False
+    on_success: str = ""  # "", "resolve", or "wait_clear:SECONDS"
+    on_failure: str = ""  # "", "escalate", or "priority:IMPACT/URGENCY"
+    result: dict[str, Any] | None = None  # runbooks.execute.RunResult.to_dict
+    approval_expires: float | None = None
+    decided_by: str = ""  # who approved or rejected it
+
+    def data(self) -> dict[str, Any]:
+        """Return the JSON the store keeps beside the columns."""
+        return {
+            "spec": self.spec,
+            "dry_run": self.dry_run,
+            "on_success": self.on_success,
+            "on_failure": self.on_failure,
+            "result": self.result,
+            "approval_expires": self.approval_expires,
+            "decided_by": self.decided_by,
+        }
 
 
 @dataclass(frozen=True, slots=True)

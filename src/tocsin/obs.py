@@ -37,6 +37,10 @@ __all__ = [
     "PARSE_ERRORS",
     "QUEUE_CAPACITY",
     "QUEUE_DEPTH",
+    "REMEDIATION_BREAKERS_OPENED",
+    "REMEDIATION_KILL_SWITCH",
+    "REMEDIATION_RUNS",
+    "REMEDIATION_VERDICTS",
     "RULES_LOADED",
     "RULE_ERRORS",
     "RULE_FAILURES",
@@ -269,6 +273,24 @@ NOTIFICATIONS_FAILED = Counter(
     "tocsin_notifications_failed_total",
     "Failed notification sends: transient ones are retried, permanent ones dropped.",
     ["receiver", "kind"],
+)
+REMEDIATION_VERDICTS = Counter(
+    "tocsin_remediation_verdicts_total",
+    "What the safety kit decided for runs: run, queued, await_approval, dry_run, refused.",
+    ["runbook", "verdict"],
+)
+REMEDIATION_RUNS = Counter(
+    "tocsin_remediation_runs_total",
+    "Runs that ended, per final state (succeeded, failed, dry_run, refused, expired, ...).",
+    ["runbook", "state"],
+)
+REMEDIATION_BREAKERS_OPENED = Counter(
+    "tocsin_remediation_breakers_opened_total",
+    "Circuit breakers that opened (each pages a person through an incident).",
+    ["runbook"],
+)
+REMEDIATION_KILL_SWITCH = Gauge(
+    "tocsin_remediation_kill_switch", "1 while the remediation kill switch is engaged."
 )
 RULES_LOADED = Gauge("tocsin_rules_loaded", "Rules compiled and active.")
 RULE_ERRORS = Gauge("tocsin_rule_errors", "Rules rejected by validation at the last load.")

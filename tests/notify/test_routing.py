@@ -5,7 +5,8 @@ from __future__ import annotations
 import pytest
 
 from tocsin.model import Incident, IncidentState
-from tocsin.notify.routing import Route, parse_route, route_labels
+from tocsin.notify.routing import Route, parse_route
+from tocsin.records.views import route_labels
 from tocsin.yamlsrc import SourceError, load_yaml, value_mark
 
 RECEIVERS = ("default", "pager", "dba", "slack", "mail")

@@ -143,7 +143,9 @@ def test_an_older_database_gets_opened_at_from_first_seen(tmp_path: Path) -> Non
     store.close()
     with sqlite3.connect(path) as conn:  # undo 0005's effect as an old daemon left it
         conn.execute("UPDATE incidents SET opened_at = 0")
-        conn.execute("DELETE FROM schema_migrations WHERE version = 5")
+        conn.execute("DELETE FROM schema_migrations WHERE version >= 5")
+        for table in ("runs", "problem_history", "problems", "known_errors", "documents"):
+            conn.execute(f"DROP TABLE {table}")
         conn.execute("DROP TABLE notify_groups")
         conn.execute("DROP TABLE notify_members")
         conn.execute("DROP INDEX incidents_resolved")

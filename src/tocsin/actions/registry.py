@@ -8,20 +8,28 @@ from tocsin.actions.drop import DropKind
 from tocsin.actions.incident import IncidentKind
 from tocsin.actions.log import LogKind
 from tocsin.actions.publish import PublishKind
+from tocsin.actions.remediate import RemediateKind
 from tocsin.actions.resolve import ResolveKind
 from tocsin.rules.types import ActionKind
+from tocsin.runbooks.settings import Runbook
 
 __all__ = ["ACTION_KINDS", "action_kinds"]
 
 
-def action_kinds(*, brokers: Collection[str] | None = None) -> Mapping[str, ActionKind]:
-    """Return every action kind; `brokers` are the MQTT broker names (None: not known here)."""
+def action_kinds(
+    *,
+    brokers: Collection[str] | None = None,
+    runbooks: Mapping[str, Runbook] | None = None,
+) -> Mapping[str, ActionKind]:
+    """Return every action kind; `brokers` are the MQTT broker names (None: not known here),
+    `runbooks` the configured runbooks."""
     kinds: tuple[ActionKind, ...] = (
         IncidentKind(),
         ResolveKind(),
         DropKind(),
         LogKind(),
         PublishKind(brokers=brokers),
+        RemediateKind(runbooks),
     )
     return {kind.name: kind for kind in kinds}
 

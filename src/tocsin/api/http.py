@@ -1,4 +1,5 @@
-"""The HTTP API: incidents, on-call, silences, maintenance, config, /metrics, /healthz (aiohttp)."""
+"""The HTTP API: incidents, on-call, silences, maintenance, remediation runs, problems, known
+errors, config, /metrics, /healthz (aiohttp)."""
 
 from __future__ import annotations
 
@@ -16,8 +17,10 @@ from tocsin.api.incidents import IncidentDesk, add_incident_routes
 from tocsin.api.maintenance import MaintenanceDesk, add_maintenance_routes
 from tocsin.api.oncall import add_oncall_routes
 from tocsin.api.openapi import openapi_document
+from tocsin.api.problems import ProblemDesk, add_problem_routes
 from tocsin.api.reader import StoreReader
 from tocsin.api.replies import MAX_BODY, json_errors
+from tocsin.api.runs import RunDesk, add_run_routes
 from tocsin.api.silences import SilenceDesk, add_silence_routes
 from tocsin.tokens import ApiToken, Role
 
@@ -46,6 +49,8 @@ class ApiServer:
         silences: SilenceDesk | None = None,
         maintenance: MaintenanceDesk | None = None,
         incidents: IncidentDesk | None = None,
+        runs: RunDesk | None = None,
+        problems: ProblemDesk | None = None,
         config: Callable[[], Mapping[str, Any]] | None = None,
         tokens: Iterable[ApiToken] = (),
         open_reads: bool = True,
@@ -75,6 +80,10 @@ class ApiServer:
             add_silence_routes(app, gate, silences)
         if maintenance is not None:
             add_maintenance_routes(app, gate, maintenance)
+        if runs is not None:
+            add_run_routes(app, gate, runs)
+        if problems is not None:
+            add_problem_routes(app, gate, problems)
         if config is not None:
             describe = config
 

@@ -7,10 +7,13 @@ from collections.abc import Mapping
 from typing import Any
 
 from tocsin import __version__
+from tocsin.api.handlers import MAX_LIMIT
 from tocsin.api.incidents import ACTIONS, MAX_NAME, MAX_TEXT
 from tocsin.api.oncall import LAST_AT
+from tocsin.api.problems import ACTIONS as PROBLEM_ACTIONS
+from tocsin.api.problems import KNOWN_ERROR_NAME, MAX_LINKS, MAX_TITLE, PROBLEM_STATES
 from tocsin.api.replies import MAX_BODY
-from tocsin.model import IncidentState
+from tocsin.model import RUN_STATES, IncidentState
 from tocsin.records.priority import PRIORITIES, RATINGS
 from tocsin.tokens import Role
 
@@ -129,6 +132,31 @@ _INCIDENT: dict[str, Schema] = {
     },
 }
 
+
+_RECORD_ID: Schema = {"type": "integer", "minimum": 1, "maximum": 2**63 - 1}
+
+_PROBLEM: dict[str, Schema] = {
+    "id": {"type": "integer", "minimum": 1},
+    "title": _TEXT,
+    "state": {"enum": list(PROBLEM_STATES)},
+    "opened_at": _TIME,
+    "service": _TEXT,
+    "category": _TEXT,
+    "fingerprint": {"type": "string", "description": "the recurrence key it was opened for"},
+    "incidents": {"type": "array", "items": {"type": "integer"}, "description": "linked ids"},
+    "incident_count": {"type": "integer", "minimum": 0, "description": "ever linked"},
+    "root_cause": _TEXT,
+    "workaround": _TEXT,
+    "owner": _TEXT,
+    "known_error": {"type": "string", "description": "its known error's name, if any"},
+    "resolved_at": _MAYBE_TIME,
+    "closed_at": _MAYBE_TIME,
+}
+
+_RUN_REQUIRED = (
+    "id", "runbook", "rule", "key", "target", "incident", "state", "reason",
+    "created_at", "started_at", "finished_at", "steps", "result",
+)  # fmt: skip
 
 _SCHEMAS: dict[str, Schema] = {
     "Error": _object({"error": _TEXT}),
@@ -270,6 +298,104 @@ _SCHEMAS: dict[str, Schema] = {
         ),
         "oneOf": [{"required": ["end"]}, {"required": ["duration"]}],
     },
+    "Run": _object(
+        {
+            "id": {"type": "integer", "minimum": 1},
+            "runbook": _TEXT,
+            "rule": _TEXT,
+            "key": _TEXT,
+            "target": {"type": "string", "description": "what the circuit breaker counts by"},
+            "incident": {"type": ["integer", "null"], "minimum": 1},
+            "state": {"enum": list(RUN_STATES)},
+            "reason": {"type": "string", "description": "why it is in its state, if it says"},
+            "created_at": _TIME,
+            "started_at": _MAYBE_TIME,
+            "finished_at": _MAYBE_TIME,
+            "steps": {
+                "type": "array",
+                "items": {"type": "object", "description": "a rendered step: argv, url or topic"},
+            },
+            "result": {
+                "type": ["object", "null"],
+                "properties": {
+                    "summary": _TEXT,
+                    "exit": {"type": ["integer", "null"]},
+                    "output": _TEXT,
+                },
+            },
+            "dry_run": {"type": "boolean"},
+            "expires_at": {**_MAYBE_TIME, "description": "when a wait for approval ends"},
+            "decided_by": {"type": "string", "description": "who approved or rejected it"},
+        },
+        required=_RUN_REQUIRED,
+    ),
+    "RunList": _object({"runs": {"type": "array", "items": _ref("Run")}}),
+    "KillSwitch": _object(
+        {
+            "engaged": {"type": "boolean", "description": "true: no remediation runs"},
+            "by": {"type": ["string", "null"]},
+            "at": _MAYBE_TIME,
+            "why": {"type": ["string", "null"]},
+        }
+    ),
+    "Stop": _object({"why": {"type": "string", "minLength": 1, "maxLength": MAX_TEXT}}),
+    "Problem": _object(_PROBLEM),
+    "ProblemDetail": _object(
+        {**_PROBLEM, "timeline": {"type": "array", "items": _ref("TimelineEntry")}}
+    ),
+    "ProblemList": _object({"problems": {"type": "array", "items": _ref("Problem")}}),
+    "NewProblem": _object(
+        {
+            "title": {"type": "string", "minLength": 1, "maxLength": MAX_TITLE},
+            "service": {"type": "string", "maxLength": MAX_NAME},
+            "category": {"type": "string", "maxLength": MAX_NAME},
+            "incidents": {
+                "type": "array",
+                "items": _RECORD_ID,
+                "uniqueItems": True,
+                "maxItems": MAX_LINKS,
+                "description": "incidents to link now",
+            },
+        },
+        required=("title",),
+    ),
+    "ProblemChange": {
+        **_object(
+            {
+                "root_cause": {"type": "string", "maxLength": MAX_TEXT},
+                "workaround": {"type": "string", "maxLength": MAX_TEXT},
+                "owner": {"type": ["string", "null"], "minLength": 1, "maxLength": MAX_NAME},
+                "title": {"type": "string", "minLength": 1, "maxLength": MAX_TITLE},
+            },
+            required=(),
+        ),
+        "description": 'absent: unchanged; "" clears root_cause and workaround, null the owner',
+        "minProperties": 1,
+    },
+    "Link": _object({"incident": _RECORD_ID}),
+    "KnownError": _object(
+        {
+            "name": _TEXT,
+            "source": {"enum": ["config", "api"], "description": "only api ones can be removed"},
+            "matchers": {"type": "array", "items": _TEXT},
+            "workaround": _TEXT,
+            "root_cause": _TEXT,
+            "problem": {"type": ["integer", "null"], "minimum": 1},
+            "created_by": _TEXT,
+            "created_at": {**_MAYBE_TIME, "description": "null for the config's"},
+        }
+    ),
+    "KnownErrorList": _object({"known_errors": {"type": "array", "items": _ref("KnownError")}}),
+    "NewKnownError": _object(
+        {
+            "name": {"type": "string", "pattern": KNOWN_ERROR_NAME},
+            "matchers": {"type": "array", "minItems": 1, "items": _MATCHER},
+            "workaround": {"type": "string", "minLength": 1, "maxLength": MAX_TEXT},
+            "root_cause": {"type": "string", "maxLength": MAX_TEXT},
+            "problem": {"oneOf": [_RECORD_ID, {"type": "null"}]},
+        },
+        required=("name", "matchers", "workaround"),
+    ),
     "Health": {
         "type": "object",
         "properties": {"status": {"enum": ["ok", "starting", "degraded"]}},
@@ -277,12 +403,7 @@ _SCHEMAS: dict[str, Schema] = {
     },
 }
 
-_ID: Schema = {
-    "name": "id",
-    "in": "path",
-    "required": True,
-    "schema": {"type": "integer", "minimum": 1, "maximum": 2**63 - 1},
-}
+_ID: Schema = {"name": "id", "in": "path", "required": True, "schema": _RECORD_ID}
 _CHANGE_ERRORS = (400, 404, 409, 413, 503)
 
 
@@ -305,6 +426,31 @@ def _transition(action: str, to: str) -> Schema:
         },
     }
 
+
+def _listing(states: tuple[str, ...]) -> list[Schema]:
+    return [
+        _query("state", {"enum": list(states)}, "only this state (default: all)"),
+        _query("limit", {"type": "integer", "minimum": 1, "maximum": MAX_LIMIT}, "default 100"),
+        _query("offset", {"type": "integer", "minimum": 0, "maximum": 2**63 - 1}, "skip"),
+    ]
+
+
+def _change(summary: str, tag: str, reply: str, *, body: Schema | None = None,
+            status: str = "200", path_id: bool = True,
+            errors: tuple[int, ...] = _CHANGE_ERRORS) -> Schema:  # fmt: skip
+    """A change to a run, problem or known error, answered with the record as it is now."""
+    operation: Schema = {
+        "summary": summary,
+        "tags": [tag],
+        "parameters": [_ID] if path_id else [],
+        "responses": {status: _reply("as it is now", _ref(reply)), **_errors(*errors)},
+    }
+    operation["requestBody"] = _body(_ref("Note"), required=False) if body is None else body
+    return operation
+
+
+_SWITCH = "/api/v1/remediation/kill-switch"
+_NAME_PARAM: Schema = {"name": "name", "in": "path", "required": True, "schema": _TEXT}
 
 # (method, path as aiohttp routes it) -> the operation, without security (openapi_document adds it).
 OPERATIONS: dict[tuple[str, str], Schema] = {
@@ -453,6 +599,104 @@ OPERATIONS: dict[tuple[str, str], Schema] = {
         "parameters": [{"name": "name", "in": "path", "required": True, "schema": _TEXT}],
         "responses": {"200": _reply("the window", _ref("MadeWindow")), **_errors(404, 409, 503)},
     },
+    ("GET", "/api/v1/runs"): {
+        "summary": "List remediation runs, newest first",
+        "tags": ["remediation"],
+        "parameters": _listing(RUN_STATES),
+        "responses": {"200": _reply("the runs", _ref("RunList")), **_errors(400, 503)},
+    },
+    ("GET", "/api/v1/runs/{id}"): {
+        "summary": "One remediation run: its rendered steps and result",
+        "tags": ["remediation"],
+        "parameters": [_ID],
+        "responses": {"200": _reply("the run", _ref("Run")), **_errors(400, 404, 503)},
+    },
+    ("POST", "/api/v1/runs/{id}/approve"): _change(
+        "Approve a run that awaits approval", "remediation", "Run"
+    ),
+    ("POST", "/api/v1/runs/{id}/reject"): _change(
+        "Reject a run that awaits approval; it never runs", "remediation", "Run"
+    ),
+    ("GET", _SWITCH): {
+        "summary": "Whether the kill switch stops all remediation",
+        "tags": ["remediation"],
+        "responses": {"200": _reply("the switch", _ref("KillSwitch")), **_errors(503)},
+    },
+    ("POST", _SWITCH): _change(
+        "Engage the kill switch: no remediation runs until it is released",
+        "remediation",
+        "KillSwitch",
+        body=_body(_ref("Stop")),
+        path_id=False,
+        errors=(400, 409, 413, 503),
+    ),
+    ("DELETE", _SWITCH): {
+        "summary": "Release the kill switch: remediation runs again",
+        "tags": ["remediation"],
+        "responses": {"200": _reply("the switch", _ref("KillSwitch")), **_errors(409, 503)},
+    },
+    ("GET", "/api/v1/problems"): {
+        "summary": "List problems, newest first",
+        "tags": ["problems"],
+        "parameters": _listing(PROBLEM_STATES),
+        "responses": {"200": _reply("the problems", _ref("ProblemList")), **_errors(400, 503)},
+    },
+    ("POST", "/api/v1/problems"): _change(
+        "Open a problem, linked to incidents",
+        "problems",
+        "Problem",
+        body=_body(_ref("NewProblem")),
+        status="201",
+        path_id=False,
+    ),
+    ("GET", "/api/v1/problems/{id}"): {
+        "summary": "One problem with its linked incidents and timeline",
+        "tags": ["problems"],
+        "parameters": [_ID],
+        "responses": {
+            "200": _reply("the problem", _ref("ProblemDetail")),
+            **_errors(400, 404, 503),
+        },
+    },
+    ("PATCH", "/api/v1/problems/{id}"): _change(
+        "Set a problem's root cause, workaround, owner or title",
+        "problems",
+        "Problem",
+        body=_body(_ref("ProblemChange")),
+    ),
+    **{
+        ("POST", f"/api/v1/problems/{{id}}/{action}"): _change(
+            f"Move a problem to {'new (from resolved)' if to == 'reopen' else to}",
+            "problems",
+            "Problem",
+        )
+        for action, to in PROBLEM_ACTIONS.items()
+    },
+    ("POST", "/api/v1/problems/{id}/incidents"): _change(
+        "Link an incident to a problem", "problems", "Problem", body=_body(_ref("Link"))
+    ),
+    ("GET", "/api/v1/known-errors"): {
+        "summary": "Known errors, from the config and the API",
+        "tags": ["problems"],
+        "responses": {"200": _reply("the known errors", _ref("KnownErrorList")), **_errors(503)},
+    },
+    ("POST", "/api/v1/known-errors"): _change(
+        "Record a known error: new matching incidents get its workaround",
+        "problems",
+        "KnownError",
+        body=_body(_ref("NewKnownError")),
+        status="201",
+        path_id=False,
+    ),
+    ("DELETE", "/api/v1/known-errors/{name}"): {
+        "summary": "Remove a known error made through the API",
+        "tags": ["problems"],
+        "parameters": [_NAME_PARAM],
+        "responses": {
+            "200": _reply("the known error removed", _ref("KnownError")),
+            **_errors(404, 409, 503),
+        },
+    },
 }
 
 
@@ -478,7 +722,8 @@ def openapi_document(needs: Mapping[tuple[str, str], Role | None]) -> Schema:
         "info": {
             "title": "tocsin",
             "version": __version__,
-            "description": "Incidents, on-call, silences and maintenance windows of one daemon. "
+            "description": "Incidents, on-call, silences, maintenance windows, remediation "
+            "runs, problems and known errors of one daemon. "
             'Errors are {"error": sentence}.',
         },
         "paths": paths,

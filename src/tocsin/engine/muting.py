@@ -15,23 +15,12 @@ from tocsin.mute import MuteDecision
 from tocsin.mute.inhibit import Inhibitor, InhibitRule
 from tocsin.mute.schedule import MaintenanceCalendar, MaintenanceWindow
 from tocsin.mute.silences import Silence, SilenceBook
+from tocsin.records.views import incident_labels
 from tocsin.rules.types import Hit
 
-__all__ = ["Muter", "hit_labels", "incident_labels", "mute_change"]
+__all__ = ["Muter", "hit_labels", "mute_change"]
 
 _SCALARS = (str, int, float, bool)
-
-
-def incident_labels(incident: Incident) -> dict[str, str]:
-    """What an open incident offers inhibition rules as a source."""
-    return {
-        "rule": incident.rule,
-        "key": incident.key,
-        "priority": incident.priority,
-        "service": incident.service,
-        "category": incident.category,
-        **incident.labels,
-    }
 
 
 def hit_labels(hit: Hit, incident: Incident | None) -> dict[str, str]:

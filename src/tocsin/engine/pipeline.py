@@ -32,7 +32,7 @@ from tocsin.engine.correlators import (
 )
 from tocsin.engine.eventtime import EventTime
 from tocsin.engine.muting import Muter, hit_labels, mute_change
-from tocsin.model import Event, IncidentChange, Outgoing, StateRow
+from tocsin.model import Event, IncidentChange, Outgoing, RunRequest, StateRow
 from tocsin.mute import MuteDecision
 from tocsin.records.incidents import IncidentBook, fingerprint
 from tocsin.rules.correlation import ExpectSpec, Follower, GroupSpec
@@ -72,6 +72,7 @@ class BatchResult:
     changes: list[IncidentChange] = field(default_factory=list)
     logs: list[LogRequest] = field(default_factory=list)
     outbox: list[Outgoing] = field(default_factory=list)  # committed with the batch, then sent
+    runs: list[RunRequest] = field(default_factory=list)  # remediation asked for, to commit
     outputs: list[ActionOutput] | None = None
     matches: Counter[str] = field(default_factory=Counter)
     actions: Counter[str] = field(default_factory=Counter)
@@ -145,6 +146,7 @@ class _Env:
         "outbox",
         "outputs",
         "result",
+        "runs",
         "seq",
         "storms",
     )
@@ -167,6 +169,7 @@ class _Env:
         self.changes = result.changes
         self.logs = result.logs
         self.outbox = result.outbox
+        self.runs = result.runs
         self.outputs = result.outputs
         self.failures = result.failures
         self.lists = lists

@@ -184,8 +184,9 @@ class Escalator:
             return Step(targets=step.targets, notes=(*step.notes, ended), reason=reason)
         return step
 
-    def climb(self, incident: Incident, now: float) -> Step:
-        """Climb one level at once on an SLA near-breach, if the policy says `climb`.
+    def climb(self, incident: Incident, now: float, *, why: str = "SLA warning") -> Step:
+        """Climb one level at once: on an SLA near-breach if the policy says `climb`, or
+        always for another `why` (a remediation that did not fix it).
 
         An unacknowledged incident's next climb is then a full delay after `now`; an
         acknowledged one pages the next level but stays stopped. At the last level it pages
@@ -195,13 +196,13 @@ class Escalator:
         if escalation is None or not incident.is_open:
             return Step()
         policy = self.policies.get(escalation.policy)
-        if policy is None or policy.on_sla_warning != "climb":
+        if policy is None or (why == "SLA warning" and policy.on_sla_warning != "climb"):
             return Step()
         escalation.level = min(escalation.level + 1, len(policy.levels) - 1)
         if escalation.next_at is not None:
             escalation.next_at = policy.next_at(escalation.level, escalation.rounds, now)
         return self._page(
-            policy, escalation.level, now, f"escalation level {escalation.level + 1} (SLA warning)"
+            policy, escalation.level, now, f"escalation level {escalation.level + 1} ({why})"
         )
 
     def stop(self, incident: Incident) -> None:

@@ -31,8 +31,8 @@ from typing import Any
 
 from tocsin.model import Incident, IncidentState
 from tocsin.notify.notice import Notice
-from tocsin.notify.routing import Route, route_labels
-from tocsin.records.views import notice_view
+from tocsin.notify.routing import Route
+from tocsin.records.views import notice_view, route_labels
 
 __all__ = ["Dispatcher", "GroupChanges", "Restored"]
 

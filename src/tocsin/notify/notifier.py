@@ -115,6 +115,20 @@ class Notifier:
         self._flush(now, reaction)
         return reaction
 
+    def escalate(self, incident: Incident, why: str, now: float) -> Reaction:
+        """Page the incident's next escalation level at once (a failed remediation); a note
+        on its timeline when no policy pages it."""
+        reaction = Reaction()
+        if self.escalator is None or incident.escalation is None:
+            reaction.changes.append(
+                IncidentChange("escalate", incident, now, incident.count, "tocsin:escalation",
+                               note=f"{why}: no escalation policy pages this incident")
+            )  # fmt: skip
+            return reaction
+        self._page(incident, self.escalator.climb(incident, now, why=why), now, reaction)
+        self._schedule(incident)
+        return reaction
+
     def _schedule(self, incident: Incident) -> None:
         """Put the incident's next escalation or SLA moment in the heap (or take it out)."""
         due = self._next(incident)

@@ -14,8 +14,6 @@ from collections.abc import Collection, Iterator, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
-from tocsin.engine.muting import incident_labels
-from tocsin.model import Incident
 from tocsin.mute.matchers import Matchers, check_label_name, parse_matchers
 from tocsin.rules.schema import (
     check_keys,
@@ -27,7 +25,7 @@ from tocsin.rules.schema import (
 )
 from tocsin.yamlsrc import Mark, MarkedMap, SourceError, did_you_mean, key_mark, value_mark
 
-__all__ = ["ALL_LABELS", "Route", "parse_route", "route_labels"]
+__all__ = ["ALL_LABELS", "Route", "parse_route"]
 
 # `group_by: ['...']`: group by every label, which makes one group per incident.
 ALL_LABELS = "..."
@@ -46,19 +44,6 @@ _CHILD_KEYS = (*_ROOT_KEYS, "matchers", "continue")
 _DEFAULT_WAIT = 30.0
 _DEFAULT_INTERVAL = 300.0
 _DEFAULT_REPEAT = 4 * 3600.0
-
-
-def route_labels(incident: Incident) -> dict[str, str]:
-    """Return what route matchers and group_by see: the incident's labels, impact, urgency.
-
-    Not its state: an acknowledged incident stays in the groups that paged about it (and
-    their receivers hear "acknowledged"). impact and urgency come last, so a label of the
-    same name cannot pose as them.
-    """
-    labels = incident_labels(incident)
-    labels["impact"] = incident.impact
-    labels["urgency"] = incident.urgency
-    return labels
 
 
 @dataclass(frozen=True, slots=True)

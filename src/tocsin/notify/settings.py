@@ -15,13 +15,25 @@ from tocsin.notify.routing import Route, parse_route
 from tocsin.notify.users import User, parse_users
 from tocsin.oncall.schedule import OnCallSchedule, parse_oncall
 from tocsin.records.incidents import REOPEN_WINDOW
+from tocsin.records.known_errors import KnownError, parse_known_errors
+from tocsin.records.problems import RecurrenceRule, parse_problems
 from tocsin.records.sla import SlaPolicy, parse_sla
 from tocsin.rules.schema import check_keys, expect_int, expect_map, parse_duration
 from tocsin.yamlsrc import Mark, SourceError, load_yaml_file, value_mark
 
 __all__ = ["IncidentSettings", "load_incident_settings"]
 
-_KEYS = ("lifecycle", "sla", "users", "oncall", "receivers", "escalation_policies", "route")
+_KEYS = (
+    "lifecycle",
+    "sla",
+    "users",
+    "oncall",
+    "receivers",
+    "escalation_policies",
+    "route",
+    "problems",
+    "known_errors",
+)
 _LIFECYCLE_KEYS = ("reopen_window", "auto_close", "samples")
 
 
@@ -38,6 +50,8 @@ class IncidentSettings:
     receivers: Mapping[str, Receiver] = field(default_factory=dict)
     policies: Mapping[str, EscalationPolicy] = field(default_factory=dict)
     route: Route | None = None
+    recurrence: tuple[RecurrenceRule, ...] = ()  # problems.recurrence
+    known_errors: tuple[KnownError, ...] = ()
 
 
 def load_incident_settings(path: Path, *, brokers: Collection[str]) -> IncidentSettings:
@@ -71,6 +85,8 @@ def load_incident_settings(path: Path, *, brokers: Collection[str]) -> IncidentS
             "escalation policies page nobody without a 'route' that names them",
         )
     sla = parse_sla(root["sla"], at("sla")) if root.get("sla") is not None else None
+    recurrence = parse_problems(root.get("problems"), at("problems"))
+    known_errors = parse_known_errors(root.get("known_errors"), at("known_errors"))
     return IncidentSettings(
         reopen_window=reopen_window,
         auto_close=auto_close,
@@ -81,6 +97,8 @@ def load_incident_settings(path: Path, *, brokers: Collection[str]) -> IncidentS
         receivers=receivers,
         policies=policies,
         route=route,
+        recurrence=recurrence,
+        known_errors=tuple(known_errors),
     )
 
 

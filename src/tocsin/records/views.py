@@ -7,7 +7,7 @@ from typing import Any
 
 from tocsin.model import Incident
 
-__all__ = ["incident_json", "iso_time", "notice_view"]
+__all__ = ["incident_json", "incident_labels", "iso_time", "notice_view", "route_labels"]
 
 
 def iso_time(when: float | None) -> str | None:
@@ -65,3 +65,28 @@ def notice_view(incident: Incident) -> dict[str, Any]:
     view = incident_json(incident)
     del view["samples"]
     return view
+
+
+def incident_labels(incident: Incident) -> dict[str, str]:
+    """What an open incident offers inhibition rules as a source."""
+    return {
+        "rule": incident.rule,
+        "key": incident.key,
+        "priority": incident.priority,
+        "service": incident.service,
+        "category": incident.category,
+        **incident.labels,
+    }
+
+
+def route_labels(incident: Incident) -> dict[str, str]:
+    """Return what route matchers and group_by see: the incident's labels, impact, urgency.
+
+    Not its state: an acknowledged incident stays in the groups that paged about it (and
+    their receivers hear "acknowledged"). impact and urgency come last, so a label of the
+    same name cannot pose as them.
+    """
+    labels = incident_labels(incident)
+    labels["impact"] = incident.impact
+    labels["urgency"] = incident.urgency
+    return labels

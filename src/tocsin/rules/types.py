@@ -6,7 +6,7 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Protocol
 
-from tocsin.model import Event, IncidentChange, Outgoing
+from tocsin.model import Event, IncidentChange, Outgoing, RunRequest
 from tocsin.records.incidents import IncidentBook
 from tocsin.rules.templates import Expression, Template, TemplateCompileError, compile_template
 from tocsin.yamlsrc import Mark, SourceError
@@ -116,6 +116,7 @@ class ActionEnv(Protocol):
     changes: list[IncidentChange]
     logs: list[LogRequest]
     outbox: list[Outgoing]  # messages to deliver once the batch is committed
+    runs: list[RunRequest]  # remediation runs to commit with the batch
     outputs: list[ActionOutput] | None
 
     def fold_new(self, hit: Hit) -> int:

@@ -6,7 +6,14 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field, replace
 from typing import Protocol
 
-from tocsin.model import FileOffset, Incident, IncidentChange, Outgoing, StateRow
+from tocsin.model import (
+    FileOffset,
+    Incident,
+    IncidentChange,
+    Outgoing,
+    RemediationRun,
+    StateRow,
+)
 
 __all__ = ["CommitBatch", "CorrelationSnapshot", "HistoryEntry", "Store", "StoreError"]
 
@@ -68,6 +75,11 @@ class CommitBatch:
     # delete (with its members); then their members by (group, incident id): JSON or delete
     members: dict[tuple[str, int], str | None] = field(default_factory=dict)
     delivered: list[int] = field(default_factory=list)  # outbox rows sent: delete them
+    runs: list[RemediationRun] = field(default_factory=list)  # snapshots, upserted by id
+    problems: dict[int, tuple[str, str]] = field(default_factory=dict)  # id -> (state, JSON)
+    problem_history: list[HistoryEntry] = field(default_factory=list)  # incident_id: problem
+    known_errors: dict[str, str | None] = field(default_factory=dict)  # API-made: JSON or delete
+    documents: dict[str, str] = field(default_factory=dict)  # named state documents (JSON)
 
     @classmethod
     def of(
@@ -118,6 +130,11 @@ class CommitBatch:
             or self.groups
             or self.members
             or self.delivered
+            or self.runs
+            or self.problems
+            or self.problem_history
+            or self.known_errors
+            or self.documents
         )
 
     def extend(self, other: CommitBatch) -> None:
@@ -129,6 +146,11 @@ class CommitBatch:
         self.groups.update(other.groups)
         self.members.update(other.members)
         self.delivered.extend(other.delivered)
+        self.runs.extend(other.runs)
+        self.problems.update(other.problems)
+        self.problem_history.extend(other.problem_history)
+        self.known_errors.update(other.known_errors)
+        self.documents.update(other.documents)
         if other.forget:
             gone = set(other.forget)
             self.state = [row for row in self.state if row[0] not in gone]
@@ -214,6 +236,43 @@ class Store(Protocol):
 
     def incident_history(self, incident_id: int) -> list[HistoryEntry]:
         """Return an incident's timeline entries, oldest first."""
+
+    def load_runs(self, states: Sequence[str]) -> list[RemediationRun]:
+        """Return the runs in any of `states`, oldest first (to resume after a restart)."""
+
+    def next_run_id(self) -> int:
+        """Return one more than the largest run id ever stored (1 when empty)."""
+
+    def list_runs(
+        self, *, states: Sequence[str] | None = None, limit: int = 100, offset: int = 0
+    ) -> list[RemediationRun]:
+        """Return runs, newest first, optionally only those in `states`."""
+
+    def get_run(self, run_id: int) -> RemediationRun | None:
+        """Return one run, or None."""
+
+    def load_problems(self, states: Sequence[str] | None = None) -> list[str]:
+        """Return problems (JSON), oldest first, optionally only those in `states`."""
+
+    def list_problems(
+        self, *, states: Sequence[str] | None = None, limit: int = 100, offset: int = 0
+    ) -> list[str]:
+        """Return problems (JSON), newest first."""
+
+    def get_problem(self, problem_id: int) -> str | None:
+        """Return one problem (JSON), or None."""
+
+    def problem_history(self, problem_id: int) -> list[HistoryEntry]:
+        """Return a problem's timeline, oldest first (incident_id holds the problem id)."""
+
+    def next_problem_id(self) -> int:
+        """Return one more than the largest problem id ever stored (1 when empty)."""
+
+    def load_known_errors(self) -> list[str]:
+        """Return every API-made known error (JSON)."""
+
+    def load_documents(self) -> dict[str, str]:
+        """Return every named state document (JSON) by name."""
 
     def load_outbox(self, channel: str, after: int, limit: int) -> list[tuple[int, Outgoing]]:
         """Return up to `limit` of a channel's unsent messages with id > `after`, in id order."""

@@ -22,6 +22,7 @@ from tocsin.model import (
     Incident,
     IncidentState,
     Outgoing,
+    RemediationRun,
 )
 from tocsin.obs import STORE_COMMIT_SECONDS, STORE_COMMITS
 from tocsin.store.base import CommitBatch, CorrelationSnapshot, HistoryEntry, StoreError
@@ -80,6 +81,23 @@ ON CONFLICT (path) DO UPDATE SET
 _INSERT_HISTORY = """
 INSERT INTO incident_history (incident_id, time, from_state, to_state, actor, note, kind)
 VALUES (?, ?, ?, ?, ?, ?, ?)
+"""
+_UPSERT_RUN = """
+INSERT INTO runs (id, runbook, rule, key, target, incident_id, state, reason, created_at,
+                  started_at, finished_at, data)
+VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)
+ON CONFLICT (id) DO UPDATE SET
+    state = excluded.state,
+    reason = excluded.reason,
+    started_at = excluded.started_at,
+    finished_at = excluded.finished_at,
+    data = excluded.data
+"""
+_SELECT_PROBLEMS = "SELECT data FROM problems "
+_SELECT_RUNS = """
+SELECT id, runbook, rule, key, target, incident_id, state, reason, created_at, started_at,
+       finished_at, data
+FROM runs
 """
 _INSERT_OUTBOX = "INSERT INTO outbox (channel, rule, body, created) VALUES (?, ?, ?, ?)"
 _SELECT_INCIDENTS = """
@@ -176,6 +194,49 @@ def _incident_row(incident: Incident) -> tuple[object, ...]:
                 "held_since": incident.held_since,
             }
         ),
+    )
+
+
+def _run_row(run: RemediationRun) -> tuple[object, ...]:
+    """Flatten a run into the column order of `_UPSERT_RUN`."""
+    return (
+        run.id,
+        run.runbook,
+        run.rule,
+        _text(run.key),
+        _text(run.target),
+        run.incident_id,
+        run.state,
+        _text(run.reason),
+        run.created_at,
+        run.started_at,
+        run.finished_at,
+        json.dumps(run.data()),
+    )
+
+
+def _run(row: sqlite3.Row) -> RemediationRun:
+    """Build a run from a row of `_SELECT_RUNS`."""
+    data = json.loads(row["data"])
+    return RemediationRun(
+        id=row["id"],
+        runbook=row["runbook"],
+        rule=row["rule"],
+        key=row["key"],
+        target=row["target"],
+        incident_id=row["incident_id"],
+        state=row["state"],
+        reason=row["reason"],
+        created_at=row["created_at"],
+        started_at=row["started_at"],
+        finished_at=row["finished_at"],
+        spec=dict(data["spec"]),
+        dry_run=bool(data.get("dry_run", False)),
+        on_success=str(data.get("on_success", "")),
+        on_failure=str(data.get("on_failure", "")),
+        result=data.get("result"),
+        approval_expires=data.get("approval_expires"),
+        decided_by=str(data.get("decided_by", "")),
     )
 
 
@@ -395,6 +456,7 @@ class SqliteStore:
                     ),
                 )
                 self._commit_correlation(conn, batch, state)
+                self._commit_records(conn, batch)
                 self._commit_groups(conn, batch)
                 conn.executemany("DELETE FROM outbox WHERE id = ?", ((i,) for i in batch.delivered))
                 now = time.time()
@@ -437,6 +499,40 @@ class SqliteStore:
         conn.executemany(
             "DELETE FROM notify_members WHERE group_id = ? AND incident_id = ?",
             (pair for pair, v in batch.members.items() if v is None),
+        )
+
+    @staticmethod
+    def _commit_records(conn: sqlite3.Connection, batch: CommitBatch) -> None:
+        """Remediation runs, problems with their timelines, known errors, state documents."""
+        runs = {run.id: run for run in batch.runs}  # the last snapshot of a run wins
+        conn.executemany(_UPSERT_RUN, (_run_row(run) for run in runs.values()))
+        conn.executemany(
+            "INSERT INTO problems (id, state, data) VALUES (?, ?, ?) ON CONFLICT (id) "
+            "DO UPDATE SET state = excluded.state, data = excluded.data",
+            ((pid, state, data) for pid, (state, data) in batch.problems.items()),
+        )
+        conn.executemany(
+            "INSERT INTO problem_history (problem_id, time, from_state, to_state, actor, note, "
+            "kind) VALUES (?, ?, ?, ?, ?, ?, ?)",
+            (
+                (h.incident_id, h.time, h.from_state, h.to_state, _text(h.actor),
+                 _text(h.note), h.kind)
+                for h in batch.problem_history
+            ),
+        )  # fmt: skip
+        conn.executemany(
+            "INSERT INTO known_errors (name, data) VALUES (?, ?) ON CONFLICT (name) "
+            "DO UPDATE SET data = excluded.data",
+            ((k, v) for k, v in batch.known_errors.items() if v is not None),
+        )
+        conn.executemany(
+            "DELETE FROM known_errors WHERE name = ?",
+            ((k,) for k, v in batch.known_errors.items() if v is None),
+        )
+        conn.executemany(
+            "INSERT INTO documents (name, data) VALUES (?, ?) ON CONFLICT (name) "
+            "DO UPDATE SET data = excluded.data",
+            batch.documents.items(),
         )
 
     @staticmethod
@@ -566,6 +662,96 @@ class SqliteStore:
             (before, limit),
         )
         return [_incident(row) for row in rows]
+
+    def load_runs(self, states: Sequence[str]) -> list[RemediationRun]:
+        """Return the runs in any of `states`, oldest first."""
+        if not states:
+            return []
+        marks = ", ".join("?" * len(states))
+        rows = self._query(_SELECT_RUNS + f"WHERE state IN ({marks}) ORDER BY id", tuple(states))
+        return [_run(row) for row in rows]
+
+    def next_run_id(self) -> int:
+        """Return one more than the largest stored run id."""
+        largest: int = self._query("SELECT COALESCE(MAX(id), 0) FROM runs")[0][0]
+        return largest + 1
+
+    def list_runs(
+        self, *, states: Sequence[str] | None = None, limit: int = 100, offset: int = 0
+    ) -> list[RemediationRun]:
+        """Return runs, newest first, optionally only those in `states`."""
+        if states is not None and not states:
+            return []
+        where = f"WHERE state IN ({', '.join('?' * len(states))}) " if states else ""
+        rows = self._query(
+            _SELECT_RUNS + where + "ORDER BY id DESC LIMIT ? OFFSET ?",
+            (*(states or ()), limit, offset),
+        )
+        return [_run(row) for row in rows]
+
+    def get_run(self, run_id: int) -> RemediationRun | None:
+        """Return one run, or None."""
+        rows = self._query(_SELECT_RUNS + "WHERE id = ?", (run_id,))
+        return _run(rows[0]) if rows else None
+
+    def load_problems(self, states: Sequence[str] | None = None) -> list[str]:
+        """Return problems (JSON), oldest first, optionally only those in `states`."""
+        if states is not None and not states:
+            return []
+        where = f"WHERE state IN ({', '.join('?' * len(states))}) " if states else ""
+        rows = self._query(_SELECT_PROBLEMS + where + "ORDER BY id", tuple(states or ()))
+        return [row["data"] for row in rows]
+
+    def list_problems(
+        self, *, states: Sequence[str] | None = None, limit: int = 100, offset: int = 0
+    ) -> list[str]:
+        """Return problems (JSON), newest first."""
+        if states is not None and not states:
+            return []
+        where = f"WHERE state IN ({', '.join('?' * len(states))}) " if states else ""
+        rows = self._query(
+            _SELECT_PROBLEMS + where + "ORDER BY id DESC LIMIT ? OFFSET ?",
+            (*(states or ()), limit, offset),
+        )
+        return [row["data"] for row in rows]
+
+    def get_problem(self, problem_id: int) -> str | None:
+        """Return one problem (JSON), or None."""
+        rows = self._query("SELECT data FROM problems WHERE id = ?", (problem_id,))
+        return str(rows[0]["data"]) if rows else None
+
+    def problem_history(self, problem_id: int) -> list[HistoryEntry]:
+        """Return a problem's timeline, oldest first."""
+        rows = self._query(
+            "SELECT problem_id, time, from_state, to_state, actor, note, kind "
+            "FROM problem_history WHERE problem_id = ? ORDER BY seq",
+            (problem_id,),
+        )
+        return [
+            HistoryEntry(
+                incident_id=row["problem_id"],
+                time=row["time"],
+                from_state=row["from_state"],
+                to_state=row["to_state"],
+                actor=row["actor"],
+                note=row["note"],
+                kind=row["kind"],
+            )
+            for row in rows
+        ]
+
+    def next_problem_id(self) -> int:
+        """Return one more than the largest stored problem id."""
+        largest: int = self._query("SELECT COALESCE(MAX(id), 0) FROM problems")[0][0]
+        return largest + 1
+
+    def load_known_errors(self) -> list[str]:
+        """Return every API-made known error (JSON), by name."""
+        return [row["data"] for row in self._query("SELECT data FROM known_errors ORDER BY name")]
+
+    def load_documents(self) -> dict[str, str]:
+        """Return every named state document (JSON) by name."""
+        return {row["name"]: row["data"] for row in self._query("SELECT name, data FROM documents")}
 
     def load_groups(self) -> dict[str, tuple[str, dict[int, str]]]:
         """Return every saved notification group by id: its head and its members by incident."""

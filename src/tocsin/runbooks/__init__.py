@@ -1,0 +1,1 @@
+"""Runbooks: remediation steps from config, rendered into plain argv and requests, then run."""
