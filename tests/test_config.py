@@ -45,6 +45,15 @@ def test_bundled_incidents_file_loads_when_enabled(tmp_path: Path) -> None:
     assert load_config(write(tmp_path, "{}\n")).incidents.route is None
 
 
+def test_bundled_runbooks_file_loads_when_enabled(tmp_path: Path) -> None:
+    """Test that config/runbooks.yaml, enabled as the demo config's comment says, is valid."""
+    assert "# runbooks: runbooks.yaml" in (REPO / "config" / "tocsin.yaml").read_text()
+    shutil.copy(REPO / "config" / "runbooks.yaml", tmp_path / "runbooks.yaml")
+    config = load_config(write(tmp_path, "runbooks: runbooks.yaml\n"))
+    assert sorted(config.runbooks.runbooks) == ["clear-tmp", "notify-cmdb", "restart-unit"]
+    assert config.runbooks.remediation.dry_run is True
+
+
 def test_defaults_and_relative_paths(tmp_path: Path) -> None:
     """Test that an empty config gets the documented defaults, relative to its folder."""
     config = load_config(write(tmp_path, "{}\n"))

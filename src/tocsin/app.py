@@ -228,7 +228,9 @@ class Daemon:
             open_incidents = await writer.call(lambda s: s.load_open_incidents())
             next_id = await writer.call(lambda s: s.next_incident_id())
             settings = config.incidents
-            since = self.clock.now() - settings.reopen_window
+            # Reopening compares event times: resume from the saved watermark, not the wall.
+            watermark = await writer.call(lambda s: s.load_watermark())
+            since = (self.clock.now() if watermark is None else watermark) - settings.reopen_window
             resolved = (
                 await writer.call(lambda s: s.load_resolved_since(since))
                 if settings.reopen_window > 0
@@ -245,6 +247,14 @@ class Daemon:
             self._book = book
             self._keeper = await self._make_keeper(writer)
             self._notifier = await self._make_notifier(writer)
+            silences = await load_silences(writer)
+            muter = Muter(silences=silences, inhibit=config.inhibit, open_incidents=open_incidents)
+            self._maintenance = Maintenance(
+                configured=config.maintenance,
+                made=await load_windows(writer),
+                muter=muter,
+                writer=writer,
+            )
             next_run = await writer.call(lambda s: s.next_run_id())
             remediator = Remediator(
                 settings=config.runbooks,
@@ -254,18 +264,11 @@ class Daemon:
                 commit_changes=functools.partial(self._commit_changes, writer),
                 escalate=functools.partial(self._escalate, writer),
                 publish=self._runbook_publish if config.mqtt_brokers else None,
+                muter=muter,
                 next_id=next_run,
             )
             self._remediator = remediator
             await remediator.resume()
-            silences = await load_silences(writer)
-            muter = Muter(silences=silences, inhibit=config.inhibit, open_incidents=open_incidents)
-            self._maintenance = Maintenance(
-                configured=config.maintenance,
-                made=await load_windows(writer),
-                muter=muter,
-                writer=writer,
-            )
             correlation = config.correlation
             engine = Engine(
                 rules=ruleset.rules,
@@ -714,14 +717,14 @@ class Daemon:
         writer = self._writer
         if writer is None:
             raise RuntimeError("the store is not open")
+        if not self._admit([message]):  # counted and logged there; the step fails
+            raise RuntimeError(f"the outbox of mqtt:{broker} is full; the message was dropped")
+        sender = self._senders[message.channel]
+        sender.added(1)  # room taken now, so later steps see it
 
         async def submit() -> None:
-            admitted = self._admit([message])
-            if admitted:
-                committed = await writer.submit(CommitBatch(outbox=admitted))
-                sender = self._senders[message.channel]
-                sender.added(1)
-                committed.add_done_callback(_succeeded(sender.wake))
+            committed = await writer.submit(CommitBatch(outbox=[message]))
+            committed.add_done_callback(_succeeded(sender.wake))
 
         task = asyncio.get_running_loop().create_task(submit())
         self._background.add(task)
@@ -751,10 +754,21 @@ class Daemon:
                 entries.append(KnownError.from_dict(json.loads(data)))
             except (KnownErrorError, ValueError) as exc:
                 log.error("known_error_unreadable", problem=str(exc), record=data[:200])
+        configured = {entry.name for entry in settings.known_errors}
+        for clash in [e for e in entries if e.name in configured]:
+            log.error(
+                "known_error_shadowed",
+                name=clash.name,
+                note="an API-made known error has the name of one in the config now; "
+                "the config's is used and the API-made one is left out",
+            )
         return ProblemKeeper(
             book=ProblemBook(next_id=next_id, problems=problems),
             policy=policy,
-            known=KnownErrorBook(config=settings.known_errors, entries=entries),
+            known=KnownErrorBook(
+                config=settings.known_errors,
+                entries=[e for e in entries if e.name not in configured],
+            ),
         )
 
     async def _make_notifier(self, writer: StoreWriter) -> Notifier | None:

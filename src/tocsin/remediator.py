@@ -21,6 +21,7 @@ import structlog
 
 from tocsin import obs
 from tocsin.engine.clock import Clock
+from tocsin.engine.muting import Muter
 from tocsin.model import (
     RUN_FINISHED,
     Incident,
@@ -29,6 +30,7 @@ from tocsin.model import (
     RunRequest,
 )
 from tocsin.records.incidents import IncidentBook, LifecycleError
+from tocsin.records.priority import RATINGS
 from tocsin.runbooks.execute import Publish, RunResult, execute
 from tocsin.runbooks.render import RenderedRun
 from tocsin.runbooks.safety import Gate, Limits, Run, SafetyError, Transition, Verdict
@@ -90,6 +92,7 @@ class Remediator:
         commit_changes: CommitChanges,
         escalate: Escalate | None = None,
         publish: Publish | None = None,
+        muter: Muter | None = None,
         next_id: int = 1,
     ) -> None:
         self.settings = settings
@@ -100,11 +103,13 @@ class Remediator:
         self._commit_changes = commit_changes
         self._escalate = escalate
         self._publish = publish
+        self._muter = muter
         self._next_id = next_id
         self._active: dict[int, RemediationRun] = {}  # not finished: queued, awaiting, running
         self._fresh: list[RemediationRun] = []  # committed, not yet admitted
         self._tasks: dict[int, asyncio.Task[None]] = {}
         self._clear_checks: dict[int, float] = {}  # run id -> when the clear must have come
+        self._saved_clears: dict[int, float] = {}
         self._lock = asyncio.Lock()  # one decision at a time: admit, approve, kill switch
         self._woken = asyncio.Event()
 
@@ -112,9 +117,15 @@ class Remediator:
 
     def number(self, requests: Iterable[RunRequest]) -> list[RemediationRun]:
         """Turn a batch's requests into queued runs with ids, to commit with the batch."""
-        runs = []
+        runs: list[RemediationRun] = []
         now = self._clock.now()
+        busy = {(r.runbook, r.rule, r.key) for r in (*self._active.values(), *self._fresh)}
         for request in requests:
+            what = (request.runbook, request.rule, request.key)
+            if what in busy:
+                obs.REMEDIATION_VERDICTS.labels(request.runbook, "already_active").inc()
+                continue  # a run for this rule and key is queued, waiting or running already
+            busy.add(what)
             incident = self._book.get(request.fingerprint)
             runs.append(
                 RemediationRun(
@@ -148,8 +159,12 @@ class Remediator:
         documents = await self._writer.call(lambda s: s.load_documents())
         if _DOCUMENT in documents:
             try:
-                self.gate.restore(json.loads(documents[_DOCUMENT]))
-            except (SafetyError, ValueError) as exc:
+                saved = json.loads(documents[_DOCUMENT])
+                self._saved_clears = {
+                    int(k): float(v) for k, v in dict(saved.pop("clear_checks", {})).items()
+                }
+                self.gate.restore(saved)
+            except (SafetyError, ValueError, TypeError, AttributeError) as exc:
                 log.error("remediation_state_unreadable", problem=str(exc))
         runs = await self._writer.call(lambda s: s.load_runs(_ACTIVE))
         now = self._clock.now()
@@ -163,6 +178,8 @@ class Remediator:
                 self._active[run.id] = run  # the gate remembers its approval request
             else:
                 self._fresh.append(replace(run, state="queued"))
+        for run_id, due in self._saved_clears.items():
+            self._clear_checks[run_id] = due
         self._woken.set()
 
     async def run(self) -> None:
@@ -192,7 +209,7 @@ class Remediator:
         while self._fresh:
             run = self._fresh.pop(0)
             async with self._lock:
-                await self._admit(run, None)
+                await self._admit(run, run.decided_by or None)  # an approval stands
 
     async def _admit(self, run: RemediationRun, approved_by: str | None) -> None:
         """Ask the safety kit what to do with a run, and do it."""
@@ -211,7 +228,8 @@ class Remediator:
         if kind == "run":
             run.state, run.reason, run.started_at = "running", verdict.reason or "started", now
             self._active[run.id] = run
-            await self._save(run, now, f"started: {'; '.join(_describe(run))}")
+            # Saved before the program starts: after a crash it is `interrupted`, never rerun.
+            await self._save(run, now, f"started: {'; '.join(_describe(run))}", wait=True)
             self._tasks[run.id] = asyncio.create_task(
                 self._execute(run), name=f"tocsin.remediation.{run.id}"
             )
@@ -246,9 +264,9 @@ class Remediator:
         except asyncio.CancelledError:
             self.gate.finish(str(run.id), None, self._clock.now())
             raise
-        except ValueError as exc:  # a stored spec this version cannot read
+        except Exception as exc:  # noqa: BLE001 - a run that cannot run is a failed run
             result = None
-            reason = f"cannot run: {exc}"
+            reason = f"cannot run: {exc or type(exc).__name__}"
         now = self._clock.now()
         self._tasks.pop(run.id, None)
         async with self._lock:
@@ -283,6 +301,7 @@ class Remediator:
             )
         elif ok and run.on_success.startswith("wait_clear:"):
             self._clear_checks[run.id] = now + float(run.on_success.split(":", 1)[1])
+            await self._save_document()
             self._woken.set()
         elif not ok:
             await self._failed(run, incident, now)
@@ -292,7 +311,11 @@ class Remediator:
         if run.on_failure == "escalate" and self._escalate is not None:
             await self._escalate(incident)
         elif run.on_failure.startswith("priority:"):
-            impact, urgency = run.on_failure.split(":", 1)[1].split("/")
+            wanted = run.on_failure.split(":", 1)[1].split("/")
+            impact, urgency = (
+                _higher(incident.impact, wanted[0]),
+                _higher(incident.urgency, wanted[1]),
+            )
             await self._change(
                 lambda: self._book.rate(
                     incident, impact=impact, urgency=urgency, time=now, actor=actor,
@@ -311,10 +334,12 @@ class Remediator:
                 continue
             incident = self._book.by_id(stored.incident_id)
             if incident is not None and incident.is_open:
-                await self._note(
-                    stored, now, "the clear event did not come in time after the run: failed"
-                )
+                stored.state = "failed"
+                stored.reason = "succeeded, but the clear event did not come in time"
+                await self._save(stored, now, stored.reason)
+                obs.REMEDIATION_RUNS.labels(stored.runbook, "failed").inc()
                 await self._failed(stored, incident, now)
+            await self._save_document()
 
     async def _breaker_moved(self, run: RemediationRun, moved: Transition, now: float) -> None:
         """Page a person when a breaker opens (an incident of its own); resolve it on close."""
@@ -369,6 +394,7 @@ class Remediator:
             run.decided_by = actor
             await self._note(run, now, f"approved by {actor}" + (f": {note}" if note else ""))
             await self._admit(run, actor)
+            await self._save_document(wait=True)  # the approval is used up: saved so
             return copy.copy(run)
 
     async def reject(self, run_id: int, *, actor: str, note: str = "") -> RemediationRun:
@@ -376,11 +402,12 @@ class Remediator:
         async with self._lock:
             run = self._awaiting(run_id)
             now = self._clock.now()
-            self.gate.reject(str(run_id), actor, now)
+            if not self.gate.reject(str(run_id), actor, now):
+                raise RemediationError(409, f"run {run_id} can no longer be rejected (expired)")
             run.decided_by = actor
             reason = f"rejected by {actor}" + (f": {note}" if note else "")
             await self._finish_state(run, "rejected", reason, now)
-            await self._save_document()
+            await self._save_document(wait=True)
             return copy.copy(run)
 
     async def engage(self, *, actor: str, why: str) -> dict[str, Any]:
@@ -391,7 +418,18 @@ class Remediator:
                 run = self._active.get(int(waiting.id))
                 if run is not None:
                     await self._finish_state(run, "refused", verdict.reason, now)
-            await self._save_document()
+            running = [(run_id, task) for run_id, task in self._tasks.items()]
+            for _, task in running:
+                task.cancel()  # the process groups are killed
+            await asyncio.gather(*(task for _, task in running), return_exceptions=True)
+            for run_id, _ in running:
+                self._tasks.pop(run_id, None)
+                stopped = self._active.get(run_id)
+                if stopped is not None:
+                    await self._finish_state(
+                        stopped, "interrupted", f"stopped by the kill switch: {why}", now
+                    )
+            await self._save_document(wait=True)
         log.warning("remediation_stopped", by=actor, why=why)
         obs.REMEDIATION_KILL_SWITCH.set(1)
         return self.kill_switch()
@@ -400,7 +438,7 @@ class Remediator:
         """Release the kill switch."""
         async with self._lock:
             self.gate.release(actor, self._clock.now())
-            await self._save_document()
+            await self._save_document(wait=True)
         log.warning("remediation_resumed", by=actor)
         obs.REMEDIATION_KILL_SWITCH.set(0)
         return self.kill_switch()
@@ -432,13 +470,22 @@ class Remediator:
         await self._save(run, now, reason + (f"\n{output}" if output else ""), document=True)
 
     async def _save(
-        self, run: RemediationRun, now: float, note: str, *, document: bool = False
+        self,
+        run: RemediationRun,
+        now: float,
+        note: str,
+        *,
+        document: bool = False,
+        wait: bool = False,
     ) -> None:
-        """Commit the run's new state and a timeline entry on its incident (if any)."""
+        """Commit the run's new state and a timeline entry on its incident (if any); `wait`
+        for the commit when what follows must not happen unless it is saved."""
         batch = CommitBatch(runs=[copy.copy(run)], history=self._history(run, now, note))
         if document:
-            batch.documents[_DOCUMENT] = json.dumps(self.gate.dump())
-        await self._writer.submit(batch)
+            batch.documents[_DOCUMENT] = self._document()
+        committed = await self._writer.submit(batch)
+        if wait:
+            await committed
 
     async def _note(self, run: RemediationRun, now: float, note: str) -> None:
         await self._writer.submit(CommitBatch(history=self._history(run, now, note)))
@@ -454,8 +501,16 @@ class Remediator:
                          text, "remediation")
         ]  # fmt: skip
 
-    async def _save_document(self) -> None:
-        await self._writer.submit(CommitBatch(documents={_DOCUMENT: json.dumps(self.gate.dump())}))
+    async def _save_document(self, *, wait: bool = False) -> None:
+        committed = await self._writer.submit(CommitBatch(documents={_DOCUMENT: self._document()}))
+        if wait:
+            await committed
+
+    def _document(self) -> str:
+        """The safety kit's state plus the pending clear checks, as JSON."""
+        state = self.gate.dump()
+        state["clear_checks"] = {str(k): v for k, v in self._clear_checks.items()}
+        return json.dumps(state)
 
     async def _change(self, make: Callable[[], IncidentChange]) -> None:
         """Make an incident change and commit it with what it sets off."""
@@ -464,7 +519,14 @@ class Remediator:
         except LifecycleError as exc:
             log.info("remediation_outcome_skipped", reason=str(exc))
             return
+        if self._muter is not None:
+            self._muter.observe([change])  # a resolved incident inhibits no more
         await self._commit_changes([change])
+
+
+def _higher(current: str, wanted: str) -> str:
+    """The more severe of two ratings: raising a priority never lowers it."""
+    return min(current, wanted, key=RATINGS.index)
 
 
 def _gate_run(run: RemediationRun, approved_by: str | None) -> Run:

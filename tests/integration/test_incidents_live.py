@@ -276,3 +276,20 @@ def test_an_mqtt_receiver_publishes_through_the_daemons_broker_link(tmp_path: Pa
         if watcher is not None:
             watcher.close()
         broker.stop(signal.SIGKILL)
+
+
+def test_a_recurrence_after_a_restart_reopens_on_event_time(tmp_path: Path) -> None:
+    """Test that the reopen window is judged on event time across a restart: yesterday's log,
+    read today, still reopens what it resolved 5 minutes (of its time) before."""
+    (tmp_path / "incidents.yaml").write_text("lifecycle: {reopen_window: 1h}\n")
+    daemon = Daemon(tmp_path, extra="incidents: incidents.yaml\n")
+    daemon.start()
+    _write(daemon, DOWN)
+    _write(daemon, UP)
+    wait_until(lambda: daemon.incidents("resolved"), what="the resolve")
+    assert daemon.stop() == 0
+    daemon.start()
+    _write(daemon, DOWN.replace("10:00:00", "10:10:00"))
+    (incident,) = wait_until(lambda: daemon.incidents("open"), what="the recurrence")
+    assert (incident["id"], incident["reopened"]) == (1, 1)
+    assert daemon.stop() == 0

@@ -163,3 +163,49 @@ def test_a_run_cut_off_by_kill9_is_interrupted_not_repeated(tmp_path: Path) -> N
     time.sleep(0.5)
     assert marker.read_text() == "x"
     assert daemon.stop() == 0
+
+
+def test_repeats_while_a_run_is_active_ask_for_nothing_and_the_kill_switch_stops_it(
+    tmp_path: Path,
+) -> None:
+    """Test that 20 repeats of the event make one run, and engaging the kill switch kills the
+    running one (its process group) and records why."""
+    marker = tmp_path / "ran"
+    script = tmp_path / "slow.py"
+    script.write_text("import sys, time\nopen(sys.argv[1], 'a').write('x')\ntime.sleep(60)\n")
+    daemon = _daemon(
+        tmp_path / "d",
+        "runbooks:\n  - name: clean\n    steps:\n"
+        f"      - exec: {{argv: [{sys.executable}, {script}, {marker}], timeout: 120s}}\n",
+    )
+    daemon.start()
+    for n in range(20):
+        _write(daemon, f"Nov 25 10:00:{n:02d} web1 df: disk full on /var\n")
+    wait_until(marker.exists, what="the run to start")
+    wait_until(lambda: daemon.incidents() and daemon.incidents()[0]["count"] == 20)
+    assert [r["state"] for r in _runs(daemon)] == ["running"]
+    status, switch = request(
+        daemon, "POST", "/api/v1/remediation/kill-switch", {"why": "runaway"}, ALICE
+    )
+    assert (status, switch["engaged"]) == (200, True)
+    (run,) = _runs(daemon)
+    assert (run["state"], run["reason"]) == ("interrupted", "stopped by the kill switch: runaway")
+    assert marker.read_text() == "x"
+    assert daemon.stop() == 0
+
+
+def test_wait_clear_fails_the_run_when_the_clear_does_not_come(tmp_path: Path) -> None:
+    """Test on_success: {wait_clear}: no clear event in time -> failed, priority raised."""
+    rules = RULES.replace("on_success: resolve", "on_success: {wait_clear: 1s}")
+    root = tmp_path / "d"
+    daemon = _daemon(
+        root, "runbooks:\n  - name: clean\n    steps:\n      - exec: {argv: [/bin/true]}\n"
+    )
+    (root / "rules" / "test.yaml").write_text(rules.replace("RUNBOOK", "clean"))
+    daemon.start()
+    _write(daemon, "Nov 25 10:00:00 web1 df: disk full on /var\n")
+    (run,) = wait_until(lambda: [r for r in _runs(daemon) if r["state"] == "failed"],
+                        what="the run to fail for want of the clear")  # fmt: skip
+    assert run["reason"] == "succeeded, but the clear event did not come in time"
+    assert daemon.incidents()[0]["priority"] == "P1"
+    assert daemon.stop() == 0

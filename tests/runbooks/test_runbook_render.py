@@ -69,10 +69,35 @@ def test_each_argv_element_renders_into_exactly_one_string(tmp_path: Path) -> No
         tmp_path,
     )
     for value in CORPUS:
+        if value.startswith("-"):
+            with pytest.raises(RenderError, match=r"argv\[1\] would start with '-' from event"):
+                render_run(runbook, fields(v=value))
+            continue
         (step,) = render_run(runbook, fields(v=value)).steps
         assert isinstance(step, RenderedExec)
         assert step.argv == ("/bin/echo", value, f"--unit={value}", "web1")
         assert step.set_env == {"VALUE": value}
+
+
+def test_an_option_from_event_data_or_a_dot_segment_in_a_url_is_refused(tmp_path: Path) -> None:
+    """Test that data cannot become an option (`--host=x`) or walk a URL path (`..`)."""
+    runbook = runbook_of(
+        """\
+        runbooks:
+          - name: r
+            steps:
+              - exec: {argv: [/bin/systemctl, restart, --, "{{ fields.v }}"]}
+              - http: {url: "http://127.0.0.1:9/nodes/{{ fields.v }}/restart"}
+        """,
+        tmp_path,
+    )
+    with pytest.raises(RenderError, match="argv\\[3\\] would start with '-' from event data"):
+        render_run(runbook, fields(v="--host=evil"))
+    for dots in (".", ".."):
+        with pytest.raises(RenderError, match="may not be .* \\(a dot segment\\)"):
+            render_run(runbook, fields(v=dots))
+    (_, http) = render_run(runbook, fields(v="a..b")).steps
+    assert "/nodes/a..b/restart" in http.url  # type: ignore[union-attr]
 
 
 def test_a_nul_byte_fails_the_whole_run(tmp_path: Path) -> None:

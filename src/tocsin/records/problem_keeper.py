@@ -87,7 +87,8 @@ class ProblemKeeper:
             self._known_error(incident, now, reaction)
             if self.policy.rules:
                 counted = True
-                made = track_recurrence(self.book, self.policy, incident, now=now)
+                # Event time, as the incident's: a backlog read late counts as it happened.
+                made = track_recurrence(self.book, self.policy, incident, now=change.time)
                 reaction.problems.extend(made)
                 for problem_change in made:
                     self._linked(problem_change, incident, now, reaction)

@@ -268,7 +268,8 @@ def _signal_name(number: int) -> str:
 
 
 def _signal_group(group: int, sig: signal.Signals) -> None:
-    with contextlib.suppress(ProcessLookupError):
+    # PermissionError: the group now runs as another user (a setuid program); nothing to do.
+    with contextlib.suppress(ProcessLookupError, PermissionError):
         os.killpg(group, sig)
 
 

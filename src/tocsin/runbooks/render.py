@@ -159,12 +159,21 @@ def _no_nul(text: str, what: str) -> str:
     return _valid_text(text)
 
 
+def _argument(template: Template, index: int, variables: Mapping[str, Any]) -> str:
+    """One argv element; a leading dash may come from the config, never from event data
+    (it would be an option to the program: `--host=elsewhere`)."""
+    text = _no_nul(template.render(variables), f"argv[{index}]")
+    if text.startswith("-") and not template.source.startswith("-"):
+        raise RenderError(
+            f"argv[{index}] would start with '-' from event data ({_shown(text)}), which the "
+            "program would read as an option; put a literal prefix or a `--` argument before it"
+        )
+    return text
+
+
 def _render_step(step: Step, variables: Mapping[str, Any]) -> RenderedStep:
     if isinstance(step, ExecStep):
-        args = (
-            _no_nul(arg.render(variables), f"argv[{index}]")
-            for index, arg in enumerate(step.args, 1)
-        )
+        args = (_argument(arg, index, variables) for index, arg in enumerate(step.args, 1))
         return RenderedExec(
             argv=(step.program, *args),
             cwd=step.cwd,

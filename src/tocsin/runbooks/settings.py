@@ -160,6 +160,9 @@ def _percent_encoded(value: Any) -> str:
     if isinstance(value, Undefined):
         return ""
     text = value if isinstance(value, str) else str(value)
+    if text in (".", ".."):
+        # Encoded or not, a client normalizes a dot segment away: data would pick the endpoint.
+        raise ValueError(f"a URL value may not be {text!r} (a dot segment)")
     return urllib.parse.quote(text, safe="", errors="replace")
 
 

@@ -188,6 +188,9 @@ class Store(Protocol):
     def load_open_incidents(self) -> list[Incident]:
         """Return every open incident (not resolved or closed), for the engine to resume with."""
 
+    def load_watermark(self) -> float | None:
+        """Return the saved event-time watermark, or None before the first commit of one."""
+
     def load_resolved_since(self, since: float) -> list[Incident]:
         """Return the incidents resolved (not closed) at or after `since` (reopen candidates)."""
 

@@ -651,6 +651,11 @@ class SqliteStore:
         """Return every open incident (not resolved or closed), oldest first, to resume."""
         return [_incident(row) for row in self._query(_OPEN_INCIDENTS)]
 
+    def load_watermark(self) -> float | None:
+        """Return the saved event-time watermark, or None before the first commit of one."""
+        found = self._query("SELECT value FROM engine_meta WHERE name = 'watermark'")
+        return float(found[0]["value"]) if found else None
+
     def load_resolved_since(self, since: float) -> list[Incident]:
         """Return the incidents resolved (not closed) at or after `since`, oldest first."""
         return [_incident(row) for row in self._query(_RESOLVED_SINCE, (since,))]
