@@ -91,10 +91,10 @@ def test_an_option_from_event_data_or_a_dot_segment_in_a_url_is_refused(tmp_path
         """,
         tmp_path,
     )
-    with pytest.raises(RenderError, match="argv\\[3\\] would start with '-' from event data"):
+    with pytest.raises(RenderError, match=r"argv\[3\] would start with '-' from event data"):
         render_run(runbook, fields(v="--host=evil"))
     for dots in (".", ".."):
-        with pytest.raises(RenderError, match="may not be .* \\(a dot segment\\)"):
+        with pytest.raises(RenderError, match=r"may not be .* \(a dot segment\)"):
             render_run(runbook, fields(v=dots))
     (_, http) = render_run(runbook, fields(v="a..b")).steps
     assert "/nodes/a..b/restart" in http.url  # type: ignore[union-attr]

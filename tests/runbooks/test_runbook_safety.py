@@ -852,3 +852,20 @@ def test_gate_restore_is_all_or_nothing() -> None:
     assert [p.run_id for _, p in checks.pending()] == ["r1"]
     with pytest.raises(SafetyError, match="safety record field 'breakers' must be a mapping"):
         checks.restore({**saved, "breakers": []})
+
+
+def test_rate_limit_windows_survive_a_restart() -> None:
+    """Test that dump/restore carries the windows, so a crash loop cannot reset a limit."""
+    limits = [Limits("r", rate_runs=1, rate_per=3600.0)]
+    gate = Gate(limits)
+    assert gate.admit(Run("1", "r", "rule", "k", "t"), 0.0).kind == "run"
+    gate.finish("1", True, 1.0)
+    saved = json.loads(json.dumps(gate.dump()))
+    again = Gate(limits)
+    again.restore(saved)
+    verdict = again.admit(Run("2", "r", "rule", "k", "t"), 10.0)
+    assert (verdict.kind, verdict.check) == ("refused", "rate_limit")
+    assert again.admit(Run("3", "r", "rule", "k", "t"), 3600.0).kind == "run"
+    old = dict(saved)
+    del old["rates"]  # a record from before the windows were saved
+    Gate(limits).restore(old)
