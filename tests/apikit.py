@@ -1,5 +1,5 @@
 """A real ApiServer on an event loop of its own thread, over a real SQLite file, with the
-daemon's own desks (incidents, silences, maintenance; stand-ins for runs and problems) and a
+daemon's own desks (incidents, silences, maintenance, problems; a stand-in for runs) and a
 tokens file: what the API tests, the CLI tests and the fuzzer talk to over loopback."""
 
 from __future__ import annotations
@@ -14,15 +14,18 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, TypeVar
 
-from standin_desks import StandInProblems, StandInRuns
+from standin_desks import StandInRuns
 from tocsin.api.http import ApiServer
-from tocsin.desks import Incidents, Maintenance, Silences
+from tocsin.desks import Incidents, Maintenance, Problems, Silences
 from tocsin.engine.muting import Muter
 from tocsin.model import IncidentChange
 from tocsin.mute.silences import SilenceBook
 from tocsin.oncall.schedule import parse_oncall
 from tocsin.records.incidents import IncidentBook
+from tocsin.records.known_errors import KnownErrorBook, parse_known_errors
 from tocsin.records.priority import PriorityMatrix
+from tocsin.records.problem_keeper import ProblemKeeper
+from tocsin.records.problems import ProblemBook, RecurrencePolicy
 from tocsin.store.base import CommitBatch
 from tocsin.store.sqlite import SqliteStore
 from tocsin.store.writer import StoreWriter
@@ -56,6 +59,14 @@ oncall:
         length: 1w
         members: [carol]
         active: {weekdays: [sat, sun]}
+"""
+# The config's one known error (the API cannot remove it).
+KNOWN_ERRORS = """\
+known_errors:
+  - name: disk-full-tmp
+    matchers: [rule=disk-full, mount=/tmp]
+    workaround: clear /tmp/cache
+    root_cause: the cache is never pruned
 """
 USERS = {"alice": {"email": "alice@example.com"}, "bob": {"email": "bob@example.com"}}
 
@@ -95,9 +106,9 @@ class ApiKit:
         self.server: ApiServer | None = None
         self._writer: StoreWriter | None = None
         self.desk: Incidents | None = None
-        # Stand-ins until tocsin.desks has the daemon's own run and problem desks.
+        # A stand-in until tocsin.desks has the daemon's own run desk.
         self.runs = StandInRuns(clock=lambda: self.now)
-        self.problems = StandInProblems(clock=lambda: self.now)
+        self.problems: Problems | None = None
         self._commit: Any = None
 
     def __enter__(self) -> ApiKit:
@@ -126,6 +137,19 @@ class ApiKit:
             return await writer.submit(CommitBatch.of(changes, []))
 
         self._commit = commit
+        known = parse_known_errors(
+            load_yaml(KNOWN_ERRORS, name="known_errors.yaml")["known_errors"],
+            Mark("known_errors.yaml", 1, 1),
+        )
+        self.problems = Problems(
+            keeper=ProblemKeeper(
+                book=ProblemBook(),
+                policy=RecurrencePolicy(()),
+                known=KnownErrorBook(config=known),
+            ),
+            writer=writer,
+            clock=lambda: self.now,
+        )
 
         self.desk = Incidents(
             book=book,

@@ -1,5 +1,5 @@
 """`tocsin runs`, `remediation`, `problems` and `known-errors` against a real ApiServer with the
-stand-in run and problem desks (tests/standin_desks.py)."""
+daemon's own problem desk and the stand-in run desk (tests/standin_desks.py)."""
 
 from __future__ import annotations
 
@@ -9,6 +9,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+from structlog.testing import capture_logs
 
 from apikit import TOKENS, ApiKit
 from tocsin.cli import main
@@ -198,8 +199,15 @@ def test_working_a_problem_from_the_command_line(
         "workaround:",
         "  -",
     ]
-    assert lines[18].split() == ["2026-11-25", "00:00:00Z", "state", "olga", "new"]
-    assert lines[19].split()[2:] == ["state", "olga", "new", "->", "investigating", "mine"]
+    assert [line.split()[2:] for line in lines[18:]] == [
+        ["state", "olga", "new"],
+        ["link", "olga", "new", "incident", "3", "linked"],
+        ["state", "olga", "new", "->", "investigating", "mine"],
+        ["link", "olga", "investigating", "incident", "5", "linked"],
+        ["update", "olga", "investigating", "root", "cause", "set,", "owner", "alice"],
+        ["state", "olga", "investigating", "->", "known_error"],
+        ["update", "olga", "known_error", "owner", "(none)"],
+    ]
     code, out, _ = run(capsys, "problems", "show", "1", "--json")
     assert json.loads(out)["incidents"] == [3, 5]
 
@@ -241,11 +249,12 @@ def test_known_errors_from_the_command_line(
         'nfs-stale      api     1        service="nfs", rule=~"stale-.*"  remount',
     ])  # fmt: skip
     assert run(capsys, "known-errors", "remove", "disk-full-tmp")[0] == 1
-    assert run(capsys, "known-errors", "remove", "nfs-stale") == (
-        0,
-        "known error nfs-stale removed\n",
-        "",
-    )
+    with capture_logs() as logs:  # the daemon's log, not the command's output
+        removed = run(capsys, "known-errors", "remove", "nfs-stale")
+    assert removed == (0, "known error nfs-stale removed\n", "")
+    assert [(e["event"], e["name"], e["by"]) for e in logs] == [
+        ("known_error_removed", "nfs-stale", "olga")
+    ]
     code, _, err = run(capsys, "known-errors", "add", "x", "-m", "a=~(", "--workaround", "w")
     assert (code, err) == (
         1,

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import asyncio
 import builtins
+import contextlib
 import copy
 import json
 import time
@@ -469,6 +470,15 @@ def problem_view(problem: Problem) -> dict[str, Any]:
     return view
 
 
+def _problem_or_none(data: str) -> dict[str, Any] | None:
+    """A stored problem's view; a damaged record is logged and left out, never a 500."""
+    try:
+        return problem_view(Problem.from_dict(json.loads(data)))
+    except (ProblemError, ValueError) as exc:
+        log.error("problem_unreadable", problem=str(exc), record=data[:200])
+        return None
+
+
 def known_error_view(entry: KnownError) -> dict[str, Any]:
     """The API's view of a known error, saying whether the config or the API made it."""
     view = entry.to_dict()
@@ -496,7 +506,7 @@ class Problems:
         found = await _read(
             self.writer, lambda s: s.list_problems(states=states, limit=limit, offset=offset)
         )
-        return [problem_view(Problem.from_dict(json.loads(data))) for data in found]
+        return [view for data in found if (view := _problem_or_none(data)) is not None]
 
     async def get(self, problem_id: int) -> dict[str, Any] | None:
         """One problem with its timeline."""
@@ -504,7 +514,9 @@ class Problems:
         if data is None:
             return None
         history = await _read(self.writer, lambda s: s.problem_history(problem_id))
-        view = problem_view(Problem.from_dict(json.loads(data)))
+        view = _problem_or_none(data)
+        if view is None:
+            raise IncidentError(503, f"problem {problem_id} is stored damaged; see the log")
         view["timeline"] = [timeline_json(h) for h in history]
         return view
 
@@ -581,6 +593,9 @@ class Problems:
     ) -> dict[str, Any]:
         """Record a known error; new incidents that match get its workaround."""
         async with self._lock:
+            documented = None
+            if problem is not None:
+                documented = await self._find(problem)  # it must exist (404)
             try:
                 parsed = parse_matchers(matchers, Mark("request", 1, 1))
                 entry = self.keeper.known.add(
@@ -588,8 +603,20 @@ class Problems:
                     now=self._clock(), root_cause=root_cause, problem=problem,
                 )  # fmt: skip
             except (KnownErrorError, SourceError) as exc:
-                raise IncidentError(400, str(exc)) from None
-            await self._save(CommitBatch(known_errors={name: json.dumps(entry.to_dict())}))
+                taken = self.keeper.known.get(name) is not None  # a name in use: a conflict
+                status = 409 if taken and isinstance(exc, KnownErrorError) else 400
+                raise IncidentError(status, str(exc)) from None
+            batch = CommitBatch(known_errors={name: json.dumps(entry.to_dict())})
+            if documented is not None and documented.state != "closed":
+                # The problem names its known error (the KEDB entry), on its timeline too.
+                with contextlib.suppress(ProblemError):
+                    change = self.keeper.book.update(
+                        documented, time=self._clock(), actor=actor, known_error=name
+                    )
+                    rows, history = problem_rows([change])
+                    batch.problems.update(rows)
+                    batch.problem_history.extend(history)
+            await self._save(batch)
         return known_error_view(entry)
 
     async def remove_known_error(self, name: str, *, actor: str) -> dict[str, Any]:
@@ -598,7 +625,7 @@ class Problems:
             try:
                 entry = self.keeper.known.remove(name)
             except KnownErrorError as exc:
-                status = 404 if str(exc).startswith("no known error") else 409
+                status = 404 if self.keeper.known.get(name) is None else 409  # 409: the config's
                 raise IncidentError(status, str(exc)) from None
             await self._save(CommitBatch(known_errors={name: None}))
         log.info("known_error_removed", name=name, by=actor)

@@ -1,5 +1,5 @@
-"""The problem and known-error endpoints against a real ApiServer, with the stand-in
-ProblemDesk (tests/standin_desks.py) until the daemon's own desk exists."""
+"""The problem and known-error endpoints against a real ApiServer and the daemon's own
+ProblemDesk (tocsin.desks.Problems) over a real SQLite file."""
 
 from __future__ import annotations
 
@@ -9,6 +9,7 @@ from typing import Any
 import pytest
 
 from apikit import TOKENS, ApiKit
+from tocsin.desks import Problems
 
 OPERATOR = TOKENS["operator"]
 WHEN = "2026-11-25T00:00:00+00:00"
@@ -27,6 +28,19 @@ CHANGES = [
 ]
 
 
+def desk(api: ApiKit) -> Problems:
+    """The kit's problem desk."""
+    assert api.problems is not None
+    return api.problems
+
+
+def everything(api: ApiKit) -> str:
+    """Every problem with its timeline and every known error, as the desk reports them."""
+    problems = api.run(desk(api).list(state=None, limit=1000, offset=0))
+    detail = [api.run(desk(api).get(p["id"])) for p in problems]
+    return json.dumps([detail, api.run(desk(api).known_errors())], sort_keys=True)
+
+
 def create(api: ApiKit, **body: Any) -> dict[str, Any]:
     """Open a problem through the API as the operator; its view."""
     answer = api.request(
@@ -42,19 +56,16 @@ def test_every_change_needs_an_operator_token(
 ) -> None:
     """Test 401 without a token and 403 for a viewer on each change, with nothing changed."""
     create(api)
-
-    def state() -> str:
-        return json.dumps([api.problems.problems, api.problems.known], sort_keys=True, default=str)
-
-    before = state()
+    before = everything(api)
     assert api.request(method, path, body).status == 401
     assert api.request(method, path, body, token=TOKENS["viewer"]).status == 403
-    assert state() == before
+    assert everything(api) == before
 
 
 def test_a_problem_through_its_lifecycle(api: ApiKit) -> None:
     """Test create (linked to incidents), each transition with its note and actor on the
-    timeline, and a transition the state forbids as a 409 in the desk's words."""
+    timeline, a known error only once its workaround is known, and a transition the state
+    forbids as a 409 in the desk's words."""
     made = create(api, service="storage", category="disk", incidents=[3, 5])
     assert made == {
         "id": 1, "title": "disks fill up", "state": "new", "opened_at": WHEN,
@@ -62,11 +73,21 @@ def test_a_problem_through_its_lifecycle(api: ApiKit) -> None:
         "incident_count": 2, "root_cause": "", "workaround": "", "owner": "",
         "known_error": "", "resolved_at": None, "closed_at": None,
     }  # fmt: skip
+    early = api.request("POST", "/api/v1/problems/1/known-error", token=OPERATOR)
+    assert (early.status, early.body) == (
+        409,
+        {
+            "error": "problem 1 has no workaround or root cause yet; record them before "
+            "calling it a known error"
+        },
+    )
+    patched = api.request("PATCH", "/api/v1/problems/1", {"workaround": "gzip"}, token=OPERATOR)
+    assert patched.status == 200, patched.body
     for action, state in [
         ("investigate", "investigating"),
         ("known-error", "known_error"),
         ("resolve", "resolved"),
-        ("reopen", "new"),
+        ("reopen", "investigating"),
         ("resolve", "resolved"),
         ("close", "closed"),
     ]:
@@ -74,21 +95,44 @@ def test_a_problem_through_its_lifecycle(api: ApiKit) -> None:
             "POST", f"/api/v1/problems/1/{action}", {"note": action}, token=OPERATOR
         )
         assert (answer.status, answer.body["state"]) == (200, state), answer.body
-    refused = api.request("POST", "/api/v1/problems/1/investigate", token=OPERATOR)
-    assert (refused.status, refused.body) == (
-        409,
-        {"error": "problem 1 is closed; it can move to investigating only from new"},
-    )
+    for action, message in [
+        ("investigate", "problem 1 is closed; it can move to investigating only from new"),
+        ("reopen", "problem 1 is closed; only a resolved problem can be reopened"),
+    ]:
+        refused = api.request("POST", f"/api/v1/problems/1/{action}", token=OPERATOR)
+        assert (refused.status, refused.body) == (409, {"error": message}), action
+    for method, path, body, message in [
+        (
+            "PATCH",
+            "/api/v1/problems/1",
+            {"owner": "bob"},
+            "problem 1 is closed; it cannot change any more",
+        ),
+        (
+            "POST",
+            "/api/v1/problems/1/incidents",
+            {"incident": 9},
+            "problem 1 is closed; link the incident to a new one",
+        ),
+    ]:
+        frozen = api.request(method, path, body, token=OPERATOR)
+        assert (frozen.status, frozen.body) == (409, {"error": message}), path
     detail = api.request("GET", "/api/v1/problems/1").body
-    assert [(e["from"], e["to"], e["actor"], e["note"]) for e in detail["timeline"]] == [
-        (None, "new", "olga", ""),
-        ("new", "investigating", "olga", "investigate"),
-        ("investigating", "known_error", "olga", "known-error"),
-        ("known_error", "resolved", "olga", "resolve"),
-        ("resolved", "new", "olga", "reopen"),
-        ("new", "resolved", "olga", "resolve"),
-        ("resolved", "closed", "olga", "close"),
+    assert (detail["state"], detail["closed_at"], detail["incidents"]) == ("closed", WHEN, [3, 5])
+    assert [(e["kind"], e["from"], e["to"], e["actor"], e["note"]) for e in detail["timeline"]] == [
+        ("state", None, "new", "olga", ""),
+        ("link", "new", "new", "olga", "incident 3 linked"),
+        ("link", "new", "new", "olga", "incident 5 linked"),
+        ("update", "new", "new", "olga", "workaround set"),
+        ("state", "new", "investigating", "olga", "investigate"),
+        ("state", "investigating", "known_error", "olga", "known-error"),
+        ("state", "known_error", "resolved", "olga", "resolve"),
+        ("state", "resolved", "investigating", "olga", "reopen"),
+        ("state", "investigating", "resolved", "olga", "resolve"),
+        ("state", "resolved", "closed", "olga", "close"),
     ]
+    listed = api.request("GET", "/api/v1/problems?state=closed").body["problems"]
+    assert [p["id"] for p in listed] == [1]
 
 
 @pytest.mark.parametrize(
@@ -138,7 +182,7 @@ def test_create_bodies_are_checked(api: ApiKit, body: dict[str, Any], message: s
     """Test that each mistake in a new problem is a 400 naming it, and nothing is created."""
     answer = api.request("POST", "/api/v1/problems", body, token=OPERATOR)
     assert (answer.status, answer.body) == (400, {"error": message})
-    assert api.problems.problems == {}
+    assert api.run(desk(api).list(state=None, limit=10, offset=0)) == []
 
 
 def test_patch_sets_clears_and_validates(api: ApiKit) -> None:
@@ -186,7 +230,10 @@ def test_linking_incidents(api: ApiKit) -> None:
     linked = api.request("POST", path, {"incident": 8}, token=OPERATOR)
     assert (linked.status, linked.body["incidents"]) == (200, [3, 8])
     again = api.request("POST", path, {"incident": 8.0}, token=OPERATOR)
-    assert (again.status, again.body) == (409, {"error": "incident 8 is already linked"})
+    assert (again.status, again.body) == (
+        409,
+        {"error": "incident 8 is already linked to problem 1"},
+    )
     for body, message in [
         ({}, "incident is required: the id of the incident to link"),
         ({"incident": "8"}, "incident must be a whole number from 1, like 42"),
@@ -259,18 +306,28 @@ def test_known_errors_are_added_listed_and_removed(api: ApiKit) -> None:
         ("nfs-stale", "api"),
     ]
     twice = api.request("POST", "/api/v1/known-errors", body, token=OPERATOR)
-    assert (twice.status, twice.body) == (
+    assert (twice.status, twice.body) == (409, {"error": "known error 'nfs-stale' already exists"})
+    clash = api.request(
+        "POST", "/api/v1/known-errors", {**body, "name": "disk-full-tmp"}, token=OPERATOR
+    )
+    assert (clash.status, clash.body) == (
         409,
-        {"error": "there is a known error nfs-stale already"},
+        {
+            "error": "known error 'disk-full-tmp' already exists in the config at known_errors.yaml:2:5"
+        },
     )
     no_problem = api.request(
         "POST", "/api/v1/known-errors", {**body, "name": "n2", "problem": 9}, token=OPERATOR
     )
     assert (no_problem.status, no_problem.body) == (404, {"error": "no problem 9"})
     for name, status, message in [
-        ("disk-full-tmp", 409, "known error disk-full-tmp is from the config; remove it there"),
-        ("nothing", 404, "no known error nothing"),
-        ("a%20b", 404, "no known error a b"),
+        (
+            "disk-full-tmp",
+            409,
+            "known error 'disk-full-tmp' comes from the config (known_errors.yaml:2:5); remove it there",
+        ),
+        ("nothing", 404, "no known error named 'nothing'"),
+        ("a%20b", 404, "no known error named 'a b'"),
     ]:
         answer = api.request("DELETE", f"/api/v1/known-errors/{name}", token=OPERATOR)
         assert (answer.status, answer.body) == (status, {"error": message}), name
@@ -321,7 +378,7 @@ def test_known_error_bodies_are_checked(api: ApiKit, change: dict[str, Any], mes
     body = {"name": "ok", "matchers": ["service=db"], "workaround": "restart", **change}
     answer = api.request("POST", "/api/v1/known-errors", body, token=OPERATOR)
     assert (answer.status, answer.body) == (400, {"error": message})
-    assert list(api.problems.known) == ["disk-full-tmp"]
+    assert [k["name"] for k in api.run(desk(api).known_errors())] == ["disk-full-tmp"]
 
 
 def test_required_known_error_fields(api: ApiKit) -> None:

@@ -666,7 +666,7 @@ OPERATIONS: dict[tuple[str, str], Schema] = {
     ),
     **{
         ("POST", f"/api/v1/problems/{{id}}/{action}"): _change(
-            f"Move a problem to {'new (from resolved)' if to == 'reopen' else to}",
+            f"Move a problem to {'investigating (from resolved)' if to == 'reopen' else to}",
             "problems",
             "Problem",
         )

@@ -31,6 +31,7 @@ from tocsin.rules.schema import (
     expect_items,
     expect_list,
     expect_map,
+    format_duration,
     parse_duration,
 )
 from tocsin.yamlsrc import Mark, SourceError, value_mark
@@ -532,15 +533,9 @@ class RecurrenceRule:
         return ",".join(self.by)
 
     def __str__(self) -> str:
-        return f"{self.count} incidents within {_span(self.within)} by {', '.join(self.by)}"
-
-
-def _span(seconds: float) -> str:
-    """Write a window the way a config would: 7d, 24h, 90m, 45s."""
-    for unit, size in (("d", 86400), ("h", 3600), ("m", 60)):
-        if seconds >= size and seconds % size == 0:
-            return f"{int(seconds // size)}{unit}"
-    return f"{seconds:g}s"
+        return (
+            f"{self.count} incidents within {format_duration(self.within)} by {', '.join(self.by)}"
+        )
 
 
 @dataclass(frozen=True, slots=True)

@@ -25,6 +25,7 @@ __all__ = [
     "expect_list",
     "expect_map",
     "expect_str",
+    "format_duration",
     "kind_of",
     "parse_duration",
     "parse_named",
@@ -208,6 +209,14 @@ def parse_size(value: Any, where: Mark, what: str, *, least: int, most: int) -> 
 
 _DURATION = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*(ms|s|m|h|d)?\s*$")
 _UNIT_SECONDS = {"ms": 0.001, "s": 1.0, "m": 60.0, "h": 3600.0, "d": 86400.0, None: 1.0}
+
+
+def format_duration(seconds: float) -> str:
+    """Write a duration the way a config would (what parse_duration reads): 7d, 8h, 90m, 1.5s."""
+    for unit, size in (("d", 86400), ("h", 3600), ("m", 60)):
+        if seconds >= size and seconds % size == 0:
+            return f"{int(seconds // size)}{unit}"
+    return f"{seconds:g}s"
 
 
 def parse_duration(value: Any, where: Mark, what: str, errors: Errors = plain_errors) -> float:
