@@ -1,6 +1,7 @@
 """A real ApiServer on an event loop of its own thread, over a real SQLite file, with the
-daemon's own desks (incidents, silences, maintenance, problems; a stand-in for runs) and a
-tokens file: what the API tests, the CLI tests and the fuzzer talk to over loopback."""
+daemon's own desks (incidents, silences, maintenance, problems; stand-ins for runs, service
+requests and access) and a tokens file: what the API tests, the CLI tests and the fuzzer talk
+to over loopback."""
 
 from __future__ import annotations
 
@@ -14,7 +15,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, TypeVar
 
-from standin_desks import StandInRuns
+from standin_desks import StandInAccess, StandInRequests, StandInRuns
 from tocsin.api.http import ApiServer
 from tocsin.desks import Incidents, Maintenance, Problems, Silences
 from tocsin.engine.muting import Muter
@@ -108,6 +109,9 @@ class ApiKit:
         self.desk: Incidents | None = None
         # A stand-in until tocsin.desks has the daemon's own run desk.
         self.runs = StandInRuns(clock=lambda: self.now)
+        # Likewise until it has the request and access desks.
+        self.requests = StandInRequests(clock=lambda: self.now)
+        self.access = StandInAccess(clock=lambda: self.now)
         self.problems: Problems | None = None
         self._commit: Any = None
 
@@ -172,6 +176,8 @@ class ApiKit:
             incidents=self.desk,
             runs=self.runs,
             problems=self.problems,
+            requests=self.requests,
+            access=self.access,
             config=lambda: {"config": str(self.root / "tocsin.yaml"), "rules": []},
             tokens=read_tokens(self.tokens_file),
             open_reads=self.open_reads,

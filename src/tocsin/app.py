@@ -17,6 +17,7 @@ import structlog
 from tocsin import __version__, obs
 from tocsin.actions.registry import action_kinds
 from tocsin.api.http import ApiServer
+from tocsin.api.incidents import IncidentError
 from tocsin.config import Config, FileSourceConfig, describe
 from tocsin.desks import (
     Incidents,
@@ -61,6 +62,7 @@ from tocsin.records.problems import (
 from tocsin.remediator import Remediator
 from tocsin.rules.loader import RuleSet, load_rules
 from tocsin.runbooks.settings import Runbook
+from tocsin.servicedesk import AccessDeskImpl, RequestDeskImpl, ServiceDesk
 from tocsin.sources.logfile import LogFileSource
 from tocsin.store.base import CommitBatch, HistoryEntry, Store, StoreError
 from tocsin.store.sqlite import SqliteStore
@@ -190,6 +192,7 @@ class Daemon:
         self._notifier: Notifier | None = None
         self._remediator: Remediator | None = None
         self._keeper: ProblemKeeper | None = None
+        self._service: ServiceDesk | None = None
         self._background: set[asyncio.Task[None]] = set()  # runbook publishes being committed
         self._book: IncidentBook | None = None
         self._send_failures: list[HistoryEntry] = []  # timeline notes of failed sends, to commit
@@ -269,6 +272,10 @@ class Daemon:
             )
             self._remediator = remediator
             await remediator.resume()
+            service = await ServiceDesk.load(
+                settings=config.runbooks, writer=writer, remediator=remediator, clock=self.clock.now
+            )
+            self._service = service
             correlation = config.correlation
             engine = Engine(
                 rules=ruleset.rules,
@@ -322,6 +329,8 @@ class Daemon:
                 maintenance=self._maintenance,
                 incidents=desk,
                 runs=Runs(remediator=remediator, writer=writer),
+                requests=RequestDeskImpl(service),
+                access=AccessDeskImpl(service),
                 problems=Problems(keeper=self._keeper, writer=writer, clock=self.clock.now),
                 config=lambda: describe(config),
                 tokens=tokens,
@@ -382,6 +391,7 @@ class Daemon:
                         )
                     )
             senders.append(asyncio.create_task(remediator.run(), name="tocsin.remediation"))
+            await service.resume()  # provisioning a stop cut off runs again
             processor = asyncio.create_task(self._process(engine, writer), name="tocsin.engine")
             try:
                 log.info(
@@ -899,6 +909,11 @@ class Daemon:
         # Reopening compares event times, so forgetting does too (catching up old logs).
         book.forget_resolved(result.watermark - book.reopen_window)
         await self._auto_close(writer, book, now)
+        if self._service is not None:
+            try:
+                await self._service.tick(now)
+            except IncidentError as exc:  # the store failed: the next tick tries again
+                log.error("service_desk_tick_failed", reason=exc.message)
         self._set_key_gauges(engine)
         self._export_outbox()
 

@@ -26,6 +26,7 @@ from tocsin.parsers import PARSER_KINDS
 from tocsin.records.incidents import REOPEN_WINDOW
 from tocsin.records.priority import PriorityMatrix
 from tocsin.rules.loader import load_rules
+from tocsin.service_cli import add_service_commands
 from tocsin.yamlsrc import SourceError
 
 __all__ = ["main"]
@@ -97,6 +98,7 @@ def _parser() -> argparse.ArgumentParser:
 
     add_commands(sub)  # incidents, oncall, token
     add_ops_commands(sub)  # runs, remediation, problems, known-errors
+    add_service_commands(sub)  # requests, access
     sub.add_parser("version", help="print the version")
     return parser
 

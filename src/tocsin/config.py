@@ -337,7 +337,12 @@ def load_config(path: Path) -> Config:
     runbooks = RunbookSettings()
     if root.get("runbooks") is not None:
         runbooks_path = parse_path(base, root["runbooks"], at("runbooks"), "'runbooks'")
-        runbooks = load_runbook_file(runbooks_path, brokers=brokers)
+        runbooks = load_runbook_file(
+            runbooks_path,
+            brokers=brokers,
+            policies=list(incidents.policies),
+            users=list(incidents.users),
+        )
     files_spec = sources.get("files", [])
     files_where = value_mark(sources, "files", at("sources"))
     files_list = expect_list(files_spec, files_where, "sources.files") if files_spec else []

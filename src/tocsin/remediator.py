@@ -13,7 +13,7 @@ import contextlib
 import copy
 import json
 import math
-from collections.abc import Awaitable, Callable, Iterable, Mapping
+from collections.abc import Awaitable, Callable, Coroutine, Iterable, Mapping
 from dataclasses import replace
 from typing import Any
 
@@ -32,7 +32,7 @@ from tocsin.model import (
 from tocsin.records.incidents import IncidentBook, LifecycleError
 from tocsin.records.priority import RATINGS
 from tocsin.runbooks.execute import Publish, RunResult, execute
-from tocsin.runbooks.render import RenderedRun
+from tocsin.runbooks.render import RenderedRun, RenderError, render_run
 from tocsin.runbooks.safety import Gate, Limits, Run, SafetyError, Transition, Verdict
 from tocsin.runbooks.settings import Runbook, RunbookSettings
 from tocsin.store.base import CommitBatch, HistoryEntry
@@ -111,6 +111,9 @@ class Remediator:
         self._clear_checks: dict[int, float] = {}  # run id -> when the clear must have come
         self._saved_clears: dict[int, float] = {}
         self._lock = asyncio.Lock()  # one decision at a time: admit, approve, kill switch
+        # Told when a run ends (the service desk: fulfilment and provisioning runs).
+        self.on_finish: Callable[[RemediationRun], Coroutine[Any, Any, None]] | None = None
+        self._followers: set[asyncio.Task[None]] = set()
         self._woken = asyncio.Event()
 
     # -- from the engine's commit path (synchronous) ----------------------------------------
@@ -146,6 +149,33 @@ class Remediator:
             )
             self._next_id += 1
         return runs
+
+    async def ask(
+        self, runbook: str, variables: Mapping[str, Any], *, rule: str, key: str, target: str
+    ) -> RemediationRun:
+        """Run a runbook for the service desk (a request's fulfilment, an access grant):
+        rendered now, committed, then admitted like a rule's. RenderError if it cannot be."""
+        found = self.settings.runbooks.get(runbook)
+        if found is None:
+            raise RenderError(f"runbook {runbook} is not configured")
+        spec = render_run(found, variables).to_dict()
+        run = RemediationRun(
+            id=self._next_id,
+            runbook=runbook,
+            rule=rule,
+            key=key,
+            target=target,
+            incident_id=None,
+            state="queued",
+            created_at=self._clock.now(),
+            spec=spec,
+            reason=f"asked for by {rule}",
+        )
+        self._next_id += 1
+        committed = await self._writer.submit(CommitBatch(runs=[copy.copy(run)]))
+        await committed
+        self.committed([run])
+        return run
 
     def committed(self, runs: list[RemediationRun]) -> None:
         """The runs are in the store: admit them (a done-callback; cheap)."""
@@ -468,6 +498,10 @@ class Remediator:
         if state not in ("succeeded", "failed"):
             obs.REMEDIATION_RUNS.labels(run.runbook, state).inc()
         await self._save(run, now, reason + (f"\n{output}" if output else ""), document=True)
+        if self.on_finish is not None:
+            follow = asyncio.create_task(self.on_finish(copy.copy(run)))
+            self._followers.add(follow)
+            follow.add_done_callback(self._followers.discard)
 
     async def _save(
         self,

@@ -16,11 +16,13 @@ from apikit import TOKENS, ApiKit
 from tocsin.api.openapi import OPERATIONS
 
 # Matchers and windows have rules no JSON schema states (valid RE2, one matcher that does
-# not match the empty string, an end before the year 10000): valid-looking bodies may get 400.
+# not match the empty string, an end before the year 10000), and a request's input is checked
+# against its catalog item's fields: valid-looking bodies may get 400.
 SEMANTIC = {
     ("POST", "/api/v1/silences"),
     ("POST", "/api/v1/maintenance"),
     ("POST", "/api/v1/known-errors"),
+    ("POST", "/api/v1/requests"),
 }
 
 

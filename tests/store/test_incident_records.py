@@ -144,7 +144,17 @@ def test_an_older_database_gets_opened_at_from_first_seen(tmp_path: Path) -> Non
     with sqlite3.connect(path) as conn:  # undo 0005's effect as an old daemon left it
         conn.execute("UPDATE incidents SET opened_at = 0")
         conn.execute("DELETE FROM schema_migrations WHERE version >= 5")
-        for table in ("runs", "problem_history", "problems", "known_errors", "documents"):
+        for table in (
+            "runs",
+            "problem_history",
+            "problems",
+            "known_errors",
+            "documents",
+            "request_history",
+            "service_requests",
+            "access_grants",
+            "access_audit",
+        ):
             conn.execute(f"DROP TABLE {table}")
         conn.execute("DROP TABLE notify_groups")
         conn.execute("DROP TABLE notify_members")

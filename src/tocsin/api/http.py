@@ -1,5 +1,5 @@
 """The HTTP API: incidents, on-call, silences, maintenance, remediation runs, problems, known
-errors, config, /metrics, /healthz (aiohttp)."""
+errors, service requests, access grants, config, /metrics, /healthz (aiohttp)."""
 
 from __future__ import annotations
 
@@ -12,6 +12,7 @@ import structlog
 from aiohttp import web
 from prometheus_client import CONTENT_TYPE_LATEST, REGISTRY, generate_latest
 
+from tocsin.api.access import AccessDesk, add_access_routes
 from tocsin.api.auth import Gate
 from tocsin.api.incidents import IncidentDesk, add_incident_routes
 from tocsin.api.maintenance import MaintenanceDesk, add_maintenance_routes
@@ -20,6 +21,7 @@ from tocsin.api.openapi import openapi_document
 from tocsin.api.problems import ProblemDesk, add_problem_routes
 from tocsin.api.reader import StoreReader
 from tocsin.api.replies import MAX_BODY, json_errors
+from tocsin.api.requests import RequestDesk, add_request_routes
 from tocsin.api.runs import RunDesk, add_run_routes
 from tocsin.api.silences import SilenceDesk, add_silence_routes
 from tocsin.tokens import ApiToken, Role
@@ -51,6 +53,8 @@ class ApiServer:
         incidents: IncidentDesk | None = None,
         runs: RunDesk | None = None,
         problems: ProblemDesk | None = None,
+        requests: RequestDesk | None = None,
+        access: AccessDesk | None = None,
         config: Callable[[], Mapping[str, Any]] | None = None,
         tokens: Iterable[ApiToken] = (),
         open_reads: bool = True,
@@ -84,6 +88,10 @@ class ApiServer:
             add_run_routes(app, gate, runs)
         if problems is not None:
             add_problem_routes(app, gate, problems)
+        if requests is not None:
+            add_request_routes(app, gate, requests)
+        if access is not None:
+            add_access_routes(app, gate, access)
         if config is not None:
             describe = config
 

@@ -7,13 +7,23 @@ from collections.abc import Mapping
 from typing import Any
 
 from tocsin import __version__
+from tocsin.api.access import (
+    AUDIT_ACTIONS,
+    DURATION,
+    GRANT_STATES,
+    MAX_DURATION,
+    MAX_ROLE,
+    MAX_SUBJECT,
+)
 from tocsin.api.handlers import MAX_LIMIT
 from tocsin.api.incidents import ACTIONS, MAX_NAME, MAX_TEXT
 from tocsin.api.oncall import LAST_AT
 from tocsin.api.problems import ACTIONS as PROBLEM_ACTIONS
 from tocsin.api.problems import KNOWN_ERROR_NAME, MAX_LINKS, MAX_TITLE, PROBLEM_STATES
 from tocsin.api.replies import MAX_BODY
+from tocsin.api.requests import ITEM_NAME, REQUEST_ACTIONS, REQUEST_STATES
 from tocsin.model import RUN_STATES, IncidentState
+from tocsin.records.catalog import FieldType
 from tocsin.records.priority import PRIORITIES, RATINGS
 from tocsin.tokens import Role
 
@@ -151,6 +161,54 @@ _PROBLEM: dict[str, Schema] = {
     "known_error": {"type": "string", "description": "its known error's name, if any"},
     "resolved_at": _MAYBE_TIME,
     "closed_at": _MAYBE_TIME,
+}
+
+_ROLES: Schema = {"enum": [str(r) for r in Role]}
+_REQUEST: dict[str, Schema] = {
+    "id": {"type": "integer", "minimum": 1},
+    "item": {"type": "string", "description": "the catalog item asked for"},
+    "input": {"type": "object", "description": "the input, checked against the item's fields"},
+    "state": {"enum": list(REQUEST_STATES)},
+    "requested_by": _TEXT,
+    "source": {"type": "string", "description": "api, or rule:NAME for one a rule raised"},
+    "opened_at": _TIME,
+    "due_at": {**_MAYBE_TIME, "description": "the SLA: fulfilled by then"},
+    "approval": {"type": "string", "description": "the least role that approves; empty: none"},
+    "decided_by": {"type": "string", "description": "who approved or rejected it (catalog: "
+                   "it needed no approval)"},
+    "decided_at": _MAYBE_TIME,
+    "run_id": {"type": ["integer", "null"], "minimum": 1, "description": "its fulfilment run"},
+    "started_at": _MAYBE_TIME,
+    "finished_at": _MAYBE_TIME,
+    "closed_at": _MAYBE_TIME,
+    "reason": {"type": "string", "description": "why it was rejected or failed"},
+    "sla_breached": {"type": "boolean"},
+}  # fmt: skip
+_GRANT: dict[str, Schema] = {
+    "id": {"type": "integer", "minimum": 1},
+    "role": _TEXT,
+    "subject": _TEXT,
+    "requested_by": _TEXT,
+    "requested_at": _TIME,
+    "request": {"type": "integer", "minimum": 1, "description": "the request that asked"},
+    "duration": {"type": "number", "description": "seconds, counted from approval"},
+    "state": {"enum": list(GRANT_STATES)},
+    "rights": {"type": "array", "items": _TEXT},
+    "grant_runbook": _TEXT,
+    "revoke_runbook": _TEXT,
+    "source": _TEXT,
+    "approve_by": {**_MAYBE_TIME, "description": "while pending approval"},
+    "granted_by": {"type": "string", "description": "the approver, or policy"},
+    "expires_at": _MAYBE_TIME,
+    "granted_at": _MAYBE_TIME,
+    "ending": {"type": "string", "description": "while being removed: the state it heads for"},
+    "ended_by": _TEXT,
+    "ended_at": _MAYBE_TIME,
+    "why": {"type": "string", "description": "why it ended, or is ending"},
+}
+_WHEN_QUERY: Schema = {
+    "description": "epoch seconds, or ISO 8601 with a UTC offset",
+    "oneOf": [{"type": "number"}, {"type": "string", "format": "date-time"}],
 }
 
 _RUN_REQUIRED = (
@@ -396,6 +454,106 @@ _SCHEMAS: dict[str, Schema] = {
         },
         required=("name", "matchers", "workaround"),
     ),
+    "CatalogField": _object(
+        {
+            "name": _TEXT,
+            "type": {"enum": [str(t) for t in FieldType]},
+            "required": {"type": "boolean"},
+            "description": _TEXT,
+            "default": {"description": "filled in when the field is not given"},
+            "max_length": {"type": "integer", "description": "string"},
+            "pattern": {"type": "string", "description": "string: RE2, whole value"},
+            "min": {"type": "integer", "description": "integer, inclusive"},
+            "max": {"type": "integer", "description": "integer, inclusive"},
+            "values": {"type": "array", "items": _TEXT, "description": "enum"},
+        },
+        required=("name", "type", "required", "description"),
+    ),
+    "CatalogItem": _object(
+        {
+            "name": _TEXT,
+            "description": _TEXT,
+            "fields": {"type": "array", "items": _ref("CatalogField")},
+            "approval": {"oneOf": [_ROLES, {"type": "null"}], "description": "who approves"},
+            "runbook": {"type": ["string", "null"], "description": "null: fulfilled by hand"},
+            "sla": {"type": ["number", "null"], "description": "seconds to fulfilment"},
+            "escalation": {"type": ["string", "null"]},
+        }
+    ),
+    "Catalog": _object({"items": {"type": "array", "items": _ref("CatalogItem")}}),
+    "ServiceRequest": _object(_REQUEST),
+    "ServiceRequestDetail": _object(
+        {**_REQUEST, "timeline": {"type": "array", "items": _ref("TimelineEntry")}}
+    ),
+    "ServiceRequestList": _object({"requests": {"type": "array", "items": _ref("ServiceRequest")}}),
+    "NewServiceRequest": _object(
+        {
+            "item": {"type": "string", "pattern": ITEM_NAME},
+            "input": {"type": "object", "description": "field values; see the catalog"},
+        },
+        required=("item",),
+    ),
+    "Grant": _object(_GRANT),
+    "GrantList": _object({"grants": {"type": "array", "items": _ref("Grant")}}),
+    "NewAccessRequest": _object(
+        {
+            "role": {"type": "string", "minLength": 1, "maxLength": MAX_ROLE},
+            "subject": {"type": "string", "minLength": 1, "maxLength": MAX_SUBJECT},
+            "duration": {
+                "description": "like 2h, or seconds; absent or null: the role's max_duration",
+                "oneOf": [
+                    {"type": "string", "pattern": DURATION},
+                    {"type": "number", "exclusiveMinimum": 0, "maximum": MAX_DURATION},
+                    {"type": "null"},
+                ],
+            },
+        },
+        required=("role", "subject"),
+    ),
+    "AccessDecision": _object(
+        {
+            "verdict": {"enum": ["allowed", "denied", "needs_approval"]},
+            "reason": {"type": "string", "description": "the policy's word, as audited"},
+            "grant": {"oneOf": [_ref("Grant"), {"type": "null"}], "description": "null: denied"},
+        }
+    ),
+    "Approval": _object({}, required=()),
+    "Rejection": _object({"why": {"type": "string", "maxLength": MAX_TEXT}}, required=()),
+    "Revoke": _object(
+        {
+            "role": {
+                "type": "string",
+                "minLength": 1,
+                "maxLength": MAX_ROLE,
+                "description": "an access role, or * for every grant of the subject",
+            },
+            "subject": {"type": "string", "minLength": 1, "maxLength": MAX_SUBJECT},
+            "why": {"type": "string", "minLength": 1, "maxLength": MAX_TEXT},
+        }
+    ),
+    "Revocation": _object(
+        {
+            "verdict": {"enum": ["allowed", "denied"]},
+            "reason": _TEXT,
+            "grants": {"type": "array", "items": _ref("Grant"), "description": "ending now"},
+        }
+    ),
+    "AuditEntry": _object(
+        {
+            "time": _TIME,
+            "action": {"enum": list(AUDIT_ACTIONS)},
+            "role": {"type": "string", "description": "* for a revoke of everything"},
+            "subject": _TEXT,
+            "by": {
+                "type": "string",
+                "description": "a person, rule:NAME, policy, expiry or a runbook",
+            },
+            "why": _TEXT,
+            "grant": {"type": ["integer", "null"], "minimum": 1},
+            "request": {"type": ["integer", "null"], "minimum": 1},
+        }
+    ),
+    "AuditLog": _object({"audit": {"type": "array", "items": _ref("AuditEntry")}}),
     "Health": {
         "type": "object",
         "properties": {"status": {"enum": ["ok", "starting", "degraded"]}},
@@ -451,6 +609,14 @@ def _change(summary: str, tag: str, reply: str, *, body: Schema | None = None,
 
 _SWITCH = "/api/v1/remediation/kill-switch"
 _NAME_PARAM: Schema = {"name": "name", "in": "path", "required": True, "schema": _TEXT}
+
+_REQUEST_SUMMARIES = {
+    "approve": "Approve a submitted request (the item may need a higher token role)",
+    "reject": "Reject a submitted request (the item may need a higher token role)",
+    "close": "Close a rejected, fulfilled or failed request",
+}
+_GRANT_PATH = "/api/v1/access/grants/{id}"
+_NAME_FILTER: Schema = {"type": "string", "minLength": 1}
 
 # (method, path as aiohttp routes it) -> the operation, without security (openapi_document adds it).
 OPERATIONS: dict[tuple[str, str], Schema] = {
@@ -697,6 +863,104 @@ OPERATIONS: dict[tuple[str, str], Schema] = {
             **_errors(404, 409, 503),
         },
     },
+    ("GET", "/api/v1/catalog"): {
+        "summary": "The service catalog: what may be requested, and the input each takes",
+        "tags": ["requests"],
+        "responses": {"200": _reply("the items", _ref("Catalog")), **_errors(503)},
+    },
+    ("GET", "/api/v1/requests"): {
+        "summary": "List service requests, newest first",
+        "tags": ["requests"],
+        "parameters": _listing(REQUEST_STATES),
+        "responses": {
+            "200": _reply("the requests", _ref("ServiceRequestList")),
+            **_errors(400, 503),
+        },
+    },
+    ("POST", "/api/v1/requests"): _change(
+        "Request a catalog item; the input is checked against its fields",
+        "requests",
+        "ServiceRequest",
+        body=_body(_ref("NewServiceRequest")),
+        status="201",
+        path_id=False,
+        errors=(400, 404, 413, 503),
+    ),
+    ("GET", "/api/v1/requests/{id}"): {
+        "summary": "One service request with its timeline",
+        "tags": ["requests"],
+        "parameters": [_ID],
+        "responses": {
+            "200": _reply("the request", _ref("ServiceRequestDetail")),
+            **_errors(400, 404, 503),
+        },
+    },
+    **{
+        ("POST", f"/api/v1/requests/{{id}}/{action}"): _change(
+            _REQUEST_SUMMARIES[action], "requests", "ServiceRequest"
+        )
+        for action in REQUEST_ACTIONS
+    },
+    ("GET", "/api/v1/access/grants"): {
+        "summary": "List access grants, current and ended, newest first",
+        "tags": ["access"],
+        "parameters": [
+            *_listing(GRANT_STATES),
+            _query("subject", {**_NAME_FILTER, "maxLength": MAX_SUBJECT}, "only theirs"),
+            _query("role", {**_NAME_FILTER, "maxLength": MAX_ROLE}, "only this role"),
+        ],
+        "responses": {"200": _reply("the grants", _ref("GrantList")), **_errors(400, 503)},
+    },
+    ("GET", _GRANT_PATH): {
+        "summary": "One access grant",
+        "tags": ["access"],
+        "parameters": [_ID],
+        "responses": {"200": _reply("the grant", _ref("Grant")), **_errors(400, 404, 503)},
+    },
+    ("POST", "/api/v1/access/requests"): {
+        "summary": "Ask for a role for a subject; the policy allows, denies or asks for "
+        "approval, and the audit log records its word",
+        "tags": ["access"],
+        "requestBody": _body(_ref("NewAccessRequest")),
+        "responses": {
+            "200": _reply("the decision, and the grant unless denied", _ref("AccessDecision")),
+            **_errors(400, 413, 503),
+        },
+    },
+    ("POST", f"{_GRANT_PATH}/approve"): _change(
+        "Approve a pending grant (the policy says who may, with which token role)",
+        "access",
+        "Grant",
+        body=_body(_ref("Approval"), required=False),
+    ),
+    ("POST", f"{_GRANT_PATH}/reject"): _change(
+        "Reject a pending grant; it ends as denied",
+        "access",
+        "Grant",
+        body=_body(_ref("Rejection"), required=False),
+    ),
+    ("POST", "/api/v1/access/revoke"): {
+        "summary": "Revoke a subject's grant of a role, or every grant of theirs (*)",
+        "tags": ["access"],
+        "requestBody": _body(_ref("Revoke")),
+        "responses": {
+            "200": _reply("the decision and the grants ending", _ref("Revocation")),
+            **_errors(400, 413, 503),
+        },
+    },
+    ("GET", "/api/v1/access/audit"): {
+        "summary": "The access audit log, newest first",
+        "tags": ["access"],
+        "parameters": [
+            _query("subject", {**_NAME_FILTER, "maxLength": MAX_SUBJECT}, "only theirs"),
+            _query("role", {**_NAME_FILTER, "maxLength": MAX_ROLE}, "only this role (or *)"),
+            _query("action", {"enum": list(AUDIT_ACTIONS)}, "only this action"),
+            _query("since", _WHEN_QUERY, "from this time on"),
+            _query("until", _WHEN_QUERY, "before this time"),
+            _query("limit", {"type": "integer", "minimum": 1, "maximum": MAX_LIMIT}, "default 100"),
+        ],
+        "responses": {"200": _reply("the entries", _ref("AuditLog")), **_errors(400, 503)},
+    },
 }
 
 
@@ -723,7 +987,7 @@ def openapi_document(needs: Mapping[tuple[str, str], Role | None]) -> Schema:
             "title": "tocsin",
             "version": __version__,
             "description": "Incidents, on-call, silences, maintenance windows, remediation "
-            "runs, problems and known errors of one daemon. "
+            "runs, problems, known errors, service requests and access grants of one daemon. "
             'Errors are {"error": sentence}.',
         },
         "paths": paths,

@@ -24,6 +24,8 @@ from typing import Any, TypeAlias
 from jinja2 import ChainableUndefined, TemplateError, Undefined
 
 from tocsin.mqtt.topics import topic_problem
+from tocsin.records.access_policy import AccessPolicy, parse_access
+from tocsin.records.catalog import CatalogItem, parse_catalog
 from tocsin.rules.schema import (
     Errors,
     check_keys,
@@ -81,7 +83,7 @@ HTTP_METHODS = ("GET", "HEAD", "POST", "PUT", "PATCH", "DELETE")
 # A compiled JSON document: templates at the text leaves, YAML's own values elsewhere.
 Node: TypeAlias = "Template | dict[str, Node] | list[Node] | int | float | bool | None"
 
-_FILE_KEYS = ("remediation", "runbooks")
+_FILE_KEYS = ("remediation", "runbooks", "catalog", "access")
 _REMEDIATION_KEYS = ("dry_run", "max_output")
 _RUNBOOK_KEYS = ("name", "steps", "concurrency", "rate_limit", "breaker", "dry_run", "approval")
 _STEP_KINDS = ("exec", "http", "publish")
@@ -222,9 +224,17 @@ class RunbookSettings:
 
     remediation: RemediationSettings = field(default_factory=RemediationSettings)
     runbooks: Mapping[str, Runbook] = field(default_factory=dict)
+    catalog: Mapping[str, CatalogItem] = field(default_factory=dict)  # service requests
+    access: AccessPolicy = field(default_factory=AccessPolicy)
 
 
-def load_runbook_file(path: Path, *, brokers: Collection[str]) -> RunbookSettings:
+def load_runbook_file(
+    path: Path,
+    *,
+    brokers: Collection[str],
+    policies: Collection[str] = (),
+    users: Collection[str] = (),
+) -> RunbookSettings:
     """Read the runbooks file; raise SourceError at file:line of the first problem."""
     data = load_yaml_file(path)
     root = expect_map(data, Mark(str(path), 1, 1), "the runbooks file")
@@ -242,7 +252,18 @@ def load_runbook_file(path: Path, *, brokers: Collection[str]) -> RunbookSetting
             base=path.resolve().parent,
             brokers=brokers,
         )
-    return RunbookSettings(remediation=remediation, runbooks=runbooks)
+    catalog = parse_catalog(
+        root.get("catalog"),
+        value_mark(root, "catalog", root.mark),
+        runbooks=runbooks,
+        policies=policies,
+    )
+    access = parse_access(
+        root.get("access"), value_mark(root, "access", root.mark), runbooks=runbooks, users=users
+    )
+    return RunbookSettings(
+        remediation=remediation, runbooks=runbooks, catalog=catalog, access=access
+    )
 
 
 def parse_remediation(spec: Any, where: Mark) -> RemediationSettings:

@@ -80,6 +80,12 @@ class CommitBatch:
     problem_history: list[HistoryEntry] = field(default_factory=list)  # incident_id: problem
     known_errors: dict[str, str | None] = field(default_factory=dict)  # API-made: JSON or delete
     documents: dict[str, str] = field(default_factory=dict)  # named state documents (JSON)
+    requests: dict[int, tuple[str, str]] = field(default_factory=dict)  # id -> (state, JSON)
+    request_history: list[HistoryEntry] = field(default_factory=list)  # incident_id: request
+    grants: dict[int, tuple[str, str, str, str]] = field(default_factory=dict)
+    # id -> (state, role, subject, JSON)
+    audit: list[tuple[float, str, str, str, str]] = field(default_factory=list)
+    # (time, action, role, subject, JSON)
 
     @classmethod
     def of(
@@ -135,6 +141,10 @@ class CommitBatch:
             or self.problem_history
             or self.known_errors
             or self.documents
+            or self.requests
+            or self.request_history
+            or self.grants
+            or self.audit
         )
 
     def extend(self, other: CommitBatch) -> None:
@@ -151,6 +161,10 @@ class CommitBatch:
         self.problem_history.extend(other.problem_history)
         self.known_errors.update(other.known_errors)
         self.documents.update(other.documents)
+        self.requests.update(other.requests)
+        self.request_history.extend(other.request_history)
+        self.grants.update(other.grants)
+        self.audit.extend(other.audit)
         if other.forget:
             gone = set(other.forget)
             self.state = [row for row in self.state if row[0] not in gone]
@@ -270,6 +284,43 @@ class Store(Protocol):
 
     def next_problem_id(self) -> int:
         """Return one more than the largest problem id ever stored (1 when empty)."""
+
+    def load_records(self, table: str, states: Sequence[str] | None = None) -> list[str]:
+        """Return the JSON of every row of `table` (service_requests or access_grants),
+        oldest first, optionally only those in `states`."""
+
+    def list_records(
+        self,
+        table: str,
+        *,
+        states: Sequence[str] | None = None,
+        subject: str | None = None,
+        role: str | None = None,
+        limit: int = 100,
+        offset: int = 0,
+    ) -> list[str]:
+        """Return rows of `table` (JSON), newest first; subject/role only for access_grants."""
+
+    def get_record(self, table: str, record_id: int) -> str | None:
+        """Return one row of `table` (JSON), or None."""
+
+    def next_record_id(self, table: str) -> int:
+        """Return one more than the largest id of `table` (1 when empty)."""
+
+    def request_history(self, request_id: int) -> list[HistoryEntry]:
+        """Return a service request's timeline, oldest first."""
+
+    def list_audit(
+        self,
+        *,
+        subject: str | None = None,
+        role: str | None = None,
+        action: str | None = None,
+        since: float | None = None,
+        until: float | None = None,
+        limit: int = 100,
+    ) -> list[str]:
+        """Return access audit entries (JSON), newest first, filtered."""
 
     def load_known_errors(self) -> list[str]:
         """Return every API-made known error (JSON)."""

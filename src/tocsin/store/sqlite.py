@@ -94,6 +94,11 @@ ON CONFLICT (id) DO UPDATE SET
     data = excluded.data
 """
 _SELECT_PROBLEMS = "SELECT data FROM problems "
+# The record tables the generic record reads serve (the names are ours, never a request's).
+_RECORD_TABLES = {"service_requests": "service_requests", "access_grants": "access_grants"}
+_SELECT_DATA = "SELECT data FROM {} "
+_MAX_ID = "SELECT COALESCE(MAX(id), 0) FROM {}"
+_SELECT_AUDIT = "SELECT data FROM access_audit "
 _SELECT_RUNS = """
 SELECT id, runbook, rule, key, target, incident_id, state, reason, created_at, started_at,
        finished_at, data
@@ -534,6 +539,29 @@ class SqliteStore:
             "DO UPDATE SET data = excluded.data",
             batch.documents.items(),
         )
+        conn.executemany(
+            "INSERT INTO service_requests (id, state, data) VALUES (?, ?, ?) ON CONFLICT (id) "
+            "DO UPDATE SET state = excluded.state, data = excluded.data",
+            ((rid, state, data) for rid, (state, data) in batch.requests.items()),
+        )
+        conn.executemany(
+            "INSERT INTO request_history (request_id, time, from_state, to_state, actor, note, "
+            "kind) VALUES (?, ?, ?, ?, ?, ?, ?)",
+            (
+                (h.incident_id, h.time, h.from_state, h.to_state, _text(h.actor),
+                 _text(h.note), h.kind)
+                for h in batch.request_history
+            ),
+        )  # fmt: skip
+        conn.executemany(
+            "INSERT INTO access_grants (id, state, role, subject, data) VALUES (?, ?, ?, ?, ?) "
+            "ON CONFLICT (id) DO UPDATE SET state = excluded.state, data = excluded.data",
+            ((gid, *row) for gid, row in batch.grants.items()),
+        )
+        conn.executemany(
+            "INSERT INTO access_audit (time, action, role, subject, data) VALUES (?, ?, ?, ?, ?)",
+            batch.audit,
+        )
 
     @staticmethod
     def _commit_correlation(
@@ -749,6 +777,105 @@ class SqliteStore:
         """Return one more than the largest stored problem id."""
         largest: int = self._query("SELECT COALESCE(MAX(id), 0) FROM problems")[0][0]
         return largest + 1
+
+    def load_records(self, table: str, states: Sequence[str] | None = None) -> list[str]:
+        """Return the JSON of every row of `table`, oldest first, optionally in `states`."""
+        name = _RECORD_TABLES[table]
+        if states is not None and not states:
+            return []
+        where = f"WHERE state IN ({', '.join('?' * len(states))}) " if states else ""
+        rows = self._query(_SELECT_DATA.format(name) + where + "ORDER BY id", tuple(states or ()))
+        return [row["data"] for row in rows]
+
+    def list_records(
+        self,
+        table: str,
+        *,
+        states: Sequence[str] | None = None,
+        subject: str | None = None,
+        role: str | None = None,
+        limit: int = 100,
+        offset: int = 0,
+    ) -> list[str]:
+        """Return rows of `table` (JSON), newest first; subject/role only for access_grants."""
+        name = _RECORD_TABLES[table]
+        where: list[str] = []
+        params: list[object] = []
+        if states is not None:
+            if not states:
+                return []
+            where.append(f"state IN ({', '.join('?' * len(states))})")
+            params.extend(states)
+        for column, value in (("subject", subject), ("role", role)):
+            if value is not None:
+                where.append(f"{column} = ?")
+                params.append(value)
+        clause = ("WHERE " + " AND ".join(where) + " ") if where else ""
+        rows = self._query(
+            _SELECT_DATA.format(name) + clause + "ORDER BY id DESC LIMIT ? OFFSET ?",
+            (*params, limit, offset),
+        )
+        return [row["data"] for row in rows]
+
+    def get_record(self, table: str, record_id: int) -> str | None:
+        """Return one row of `table` (JSON), or None."""
+        rows = self._query(
+            _SELECT_DATA.format(_RECORD_TABLES[table]) + "WHERE id = ?", (record_id,)
+        )
+        return str(rows[0]["data"]) if rows else None
+
+    def next_record_id(self, table: str) -> int:
+        """Return one more than the largest id of `table`."""
+        query = _MAX_ID.format(_RECORD_TABLES[table])
+        largest: int = self._query(query)[0][0]
+        return largest + 1
+
+    def request_history(self, request_id: int) -> list[HistoryEntry]:
+        """Return a service request's timeline, oldest first."""
+        rows = self._query(
+            "SELECT request_id, time, from_state, to_state, actor, note, kind "
+            "FROM request_history WHERE request_id = ? ORDER BY seq",
+            (request_id,),
+        )
+        return [
+            HistoryEntry(
+                incident_id=row["request_id"],
+                time=row["time"],
+                from_state=row["from_state"],
+                to_state=row["to_state"],
+                actor=row["actor"],
+                note=row["note"],
+                kind=row["kind"],
+            )
+            for row in rows
+        ]
+
+    def list_audit(
+        self,
+        *,
+        subject: str | None = None,
+        role: str | None = None,
+        action: str | None = None,
+        since: float | None = None,
+        until: float | None = None,
+        limit: int = 100,
+    ) -> list[str]:
+        """Return access audit entries (JSON), newest first, filtered."""
+        where: list[str] = []
+        params: list[object] = []
+        for column, value in (("subject", subject), ("role", role), ("action", action)):
+            if value is not None:
+                where.append(f"{column} = ?")
+                params.append(value)
+        if since is not None:
+            where.append("time >= ?")
+            params.append(since)
+        if until is not None:
+            where.append("time < ?")
+            params.append(until)
+        clause = ("WHERE " + " AND ".join(where) + " ") if where else ""
+        rows = self._query(_SELECT_AUDIT + clause + "ORDER BY seq DESC LIMIT ?", (*params, limit))
+        return [row["data"] for row in rows]
 
     def load_known_errors(self) -> list[str]:
         """Return every API-made known error (JSON), by name."""

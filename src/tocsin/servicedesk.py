@@ -1,0 +1,534 @@
+"""The daemon's service desk: service requests from the catalog and access grants under the
+policy, fulfilled and provisioned by runbooks through the remediator (and its safety kit).
+
+Every change is committed before the API answers; timers (request SLAs, grant expiry) run on
+the daemon's tick, from what the store holds, so they survive restarts.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import builtins
+import json
+from collections.abc import Callable, Sequence
+from typing import Any
+
+import structlog
+
+from tocsin.api.incidents import IncidentError, timeline_json
+from tocsin.model import RemediationRun
+from tocsin.records.access import AccessBook, AccessError, AccessOutcome, AuditEntry, Grant
+from tocsin.records.access_policy import AccessRequest
+from tocsin.records.catalog import RequestInputError
+from tocsin.records.requests import (
+    RequestBook,
+    RequestChange,
+    RequestError,
+    RequestForbiddenError,
+    ServiceRequest,
+)
+from tocsin.records.views import iso_time
+from tocsin.remediator import Remediator
+from tocsin.runbooks.render import RenderError
+from tocsin.runbooks.settings import RunbookSettings
+from tocsin.store.base import CommitBatch, HistoryEntry, Store, StoreError
+from tocsin.store.writer import StoreWriter
+from tocsin.tokens import Role
+
+__all__ = ["AccessDeskImpl", "RequestDeskImpl", "ServiceDesk"]
+
+log = structlog.get_logger("tocsin")
+
+_ACCESS_DOCUMENT = "access"  # the access book (grants not ended, counters), as JSON
+_REQUESTS = "service_requests"
+_GRANTS = "access_grants"
+_KEPT = ("submitted", "approved", "fulfilling")  # requests a book keeps in memory
+_STATE_OPS = frozenset({"submit", "approve", "reject", "start", "fulfil", "fail", "close"})
+
+
+class ServiceDesk:
+    """Both books, their commits, their runbook runs and their timers."""
+
+    def __init__(
+        self,
+        *,
+        settings: RunbookSettings,
+        writer: StoreWriter,
+        remediator: Remediator,
+        clock: Callable[[], float],
+        requests: RequestBook,
+        access: AccessBook,
+    ) -> None:
+        self.settings = settings
+        self.writer = writer
+        self.remediator = remediator
+        self.clock = clock
+        self.requests = requests
+        self.access = access
+        self.lock = asyncio.Lock()  # one change at a time: decide, save, then run
+        remediator.on_finish = self._run_finished
+
+    @classmethod
+    async def load(
+        cls,
+        *,
+        settings: RunbookSettings,
+        writer: StoreWriter,
+        remediator: Remediator,
+        clock: Callable[[], float],
+    ) -> ServiceDesk:
+        """Resume both books from the store."""
+        kept = []
+        for data in await writer.call(lambda s: s.load_records(_REQUESTS, _KEPT)):
+            try:
+                kept.append(ServiceRequest.from_dict(json.loads(data)))
+            except (RequestError, ValueError) as exc:
+                log.error("service_request_unreadable", problem=str(exc), record=data[:200])
+        next_id = await writer.call(lambda s: s.next_record_id(_REQUESTS))
+        documents = await writer.call(lambda s: s.load_documents())
+        access = AccessBook(settings.access)
+        if _ACCESS_DOCUMENT in documents:
+            try:
+                access = AccessBook.from_dict(
+                    json.loads(documents[_ACCESS_DOCUMENT]), settings.access
+                )
+            except (AccessError, ValueError, TypeError, KeyError) as exc:
+                log.error("access_book_unreadable", problem=str(exc))
+        return cls(
+            settings=settings,
+            writer=writer,
+            remediator=remediator,
+            clock=clock,
+            requests=RequestBook(next_id=next_id, requests=kept),
+            access=access,
+        )
+
+    async def resume(self) -> None:
+        """Re-run provisioning that a stop cut off (provisioners must be safe to run twice)."""
+        async with self.lock:
+            await self._access_done(self.access.resume())
+
+    async def tick(self, now: float) -> None:
+        """Request SLA breaches and grant expiries that came due."""
+        due = self.requests.next_due()
+        expiry = self.access.next_expiry()
+        if (due is None or due > now) and (expiry is None or expiry > now):
+            return
+        async with self.lock:
+            breached = self.requests.due(now)
+            if breached:
+                for change in breached:
+                    log.warning(
+                        "service_request_sla_breached",
+                        request=change.request.id,
+                        item=change.request.item,
+                    )
+                await self._save_requests(breached)
+            await self._access_done(self.access.expiring(now))
+
+    # -- requests --------------------------------------------------------------------------
+
+    async def submit(
+        self, *, item: str, data: dict[str, Any], actor: str, source: str
+    ) -> ServiceRequest:
+        """Validate and record a request; fulfil it at once when it needs no approval."""
+        entry = self.settings.catalog.get(item)
+        if entry is None:
+            known = ", ".join(sorted(self.settings.catalog)) or "none"
+            raise IncidentError(404, f"no catalog item {item}; the catalog has: {known}")
+        async with self.lock:
+            try:
+                changes = self.requests.submit(
+                    entry,
+                    data,
+                    by=actor,
+                    source=source,
+                    time=self.clock(),
+                    from_text=source != "api",
+                )
+            except RequestInputError as exc:
+                raise IncidentError(400, f"{item}: {exc}") from None
+            except RequestError as exc:
+                raise _refusal(exc) from None
+            await self._save_requests(changes)
+            request = changes[0].request
+            await self._fulfil(request)
+            return request
+
+    async def decide(
+        self, request_id: int, *, approve: bool, actor: str, role: Role, note: str
+    ) -> ServiceRequest:
+        """Approve (then fulfil) or reject a submitted request."""
+        async with self.lock:
+            request = self._request(request_id)
+            try:
+                decide = self.requests.approve if approve else self.requests.reject
+                change = decide(request, by=actor, role=role, time=self.clock(), note=note)
+            except RequestError as exc:
+                raise _refusal(exc) from None
+            await self._save_requests([change])
+            if approve:
+                await self._fulfil(request)
+            return request
+
+    async def close(self, request_id: int, *, actor: str, note: str) -> ServiceRequest:
+        """Close a decided or finished request."""
+        async with self.lock:
+            request = self._request(request_id)
+            try:
+                change = self.requests.close(request, time=self.clock(), actor=actor, note=note)
+            except RequestError as exc:
+                raise _refusal(exc) from None
+            await self._save_requests([change])
+            return request
+
+    def _request(self, request_id: int) -> ServiceRequest:
+        request = self.requests.get(request_id)
+        if request is None:
+            raise IncidentError(404, f"no open request {request_id}")
+        return request
+
+    async def _fulfil(self, request: ServiceRequest) -> None:
+        """Start an approved request's fulfilment runbook (none: an operator fulfils it)."""
+        entry = self.settings.catalog.get(request.item)
+        if request.state != "approved" or entry is None or entry.runbook is None:
+            return
+        variables = {"request": {"id": request.id, "item": request.item, **request.input},
+                     "input": request.input}  # fmt: skip
+        try:
+            run = await self.remediator.ask(
+                entry.runbook, variables, rule=f"request:{request.item}", key=str(request.id),
+                target=request.item,
+            )  # fmt: skip
+        except RenderError as exc:
+            change = self.requests.start(request, time=self.clock(), actor="catalog")
+            failed = self.requests.finish(
+                request, ok=False, time=self.clock(), actor="catalog", reason=str(exc)
+            )
+            await self._save_requests([change, failed])
+            return
+        change = self.requests.start(
+            request, time=self.clock(), actor=f"runbook:{entry.runbook}", run_id=run.id
+        )
+        await self._save_requests([change])
+
+    async def _save_requests(self, changes: Sequence[RequestChange]) -> None:
+        batch = CommitBatch()
+        for change in changes:
+            request = change.request
+            batch.requests[request.id] = (str(request.state), json.dumps(request.to_dict()))
+            after = change.state or str(request.state)
+            batch.request_history.append(
+                HistoryEntry(
+                    request.id,
+                    change.time,
+                    None if change.op == "submit" else (change.previous or after),
+                    after,
+                    change.actor,
+                    change.note,
+                    "state" if change.op in _STATE_OPS else change.op,
+                )
+            )
+        await _commit(self.writer, batch)
+
+    # -- access ----------------------------------------------------------------------------
+
+    async def ask_access(
+        self, *, kind: str, role: str, subject: str, duration: float | None, actor: str, source: str
+    ) -> AccessOutcome:
+        """Check a grant or revoke against the policy, record it, and run its provisioner."""
+        async with self.lock:
+            outcome = self.access.request(
+                AccessRequest(
+                    kind=kind,  # type: ignore[arg-type]
+                    role=role,
+                    subject=subject,
+                    requested_by=actor,
+                    duration=duration,
+                    source=source,
+                    time=self.clock(),
+                )
+            )
+            await self._access_done(outcome)
+            return outcome
+
+    async def decide_access(
+        self, grant_id: int, *, approve: bool, actor: str, role: Role, why: str
+    ) -> AccessOutcome:
+        """Approve or reject a grant awaiting approval (the policy says who may)."""
+        async with self.lock:
+            try:
+                if approve:
+                    outcome = self.access.approve(
+                        grant_id, by=actor, api_role=role, now=self.clock()
+                    )
+                else:
+                    outcome = self.access.reject(
+                        grant_id, by=actor, api_role=role, now=self.clock(), why=why
+                    )
+            except AccessError as exc:
+                raise IncidentError(404 if exc.missing else 409, str(exc)) from None
+            await self._access_done(outcome)  # a refusal is audited too
+            if outcome.refused:
+                raise IncidentError(403, outcome.refused)
+            return outcome
+
+    async def _access_done(self, outcome: AccessOutcome) -> None:
+        """Save what a call changed (grants, audit, the book), then start its runbooks."""
+        if not (outcome.grants or outcome.audit or outcome.runs):
+            return
+        batch = CommitBatch(documents={_ACCESS_DOCUMENT: json.dumps(self.access.to_dict())})
+        for grant in outcome.grants:
+            batch.grants[grant.id] = _grant_row(grant)
+        batch.audit.extend(_audit_row(entry) for entry in outcome.audit)
+        await _commit(self.writer, batch)
+        for run in outcome.runs:
+            try:
+                await self.remediator.ask(
+                    run.runbook, run.variables(), rule=f"access:{run.action}",
+                    key=str(run.grant), target=run.subject,
+                )  # fmt: skip
+            except RenderError as exc:
+                log.error("access_provisioner_not_run", grant=run.grant, problem=str(exc))
+                settle = self.access.provisioned if run.action == "grant" else self.access.revoked
+                await self._access_done(settle(run.grant, False, now=self.clock(), detail=str(exc)))
+
+    async def _run_finished(self, run: RemediationRun) -> None:
+        """A fulfilment or provisioning run ended: move its request or grant on."""
+        if run.rule.startswith("request:"):
+            async with self.lock:
+                request = self.requests.get(int(run.key))
+                if request is None or request.state != "fulfilling":
+                    return
+                ok = run.state == "succeeded"
+                reason = "" if ok else f"run {run.id} {run.state}: {run.reason}"
+                change = self.requests.finish(
+                    request, ok=ok, time=self.clock(), actor=f"runbook:{run.runbook}", reason=reason
+                )
+                await self._save_requests([change])
+        elif run.rule in ("access:grant", "access:revoke"):
+            async with self.lock:
+                settle = (
+                    self.access.provisioned if run.rule == "access:grant" else self.access.revoked
+                )
+                detail = f"run {run.id} {run.state}: {run.reason}"
+                try:
+                    outcome = settle(int(run.key), run.state == "succeeded", now=self.clock(),
+                                     detail=detail)  # fmt: skip
+                except AccessError as exc:
+                    log.warning("access_run_for_unknown_grant", run=run.id, problem=str(exc))
+                    return
+                await self._access_done(outcome)
+
+
+class RequestDeskImpl:
+    """The API's RequestDesk over the service desk."""
+
+    def __init__(self, desk: ServiceDesk) -> None:
+        self.desk = desk
+
+    async def catalog(self) -> builtins.list[dict[str, Any]]:
+        """Every catalog item."""
+        return [item.to_dict() for item in self.desk.settings.catalog.values()]
+
+    async def list(
+        self, *, state: str | None, limit: int, offset: int
+    ) -> builtins.list[dict[str, Any]]:
+        """Requests, newest first."""
+        states = None if state is None else [state]
+        found = await _read(
+            self.desk.writer,
+            lambda s: s.list_records(_REQUESTS, states=states, limit=limit, offset=offset),
+        )
+        return [request_view(ServiceRequest.from_dict(json.loads(data))) for data in found]
+
+    async def get(self, request_id: int) -> dict[str, Any] | None:
+        """One request with its timeline."""
+        data = await _read(self.desk.writer, lambda s: s.get_record(_REQUESTS, request_id))
+        if data is None:
+            return None
+        history = await _read(self.desk.writer, lambda s: s.request_history(request_id))
+        view = request_view(ServiceRequest.from_dict(json.loads(data)))
+        view["timeline"] = [timeline_json(h) for h in history]
+        return view
+
+    async def submit(self, *, item: str, data: dict[str, Any], actor: str) -> dict[str, Any]:
+        """Submit a request from the API."""
+        return request_view(await self.desk.submit(item=item, data=data, actor=actor, source="api"))
+
+    async def approve(
+        self, request_id: int, *, actor: str, role: Role, note: str = ""
+    ) -> dict[str, Any]:
+        """Approve a submitted request."""
+        return request_view(
+            await self.desk.decide(request_id, approve=True, actor=actor, role=role, note=note)
+        )
+
+    async def reject(
+        self, request_id: int, *, actor: str, role: Role, note: str = ""
+    ) -> dict[str, Any]:
+        """Reject a submitted request."""
+        return request_view(
+            await self.desk.decide(request_id, approve=False, actor=actor, role=role, note=note)
+        )
+
+    async def close(self, request_id: int, *, actor: str, note: str = "") -> dict[str, Any]:
+        """Close a finished request."""
+        return request_view(await self.desk.close(request_id, actor=actor, note=note))
+
+
+class AccessDeskImpl:
+    """The API's AccessDesk over the service desk."""
+
+    def __init__(self, desk: ServiceDesk) -> None:
+        self.desk = desk
+
+    async def grants(
+        self,
+        *,
+        state: str | None,
+        subject: str | None,
+        role: str | None,
+        limit: int,
+        offset: int,
+    ) -> builtins.list[dict[str, Any]]:
+        """Grants, newest first."""
+        states = None if state is None else [state]
+        found = await _read(
+            self.desk.writer,
+            lambda s: s.list_records(
+                _GRANTS, states=states, subject=subject, role=role, limit=limit, offset=offset
+            ),
+        )
+        return [grant_view(Grant.from_dict(json.loads(data))) for data in found]
+
+    async def get(self, grant_id: int) -> dict[str, Any] | None:
+        """One grant."""
+        data = await _read(self.desk.writer, lambda s: s.get_record(_GRANTS, grant_id))
+        return None if data is None else grant_view(Grant.from_dict(json.loads(data)))
+
+    async def request(
+        self, *, role: str, subject: str, duration: float | None, actor: str
+    ) -> dict[str, Any]:
+        """Ask for a grant: the policy's decision, and the grant when there is one."""
+        outcome = await self.desk.ask_access(
+            kind="grant", role=role, subject=subject, duration=duration, actor=actor, source="api"
+        )
+        view = _decision_view(outcome)
+        view["grant"] = grant_view(outcome.grants[0]) if outcome.grants else None
+        return view
+
+    async def approve(self, grant_id: int, *, actor: str, role: Role) -> dict[str, Any]:
+        """Approve a grant awaiting approval."""
+        outcome = await self.desk.decide_access(
+            grant_id, approve=True, actor=actor, role=role, why=""
+        )
+        return _grant_of(outcome, grant_id)
+
+    async def reject(
+        self, grant_id: int, *, actor: str, role: Role, why: str = ""
+    ) -> dict[str, Any]:
+        """Reject a grant awaiting approval."""
+        outcome = await self.desk.decide_access(
+            grant_id, approve=False, actor=actor, role=role, why=why
+        )
+        return _grant_of(outcome, grant_id)
+
+    async def revoke(self, *, role: str, subject: str, actor: str, why: str) -> dict[str, Any]:
+        """Revoke a subject's grant of a role (or every grant: role "*")."""
+        outcome = await self.desk.ask_access(
+            kind="revoke", role=role, subject=subject, duration=None, actor=actor,
+            source=f"api: {why}" if why else "api",
+        )  # fmt: skip
+        view = _decision_view(outcome)
+        view["grants"] = [grant_view(g) for g in outcome.grants]
+        return view
+
+    async def audit(
+        self,
+        *,
+        subject: str | None,
+        role: str | None,
+        action: str | None,
+        since: float | None,
+        until: float | None,
+        limit: int,
+    ) -> builtins.list[dict[str, Any]]:
+        """Audit entries, newest first."""
+        found = await _read(
+            self.desk.writer,
+            lambda s: s.list_audit(
+                subject=subject, role=role, action=action, since=since, until=until, limit=limit
+            ),
+        )
+        return [audit_view(AuditEntry.from_dict(json.loads(data))) for data in found]
+
+
+def request_view(request: ServiceRequest) -> dict[str, Any]:
+    """A request as the API shows it: its record, times in ISO 8601."""
+    view = request.to_dict()
+    for key, value in list(view.items()):
+        if key.endswith("_at") and isinstance(value, int | float):
+            view[key] = iso_time(float(value))
+    return view
+
+
+def grant_view(grant: Grant) -> dict[str, Any]:
+    """A grant as the API shows it."""
+    view = grant.to_dict()
+    for key, value in list(view.items()):
+        if key.endswith("_at") and isinstance(value, int | float):
+            view[key] = iso_time(float(value))
+    return view
+
+
+def audit_view(entry: AuditEntry) -> dict[str, Any]:
+    """An audit entry as the API shows it."""
+    view = entry.to_dict()
+    view["time"] = iso_time(entry.time)
+    return view
+
+
+def _decision_view(outcome: AccessOutcome) -> dict[str, Any]:
+    """The policy's word on a request: verdict (allowed, denied, needs_approval) and why."""
+    decision = outcome.decision
+    if decision is None:
+        return {"verdict": "denied", "reason": "no decision was made"}
+    return {"verdict": str(decision.verdict), "reason": decision.reason}
+
+
+def _grant_of(outcome: AccessOutcome, grant_id: int) -> dict[str, Any]:
+    """The decided grant's view (approve and reject answer with the grant)."""
+    for grant in outcome.grants:
+        if grant.id == grant_id:
+            return grant_view(grant)
+    raise IncidentError(404, f"no grant {grant_id}")
+
+
+def _grant_row(grant: Grant) -> tuple[str, str, str, str]:
+    return (str(grant.state), grant.role, grant.subject, json.dumps(grant.to_dict()))
+
+
+def _audit_row(entry: AuditEntry) -> tuple[float, str, str, str, str]:
+    return (entry.time, str(entry.action), entry.role, entry.subject, json.dumps(entry.to_dict()))
+
+
+def _refusal(exc: RequestError) -> IncidentError:
+    if isinstance(exc, RequestForbiddenError):
+        return IncidentError(403, str(exc))
+    return IncidentError(409 if exc.conflict else 400, str(exc))
+
+
+async def _commit(writer: StoreWriter, batch: CommitBatch) -> None:
+    try:
+        await (await writer.submit(batch))
+    except (StoreError, RuntimeError) as exc:
+        reason = exc.reason if isinstance(exc, StoreError) else str(exc)
+        raise IncidentError(503, f"the change was not saved: {reason}") from None
+
+
+async def _read(writer: StoreWriter, fn: Callable[[Store], Any]) -> Any:
+    try:
+        return await writer.call(fn)
+    except StoreError as exc:
+        raise IncidentError(503, exc.reason) from None

@@ -1,0 +1,138 @@
+"""Service requests and access grants through the real daemon: validated, approved and
+fulfilled by a real runbook; a time-bound grant provisioned, kept across a restart and
+revoked at expiry; a grant the policy forbids denied and audited."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import sys
+from pathlib import Path
+from typing import Any
+
+import pytest
+from daemon import Daemon, wait_until
+from test_incidents_live import ALICE, VIEWER
+from test_silences_live import request
+
+pytestmark = pytest.mark.integration
+
+SCRIPTS = Path(__file__).resolve().parents[1] / "runbooks" / "scripts"
+
+
+def _daemon(root: Path, out: Path) -> Daemon:
+    digest = {t: hashlib.sha256(t.encode()).hexdigest() for t in (ALICE, VIEWER)}
+    root.mkdir(parents=True, exist_ok=True)
+    (root / "tokens").write_text(
+        f"alice operator sha256:{digest[ALICE]}\nvictor viewer sha256:{digest[VIEWER]}\n"
+    )
+    (root / "incidents.yaml").write_text("users:\n  - {name: alice}\n  - {name: bob}\n")
+    record = f"[{sys.executable}, {SCRIPTS / 'record_argv.py'}"
+    (root / "runbooks.yaml").write_text(
+        "runbooks:\n"
+        f"  - name: restart-app\n    steps:\n      - exec: {{argv: {record}, {out / 'request.json'}, "
+        "'{{ request.app }}']}\n"
+        f"  - name: grant-ssh\n    steps:\n      - exec: {{argv: {record}, {out / 'grant.json'}, "
+        "'{{ access.subject }}', '{{ access.role }}']}\n"
+        f"  - name: revoke-ssh\n    steps:\n      - exec: {{argv: {record}, {out / 'revoke.json'}, "
+        "'{{ access.subject }}']}\n"
+        "catalog:\n"
+        "  - name: restart-app\n"
+        "    fields: {app: {type: string, required: true, pattern: '[a-z]+'}}\n"
+        "    approval: {role: operator}\n"
+        "    runbook: restart-app\n"
+        "    sla: 1h\n"
+        "access:\n"
+        "  roles:\n"
+        "    - name: ssh\n"
+        "      rights: [ssh:login]\n"
+        "      holders: [user:alice]\n"
+        "      max_duration: 1h\n"
+        "      provision: {grant: grant-ssh, revoke: revoke-ssh}\n"
+    )
+    daemon = Daemon(root, extra="incidents: incidents.yaml\nrunbooks: runbooks.yaml\n")
+    config = daemon.root / "tocsin.yaml"
+    config.write_text(config.read_text().replace("port: ", "tokens_file: tokens, port: ", 1))
+    return daemon
+
+
+def _json(path: Path) -> Any:
+    return path.exists() and json.loads(path.read_text())
+
+
+def test_a_request_is_validated_approved_and_fulfilled(tmp_path: Path) -> None:
+    """Test the catalog path: a bad input refused with the reason, approval by role, the
+    fulfilment runbook really running with the input."""
+    daemon = _daemon(tmp_path / "d", tmp_path)
+    daemon.start()
+    status, body = request(
+        daemon, "POST", "/api/v1/requests", {"item": "restart-app", "input": {"app": "Bad!"}}, ALICE
+    )
+    assert status == 400, body
+    assert "app" in body["error"]
+    status, made = request(
+        daemon, "POST", "/api/v1/requests", {"item": "restart-app", "input": {"app": "web"}}, ALICE
+    )
+    assert (status in (200, 201), made["state"]) == (True, "submitted"), made
+    path = f"/api/v1/requests/{made['id']}"
+    assert request(daemon, "POST", f"{path}/approve", {}, VIEWER)[0] == 403
+    status, approved = request(daemon, "POST", f"{path}/approve", {}, ALICE)
+    assert status == 200, approved
+    got = wait_until(lambda: _json(tmp_path / "request.json"), what="the fulfilment run")
+    assert got["argv"] == ["web"]
+    done = wait_until(
+        lambda: (
+            request(daemon, "GET", path, token=VIEWER)[1]["state"] == "fulfilled"
+            and request(daemon, "GET", path, token=VIEWER)[1]
+        )
+    )
+    assert [e["to"] for e in done["timeline"]][-1] == "fulfilled"
+    assert daemon.stop() == 0
+
+
+def test_a_time_bound_grant_survives_a_restart_and_is_revoked_at_expiry(tmp_path: Path) -> None:
+    """Test provisioning, restart, expiry with the revoke runbook, and the audit log; and a
+    grant the policy forbids, denied with its reason and nothing run."""
+    daemon = _daemon(tmp_path / "d", tmp_path)
+    daemon.start()
+    status, denied = request(
+        daemon, "POST", "/api/v1/access/requests", {"role": "ssh", "subject": "bob"}, ALICE
+    )
+    assert status in (200, 201, 403), denied
+    assert (denied["verdict"], denied["grant"]) == ("denied", None)
+    assert denied["reason"].startswith("bob may not hold ssh (holders: user alice)")
+    status, granted = request(
+        daemon, "POST", "/api/v1/access/requests",
+        {"role": "ssh", "subject": "alice", "duration": 4}, ALICE,
+    )  # fmt: skip
+    assert status in (200, 201), granted
+    got = wait_until(lambda: _json(tmp_path / "grant.json"), what="the grant runbook")
+    assert got["argv"] == ["alice", "ssh"]
+    assert granted["verdict"] == "allowed"
+    grant_id = granted["grant"]["id"]
+    wait_until(
+        lambda: (
+            request(daemon, "GET", f"/api/v1/access/grants/{grant_id}", token=VIEWER)[1]["state"]
+            == "active"
+        ),
+        what="the grant to be active",
+    )
+    assert daemon.stop() == 0
+    assert not (tmp_path / "revoke.json").exists()
+    daemon.start()
+    got = wait_until(lambda: _json(tmp_path / "revoke.json"), timeout=20, what="the expiry")
+    assert got["argv"] == ["alice"]
+    wait_until(
+        lambda: (
+            request(daemon, "GET", f"/api/v1/access/grants/{grant_id}", token=VIEWER)[1]["state"]
+            == "expired"
+        ),
+        what="the grant to be expired",
+    )
+    audit = request(daemon, "GET", "/api/v1/access/audit?limit=50", token=VIEWER)[1]["audit"]
+    actions = [(e["action"], e["subject"]) for e in reversed(audit)]
+    assert ("denied", "bob") in actions
+    assert [a for a, s in actions if s == "alice"] == [
+        "requested", "approved", "granted", "expired", "revoked",
+    ]  # fmt: skip
+    assert daemon.stop() == 0
