@@ -16,6 +16,7 @@ import structlog
 
 from tocsin import __version__, obs
 from tocsin.actions.registry import action_kinds
+from tocsin.actions.service import SERVICE_CHANNEL
 from tocsin.api.http import ApiServer
 from tocsin.api.incidents import IncidentError
 from tocsin.config import Config, FileSourceConfig, describe
@@ -61,7 +62,7 @@ from tocsin.records.problems import (
 )
 from tocsin.remediator import Remediator
 from tocsin.rules.loader import RuleSet, load_rules
-from tocsin.runbooks.settings import Runbook
+from tocsin.runbooks.settings import RunbookSettings
 from tocsin.servicedesk import AccessDeskImpl, RequestDeskImpl, ServiceDesk
 from tocsin.sources.logfile import LogFileSource
 from tocsin.store.base import CommitBatch, HistoryEntry, Store, StoreError
@@ -97,10 +98,16 @@ def load_ruleset(
     paths: tuple[Path, ...],
     *,
     brokers: Collection[str] | None = None,
-    runbooks: Mapping[str, Runbook] | None = None,
+    service: RunbookSettings | None = None,
 ) -> RuleSet:
     """Load rules and log every problem with file:line; invalid rules are skipped."""
-    ruleset = load_rules(list(paths), kinds=action_kinds(brokers=brokers, runbooks=runbooks))
+    kinds = action_kinds(
+        brokers=brokers,
+        runbooks=service.runbooks if service else None,
+        catalog=service.catalog if service else None,
+        access=service.access if service else None,
+    )
+    ruleset = load_rules(list(paths), kinds=kinds)
     for warning in ruleset.warnings:
         log.warning("rule_warning", problem=str(warning))
     for error in ruleset.errors:
@@ -198,6 +205,7 @@ class Daemon:
         self._send_failures: list[HistoryEntry] = []  # timeline notes of failed sends, to commit
         self._failed_keys: set[str] = set()  # messages whose first failed send was noted
         self._next_close = 0.0  # monotonic time of the next auto-close sweep
+        self._last_batch = -math.inf  # monotonic time the engine last took a batch
         self.ready = asyncio.Event()
 
     async def run(self, stop: asyncio.Event) -> bool:
@@ -214,7 +222,7 @@ class Daemon:
         ruleset = load_ruleset(
             config.rule_paths,
             brokers=list(config.mqtt_brokers),
-            runbooks=config.runbooks.runbooks,
+            service=config.runbooks,
         )
         try:
             tokens = (
@@ -354,7 +362,9 @@ class Daemon:
                 await traps.enter_async_context(mqtt)
             notifying = make_senders(settings.receivers, report=self._send_failed)
             traps.push_async_callback(notifying.close)
-            senders = await self._start_senders(mqtt, notifying, writer)
+            senders = await self._start_senders(
+                mqtt, notifying, writer, {SERVICE_CHANNEL: service.deliver}
+            )
             # A file that several entries match belongs to the first of them, in config order.
             earlier = [
                 [p for spec in config.files[:i] for p in spec.patterns]
@@ -606,6 +616,7 @@ class Daemon:
         """Run one batch through the engine and hand its effects to the store."""
         self._queued_events -= len(batch.events)
         obs.QUEUE_DEPTH.set(self._queued_events)
+        self._last_batch = time.monotonic()
         result = engine.process(batch.events)
         offsets = [batch.checkpoint] if batch.checkpoint is not None else []
         committed = await self._commit(
@@ -817,11 +828,16 @@ class Daemon:
         return notifier
 
     async def _start_senders(
-        self, mqtt: MqttService | None, notifying: Senders, writer: StoreWriter
+        self,
+        mqtt: MqttService | None,
+        notifying: Senders,
+        writer: StoreWriter,
+        internal: Mapping[str, Send],
     ) -> list[asyncio.Task[None]]:
         """Start one outbox sender per channel; say so when rows wait for a channel now gone."""
         channels: dict[str, tuple[Send, int]] = {
-            channel: (send, _NOTIFY_OUTBOX_LIMIT) for channel, send in notifying.sends.items()
+            channel: (send, _NOTIFY_OUTBOX_LIMIT)
+            for channel, send in (*notifying.sends.items(), *internal.items())
         }
         if mqtt is not None:
             for channel, send in mqtt.channels.items():
@@ -872,18 +888,24 @@ class Daemon:
         escalations, fire SLA marks (rules see them as events) and close old resolved ones."""
         if self._maintenance is not None:
             await self._maintenance.remind()
-        result = engine.tick()
-        if result.changes or result.state or result.outbox or result.runs:
-            await self._commit(
-                writer,
-                result.changes,
-                [],
-                state=result.state,
-                watermark=result.watermark,
-                outbox=result.outbox,
-                runs=result.runs,
-            )
-        self._report(engine, result)
+        quiet = time.monotonic() - self._last_batch >= self.config.correlation.tick
+        if quiet and self._queue.empty():
+            # Only when input has been quiet for a tick: event time follows the wall clock
+            # when nothing else moves it. In a backlog the lines' own stamps move it, and a
+            # wall-clock step there would make the next lines of the same second late (a
+            # replay, which never ticks, would count them differently).
+            result = engine.tick()
+            if result.changes or result.state or result.outbox or result.runs:
+                await self._commit(
+                    writer,
+                    result.changes,
+                    [],
+                    state=result.state,
+                    watermark=result.watermark,
+                    outbox=result.outbox,
+                    runs=result.runs,
+                )
+            self._report(engine, result)
         book = engine.book
         now = self.clock.now()
         if self._notifier is not None:
@@ -907,7 +929,7 @@ class Daemon:
             notes, self._send_failures = self._send_failures, []
             await writer.submit(CommitBatch(history=notes))
         # Reopening compares event times, so forgetting does too (catching up old logs).
-        book.forget_resolved(result.watermark - book.reopen_window)
+        book.forget_resolved(engine.time.watermark - book.reopen_window)
         await self._auto_close(writer, book, now)
         if self._service is not None:
             try:

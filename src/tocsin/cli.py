@@ -186,7 +186,7 @@ async def _serve(config: Config) -> int:
 def _check(config_path: Path | None, rule_paths: Sequence[Path]) -> int:
     paths = list(rule_paths)
     brokers = None  # without a config, publish actions may name any broker
-    runbooks = None  # ... and remediate actions none
+    service = None  # ... and remediate, request and access actions none
     if config_path is not None:
         try:
             config = load_config(config_path)
@@ -196,11 +196,19 @@ def _check(config_path: Path | None, rule_paths: Sequence[Path]) -> int:
         if not paths:
             paths = list(config.rule_paths)
         brokers = list(config.mqtt_brokers)
-        runbooks = config.runbooks.runbooks
+        service = config.runbooks
     if not paths:
         print("tocsin check: give --config or rule paths", file=sys.stderr)
         return EXIT_USAGE
-    ruleset = load_rules(paths, kinds=action_kinds(brokers=brokers, runbooks=runbooks))
+    ruleset = load_rules(
+        paths,
+        kinds=action_kinds(
+            brokers=brokers,
+            runbooks=service.runbooks if service else None,
+            catalog=service.catalog if service else None,
+            access=service.access if service else None,
+        ),
+    )
     for warning in ruleset.warnings:
         print(f"{warning.mark}: warning: {warning.message}", file=sys.stderr)
     for error in ruleset.errors:
@@ -224,7 +232,7 @@ def _replay(args: argparse.Namespace) -> int:
     correlation = CorrelationConfig()
     muter = None
     brokers = None
-    runbooks = None
+    service = None
     reopen_window = REOPEN_WINDOW
     if args.config is not None:
         try:
@@ -237,7 +245,7 @@ def _replay(args: argparse.Namespace) -> int:
         muter = Muter(silences=SilenceBook(), windows=config.maintenance, inhibit=config.inhibit)
         brokers = list(config.mqtt_brokers)
         reopen_window = config.incidents.reopen_window
-        runbooks = config.runbooks.runbooks
+        service = config.runbooks
     else:
         rule_paths = list(args.rules)
     tz = None
@@ -251,7 +259,15 @@ def _replay(args: argparse.Namespace) -> int:
     if missing:
         print(f"tocsin replay: no such file: {', '.join(missing)}", file=sys.stderr)
         return EXIT_USAGE
-    ruleset = load_rules(rule_paths, kinds=action_kinds(brokers=brokers, runbooks=runbooks))
+    ruleset = load_rules(
+        rule_paths,
+        kinds=action_kinds(
+            brokers=brokers,
+            runbooks=service.runbooks if service else None,
+            catalog=service.catalog if service else None,
+            access=service.access if service else None,
+        ),
+    )
     for error in ruleset.errors:
         print(f"{error} (rule skipped)", file=sys.stderr)
     _tune_gc()

@@ -16,7 +16,7 @@ from typing import Any
 import structlog
 
 from tocsin.api.incidents import IncidentError, timeline_json
-from tocsin.model import RemediationRun
+from tocsin.model import Outgoing, RemediationRun
 from tocsin.records.access import AccessBook, AccessError, AccessOutcome, AuditEntry, Grant
 from tocsin.records.access_policy import AccessRequest
 from tocsin.records.catalog import RequestInputError
@@ -292,6 +292,41 @@ class ServiceDesk:
                 log.error("access_provisioner_not_run", grant=run.grant, problem=str(exc))
                 settle = self.access.provisioned if run.action == "grant" else self.access.revoked
                 await self._access_done(settle(run.grant, False, now=self.clock(), detail=str(exc)))
+
+    async def deliver(self, messages: Sequence[Outgoing]) -> int:
+        """Handle what rules asked for (the `servicedesk` outbox channel), in order.
+
+        A refusal (bad input, a policy denial) is final: it is logged (and, for access,
+        audited) and the row is done; only a store failure is retried.
+        """
+        for message in messages:
+            body = message.body
+            actor = f"rule:{message.rule}"
+            try:
+                if body.get("kind") == "request":
+                    await self.submit(
+                        item=str(body["item"]), data=dict(body.get("input") or {}), actor=actor,
+                        source=actor,
+                    )  # fmt: skip
+                elif body.get("kind") == "access":
+                    outcome = await self.ask_access(
+                        kind=str(body["verb"]), role=str(body["role"]),
+                        subject=str(body["subject"]), duration=body.get("duration"),
+                        actor=actor, source=f"{actor} key {body.get('key', '')}",
+                    )  # fmt: skip
+                    decision = outcome.decision
+                    if decision is not None and not decision.allowed:
+                        log.warning("access_refused", rule=message.rule, reason=decision.reason)
+            except IncidentError as exc:
+                if exc.status == 503:
+                    raise  # the store failed: the outbox retries this row
+                log.warning(
+                    "service_ask_refused", rule=message.rule, kind=body.get("kind"),
+                    reason=exc.message,
+                )  # fmt: skip
+            except (KeyError, TypeError, ValueError) as exc:
+                log.error("service_ask_unreadable", rule=message.rule, problem=str(exc))
+        return len(messages)
 
     async def _run_finished(self, run: RemediationRun) -> None:
         """A fulfilment or provisioning run ended: move its request or grant on."""

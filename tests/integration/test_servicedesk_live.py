@@ -136,3 +136,53 @@ def test_a_time_bound_grant_survives_a_restart_and_is_revoked_at_expiry(tmp_path
         "requested", "approved", "granted", "expired", "revoked",
     ]  # fmt: skip
     assert daemon.stop() == 0
+
+
+RULES = r"""
+rules:
+  - id: app-hung
+    match: {message: {regex: 'app (?P<app>\S+) hung'}}
+    key: "{{ app }}"
+    actions:
+      - request: {item: restart-app, input: {app: "{{ app }}"}}
+  - id: ssh-abuse
+    match: {message: {regex: 'abuse by (?P<user>\S+)'}}
+    key: "{{ user }}"
+    actions:
+      - access: {revoke: "*", subject: "{{ user }}"}
+"""
+
+
+def test_rules_raise_requests_and_revoke_access(tmp_path: Path) -> None:
+    """Test the request and access actions: a log line raises a request (validated as text),
+    another revokes a user's grants; both survive as outbox rows, so nothing is lost."""
+    daemon = _daemon(tmp_path / "d", tmp_path)
+    (daemon.root / "rules" / "test.yaml").write_text(RULES)
+    daemon.start()
+    _, granted = request(
+        daemon, "POST", "/api/v1/access/requests",
+        {"role": "ssh", "subject": "alice", "duration": 3600}, ALICE,
+    )  # fmt: skip
+    assert granted["verdict"] == "allowed", granted
+    wait_until(lambda: _json(tmp_path / "grant.json"), what="the grant runbook")
+    with (daemon.root / "logs" / "app.log").open("a") as log:
+        log.write("Nov 25 10:00:00 web1 watchdog: app Web hung\n")  # fails the pattern
+        log.write("Nov 25 10:00:01 web1 watchdog: app web hung\n")
+        log.write("Nov 25 10:00:02 bastion sshd: abuse by alice\n")
+    made = wait_until(
+        lambda: request(daemon, "GET", "/api/v1/requests", token=VIEWER)[1]["requests"],
+        what="the request the rule raised",
+    )
+    assert [(r["item"], r["input"], r["requested_by"]) for r in made] == [
+        ("restart-app", {"app": "web"}, "rule:app-hung")
+    ]
+    assert "service_ask_refused" in daemon.output()  # "Web" did not fit: logged, not queued
+    wait_until(lambda: _json(tmp_path / "revoke.json"), what="the revoke runbook")
+
+    def audit() -> list[dict[str, Any]]:
+        path = "/api/v1/access/audit?subject=alice"
+        return list(request(daemon, "GET", path, token=VIEWER)[1]["audit"])
+
+    wait_until(lambda: [e for e in audit() if e["action"] == "revoked"], what="the revoke")
+    assert "rule:ssh-abuse" in json.dumps(audit())
+    assert daemon.stop() == 0

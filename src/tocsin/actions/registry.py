@@ -10,6 +10,9 @@ from tocsin.actions.log import LogKind
 from tocsin.actions.publish import PublishKind
 from tocsin.actions.remediate import RemediateKind
 from tocsin.actions.resolve import ResolveKind
+from tocsin.actions.service import AccessKind, RequestKind
+from tocsin.records.access_policy import AccessPolicy
+from tocsin.records.catalog import CatalogItem
 from tocsin.rules.types import ActionKind
 from tocsin.runbooks.settings import Runbook
 
@@ -20,6 +23,8 @@ def action_kinds(
     *,
     brokers: Collection[str] | None = None,
     runbooks: Mapping[str, Runbook] | None = None,
+    catalog: Mapping[str, CatalogItem] | None = None,
+    access: AccessPolicy | None = None,
 ) -> Mapping[str, ActionKind]:
     """Return every action kind; `brokers` are the MQTT broker names (None: not known here),
     `runbooks` the configured runbooks."""
@@ -30,6 +35,8 @@ def action_kinds(
         LogKind(),
         PublishKind(brokers=brokers),
         RemediateKind(runbooks),
+        RequestKind(catalog),
+        AccessKind(access),
     )
     return {kind.name: kind for kind in kinds}
 
