@@ -52,7 +52,7 @@ from tocsin.parsers import Parser, make_parser
 from tocsin.records.incidents import IncidentBook
 from tocsin.records.known_errors import KnownError, KnownErrorBook, KnownErrorError
 from tocsin.records.priority import PRIORITIES
-from tocsin.records.problem_keeper import RECURRENCE_DOCUMENT, ProblemKeeper
+from tocsin.records.problem_keeper import RECURRENCE_DOCUMENT, ProblemKeeper, problem_rows
 from tocsin.records.problems import (
     PROBLEM_STATES_KEPT,
     Problem,
@@ -279,11 +279,12 @@ class Daemon:
                 next_id=next_run,
             )
             self._remediator = remediator
-            await remediator.resume()
             service = await ServiceDesk.load(
                 settings=config.runbooks, writer=writer, remediator=remediator, clock=self.clock.now
             )
             self._service = service
+            service.problems = functools.partial(self._rule_problem, writer)
+            await remediator.resume()  # after the desk listens: interrupted runs settle there
             correlation = config.correlation
             engine = Engine(
                 rules=ruleset.rules,
@@ -724,6 +725,30 @@ class Daemon:
                     note="the channel is unknown" if channel not in self._senders else "",
                 )
         return kept
+
+    async def _rule_problem(
+        self, writer: StoreWriter, key: str, title: str, fp: str, actor: str
+    ) -> None:
+        """A rule's `problem` action: open (or reopen) the key's problem, link the incident."""
+        keeper, book = self._keeper, self._book
+        if keeper is None or book is None:
+            return
+        incident = book.get(fp)
+        try:
+            changes = keeper.book.open_or_link(
+                key,
+                title=title or key,
+                incident_ids=[incident.id] if incident is not None else [],
+                time=self.clock.now(),
+                actor=actor,
+                service=incident.service if incident is not None else "",
+                category=incident.category if incident is not None else "",
+            )
+        except ProblemError as exc:
+            log.warning("problem_action_refused", key=key, reason=str(exc))
+            return
+        rows, history = problem_rows(changes)
+        await writer.submit(CommitBatch(problems=rows, problem_history=history))
 
     async def _escalate(self, writer: StoreWriter, incident: Incident) -> None:
         """Page the incident's next level now (a remediation's on_failure: escalate)."""

@@ -10,13 +10,14 @@ from __future__ import annotations
 import asyncio
 import builtins
 import json
-from collections.abc import Callable, Sequence
+from collections.abc import Awaitable, Callable, Sequence
+from dataclasses import replace
 from typing import Any
 
 import structlog
 
 from tocsin.api.incidents import IncidentError, timeline_json
-from tocsin.model import Outgoing, RemediationRun
+from tocsin.model import RUN_FINISHED, Outgoing, RemediationRun
 from tocsin.records.access import AccessBook, AccessError, AccessOutcome, AuditEntry, Grant
 from tocsin.records.access_policy import AccessRequest
 from tocsin.records.catalog import RequestInputError
@@ -66,6 +67,8 @@ class ServiceDesk:
         self.requests = requests
         self.access = access
         self.lock = asyncio.Lock()  # one change at a time: decide, save, then run
+        # Opens or adds to a problem for a rule's `problem` action (the daemon's problem book).
+        self.problems: Callable[[str, str, str, str], Awaitable[None]] | None = None
         remediator.on_finish = self._run_finished
 
     @classmethod
@@ -104,9 +107,29 @@ class ServiceDesk:
         )
 
     async def resume(self) -> None:
-        """Re-run provisioning that a stop cut off (provisioners must be safe to run twice)."""
+        """Pick up where the last life stopped, from the store: runs that ended meanwhile
+        settle their request or grant; a grant whose run still waits is left to it; policy
+        changes revoke what may no longer be held; approved requests start their runbook."""
         async with self.lock:
-            await self._access_done(self.access.resume())
+            await self._access_done(self.access.set_policy(self.settings.access, now=self.clock()))
+            outcome = self.access.resume()
+            todo = []
+            for provision in outcome.runs:
+                rule, key = f"access:{provision.action}", str(provision.grant)
+                last = await self._last_run(rule, key)
+                if last is None:
+                    todo.append(provision)
+                elif last.state in RUN_FINISHED:
+                    await self._settle_access(last)
+                # else its run still waits (queued, awaiting approval): the remediator runs it
+            await self._access_done(replace(outcome, runs=tuple(todo)))
+            for request in list(self.requests.requests()):
+                if request.state == "fulfilling" and request.run_id is not None:
+                    run = await self._run(request.run_id)
+                    if run is not None and run.state in RUN_FINISHED:
+                        await self._settle_request(run)
+                elif request.state == "approved":
+                    await self._fulfil(request)
 
     async def tick(self, now: float) -> None:
         """Request SLA breaches and grant expiries that came due."""
@@ -200,6 +223,8 @@ class ServiceDesk:
                 entry.runbook, variables, rule=f"request:{request.item}", key=str(request.id),
                 target=request.item,
             )  # fmt: skip
+        except (StoreError, RuntimeError) as exc:
+            raise IncidentError(503, f"the fulfilment run was not saved: {exc}") from None
         except RenderError as exc:
             change = self.requests.start(request, time=self.clock(), actor="catalog")
             failed = self.requests.finish(
@@ -288,6 +313,8 @@ class ServiceDesk:
                     run.runbook, run.variables(), rule=f"access:{run.action}",
                     key=str(run.grant), target=run.subject,
                 )  # fmt: skip
+            except (StoreError, RuntimeError) as exc:
+                raise IncidentError(503, f"the provisioning run was not saved: {exc}") from None
             except RenderError as exc:
                 log.error("access_provisioner_not_run", grant=run.grant, problem=str(exc))
                 settle = self.access.provisioned if run.action == "grant" else self.access.revoked
@@ -299,11 +326,13 @@ class ServiceDesk:
         A refusal (bad input, a policy denial) is final: it is logged (and, for access,
         audited) and the row is done; only a store failure is retried.
         """
-        for message in messages:
+        for index, message in enumerate(messages):
             body = message.body
             actor = f"rule:{message.rule}"
             try:
-                if body.get("kind") == "request":
+                if body.get("kind") == "request" and self._open_from(actor, body):
+                    log.info("service_ask_repeated", rule=message.rule, item=body.get("item"))
+                elif body.get("kind") == "request":
                     await self.submit(
                         item=str(body["item"]), data=dict(body.get("input") or {}), actor=actor,
                         source=actor,
@@ -317,9 +346,15 @@ class ServiceDesk:
                     decision = outcome.decision
                     if decision is not None and not decision.allowed:
                         log.warning("access_refused", rule=message.rule, reason=decision.reason)
+                elif body.get("kind") == "problem" and self.problems is not None:
+                    await self.problems(
+                        str(body["key"]), str(body["title"]), str(body["fingerprint"]), actor
+                    )
             except IncidentError as exc:
                 if exc.status == 503:
-                    raise  # the store failed: the outbox retries this row
+                    if index:
+                        return index  # handled so far; the outbox retries from this row
+                    raise
                 log.warning(
                     "service_ask_refused", rule=message.rule, kind=body.get("kind"),
                     reason=exc.message,
@@ -328,32 +363,64 @@ class ServiceDesk:
                 log.error("service_ask_unreadable", rule=message.rule, problem=str(exc))
         return len(messages)
 
+    async def _last_run(self, rule: str, key: str) -> RemediationRun | None:
+        found: RemediationRun | None = await _read(self.writer, lambda s: s.last_run(rule, key))
+        return found
+
+    async def _run(self, run_id: int) -> RemediationRun | None:
+        found: RemediationRun | None = await _read(self.writer, lambda s: s.get_run(run_id))
+        return found
+
+    def _open_from(self, actor: str, body: dict[str, Any]) -> bool:
+        """Whether the rule's request for the same item and input is open still (a repeat)."""
+        item, data = body.get("item"), body.get("input")
+        return any(
+            r.source == actor and r.item == item and r.state in _KEPT
+            and {k: str(v) for k, v in r.input.items()} == data
+            for r in self.requests.requests()
+        )  # fmt: skip
+
     async def _run_finished(self, run: RemediationRun) -> None:
         """A fulfilment or provisioning run ended: move its request or grant on."""
-        if run.rule.startswith("request:"):
-            async with self.lock:
-                request = self.requests.get(int(run.key))
-                if request is None or request.state != "fulfilling":
-                    return
-                ok = run.state == "succeeded"
-                reason = "" if ok else f"run {run.id} {run.state}: {run.reason}"
-                change = self.requests.finish(
-                    request, ok=ok, time=self.clock(), actor=f"runbook:{run.runbook}", reason=reason
+        async with self.lock:
+            if run.rule.startswith("request:"):
+                await self._settle_request(run)
+            elif run.rule in ("access:grant", "access:revoke"):
+                await self._settle_access(run)
+
+    async def _settle_request(self, run: RemediationRun) -> None:
+        request = self.requests.get(int(run.key))
+        if request is None or request.state != "fulfilling" or request.run_id != run.id:
+            return
+        ok = run.state == "succeeded"
+        reason = "" if ok else f"run {run.id} {run.state}: {run.reason}"
+        change = self.requests.finish(
+            request, ok=ok, time=self.clock(), actor=f"runbook:{run.runbook}", reason=reason
+        )
+        await self._save_requests([change])
+
+    async def _settle_access(self, run: RemediationRun) -> None:
+        grant = self.access.get(int(run.key))
+        wanted = "provisioning" if run.rule == "access:grant" else "revoking"
+        if grant is None or str(grant.state) != wanted:
+            if run.rule == "access:grant" and run.state == "succeeded":
+                log.warning(
+                    "access_stale_grant_run",
+                    run=run.id,
+                    grant=run.key,
+                    note="a grant run finished for a grant no longer provisioning; check by hand",
                 )
-                await self._save_requests([change])
-        elif run.rule in ("access:grant", "access:revoke"):
-            async with self.lock:
-                settle = (
-                    self.access.provisioned if run.rule == "access:grant" else self.access.revoked
-                )
-                detail = f"run {run.id} {run.state}: {run.reason}"
-                try:
-                    outcome = settle(int(run.key), run.state == "succeeded", now=self.clock(),
-                                     detail=detail)  # fmt: skip
-                except AccessError as exc:
-                    log.warning("access_run_for_unknown_grant", run=run.id, problem=str(exc))
-                    return
-                await self._access_done(outcome)
+            return
+        settle = self.access.provisioned if run.rule == "access:grant" else self.access.revoked
+        detail = f"run {run.id} {run.state}: {run.reason}"
+        try:
+            outcome = settle(
+                int(run.key), run.state == "succeeded", now=self.clock(), detail=detail
+            )
+        except AccessError as exc:
+            log.warning("access_run_for_unknown_grant", run=run.id, problem=str(exc))
+            return
+        await self._access_done(outcome)
 
 
 class RequestDeskImpl:

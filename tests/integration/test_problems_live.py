@@ -84,3 +84,32 @@ def test_recurrence_opens_a_problem_and_the_known_error_reaches_the_next(tmp_pat
     assert status == 409  # the problem itself has no workaround yet: the KEDB entry does
     assert "workaround" in moved["error"]
     assert daemon.stop() == 0
+
+
+def test_a_rule_opens_a_problem_and_links_its_incident(tmp_path: Path) -> None:
+    """Test the `problem` action: the rule's incident is linked to the key's problem."""
+    root = tmp_path / "d"
+    daemon = _daemon(root)
+    (root / "rules" / "test.yaml").write_text(
+        "rules:\n"
+        "  - id: raid-degraded\n"
+        "    match: {message: {regex: 'raid (?P<array>\\S+) degraded'}}\n"
+        "    key: '{{ event.host }}'\n"
+        "    actions:\n"
+        "      - incident: {title: 'RAID degraded on {{ event.host }}', impact: high, urgency: low}\n"
+        "      - problem: {key: '{{ array }}', title: 'Array {{ array }} keeps degrading'}\n"
+    )
+    daemon.start()
+    _write(daemon, "Nov 25 10:00:00 db1 mdadm: raid md0 degraded\n")
+    _write(daemon, "Nov 25 10:00:01 db2 mdadm: raid md0 degraded\n")
+    problems = wait_until(
+        lambda: [
+            p
+            for p in request(daemon, "GET", "/api/v1/problems", token=VIEWER)[1]["problems"]
+            if len(p["incidents"]) == 2
+        ],
+        what="one problem with both incidents",
+    )
+    assert problems[0]["title"] == "Array md0 keeps degrading"
+    assert problems[0]["fingerprint"] == "rule raid-degraded: md0"
+    assert daemon.stop() == 0

@@ -17,14 +17,17 @@ from test_silences_live import request
 
 pytestmark = pytest.mark.integration
 
+OLGA = "olga-operator-token-0123456789abcdef"
+
 SCRIPTS = Path(__file__).resolve().parents[1] / "runbooks" / "scripts"
 
 
 def _daemon(root: Path, out: Path) -> Daemon:
-    digest = {t: hashlib.sha256(t.encode()).hexdigest() for t in (ALICE, VIEWER)}
+    digest = {t: hashlib.sha256(t.encode()).hexdigest() for t in (ALICE, VIEWER, OLGA)}
     root.mkdir(parents=True, exist_ok=True)
     (root / "tokens").write_text(
         f"alice operator sha256:{digest[ALICE]}\nvictor viewer sha256:{digest[VIEWER]}\n"
+        f"olga operator sha256:{digest[OLGA]}\n"
     )
     (root / "incidents.yaml").write_text("users:\n  - {name: alice}\n  - {name: bob}\n")
     record = f"[{sys.executable}, {SCRIPTS / 'record_argv.py'}"
@@ -76,7 +79,11 @@ def test_a_request_is_validated_approved_and_fulfilled(tmp_path: Path) -> None:
     assert (status in (200, 201), made["state"]) == (True, "submitted"), made
     path = f"/api/v1/requests/{made['id']}"
     assert request(daemon, "POST", f"{path}/approve", {}, VIEWER)[0] == 403
-    status, approved = request(daemon, "POST", f"{path}/approve", {}, ALICE)
+    status, own = request(daemon, "POST", f"{path}/approve", {}, ALICE)
+    assert (status, own["error"]) == (
+        403, f"request {made['id']} was submitted by alice: somebody else must approve it"
+    )  # fmt: skip
+    status, approved = request(daemon, "POST", f"{path}/approve", {}, OLGA)
     assert status == 200, approved
     got = wait_until(lambda: _json(tmp_path / "request.json"), what="the fulfilment run")
     assert got["argv"] == ["web"]
@@ -185,4 +192,40 @@ def test_rules_raise_requests_and_revoke_access(tmp_path: Path) -> None:
 
     wait_until(lambda: [e for e in audit() if e["action"] == "revoked"], what="the revoke")
     assert "rule:ssh-abuse" in json.dumps(audit())
+    assert daemon.stop() == 0
+
+
+def test_a_request_whose_run_a_kill_cut_off_fails_instead_of_hanging(tmp_path: Path) -> None:
+    """Test that after kill -9 mid-fulfilment the request ends failed (its run interrupted),
+    not stuck in fulfilling."""
+    root = tmp_path / "d"
+    daemon = _daemon(root, tmp_path)
+    slow = tmp_path / "slow.py"
+    slow.write_text("import sys, time\nopen(sys.argv[1], 'w').write('x')\ntime.sleep(60)\n")
+    text = (root / "runbooks.yaml").read_text()
+    start = text.index("  - name: restart-app")
+    end = text.index("  - name: grant-ssh")
+    text = (
+        text[:start]
+        + "  - name: restart-app\n    steps:\n"
+        + f"      - exec: {{argv: [{sys.executable}, {slow}, {tmp_path / 'started'}]}}\n"
+        + text[end:]
+    )
+    (root / "runbooks.yaml").write_text(text)
+    daemon.start()
+    _, made = request(
+        daemon, "POST", "/api/v1/requests", {"item": "restart-app", "input": {"app": "web"}}, ALICE
+    )
+    request(daemon, "POST", f"/api/v1/requests/{made['id']}/approve", {}, OLGA)
+    wait_until((tmp_path / "started").exists, what="the fulfilment to start")
+    daemon.kill9()
+    daemon.start()
+    path = f"/api/v1/requests/{made['id']}"
+    failed = wait_until(
+        lambda: (
+            (body := request(daemon, "GET", path, token=VIEWER)[1])["state"] == "failed" and body
+        ),
+        what="the request to fail",
+    )
+    assert "interrupted" in failed["reason"]
     assert daemon.stop() == 0

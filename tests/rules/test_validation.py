@@ -26,7 +26,7 @@ BAD = {
     "bad_regex.yaml": "bad/bad_regex.yaml:3:30: rule 'broken-regex': invalid regex "
     "'unclosed (group': missing ), unterminated subpattern at position 9",
     "unknown_action.yaml": "bad/unknown_action.yaml:5:9: rule 'act': unknown action 'incidnet' "
-    "(did you mean 'incident'?); known actions: access, drop, incident, log, publish, remediate, request, resolve",
+    "(did you mean 'incident'?); known actions: access, drop, incident, log, problem, publish, remediate, request, resolve",
     "bad_impact.yaml": "bad/bad_impact.yaml:5:38: rule 'impact': impact must be one of high, "
     "medium, low, not 'severe'",
     "unknown_macro.yaml": "bad/unknown_macro.yaml:5:20: rule 'mac': unknown macro 'sshdd' "

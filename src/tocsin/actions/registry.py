@@ -10,7 +10,7 @@ from tocsin.actions.log import LogKind
 from tocsin.actions.publish import PublishKind
 from tocsin.actions.remediate import RemediateKind
 from tocsin.actions.resolve import ResolveKind
-from tocsin.actions.service import AccessKind, RequestKind
+from tocsin.actions.service import AccessKind, ProblemKind, RequestKind
 from tocsin.records.access_policy import AccessPolicy
 from tocsin.records.catalog import CatalogItem
 from tocsin.rules.types import ActionKind
@@ -37,6 +37,7 @@ def action_kinds(
         RemediateKind(runbooks),
         RequestKind(catalog),
         AccessKind(access),
+        ProblemKind(),
     )
     return {kind.name: kind for kind in kinds}
 

@@ -1,5 +1,6 @@
-"""The `request` and `access` actions: a rule raises a service request from the catalog, or
-asks for (or revokes) an access grant under the policy.
+"""The `request`, `access` and `problem` actions: a rule raises a service request from the
+catalog, asks for (or revokes) an access grant under the policy, or opens (or adds to) a
+problem for its incident.
 
 Both go through the outbox (channel `servicedesk`), committed with the batch that made them,
 so a log line or MQTT message that asked is never lost; the service desk then handles them
@@ -15,12 +16,21 @@ from typing import Any
 from tocsin.model import Outgoing
 from tocsin.records.access_policy import ALL_ROLES, AccessPolicy
 from tocsin.records.catalog import CatalogItem
+from tocsin.records.incidents import fingerprint
 from tocsin.rules.schema import check_keys, expect_map, expect_str, parse_duration
 from tocsin.rules.templates import Template
 from tocsin.rules.types import ActionEnv, ActionOutput, CompileContext, Hit
 from tocsin.yamlsrc import Mark, did_you_mean, value_mark
 
-__all__ = ["SERVICE_CHANNEL", "AccessAction", "AccessKind", "RequestAction", "RequestKind"]
+__all__ = [
+    "SERVICE_CHANNEL",
+    "AccessAction",
+    "AccessKind",
+    "ProblemAction",
+    "ProblemKind",
+    "RequestAction",
+    "RequestKind",
+]
 
 SERVICE_CHANNEL = "servicedesk"  # the outbox channel the service desk reads
 
@@ -162,4 +172,54 @@ class AccessKind:
             role=role,
             subject=ctx.template(data["subject"], value_mark(data, "subject", mark), "'subject'"),
             duration=duration,
+        )
+
+
+@dataclass(frozen=True, slots=True)
+class ProblemAction:
+    """Open the problem of a key (or reopen it), linking the rule's incident for the hit."""
+
+    rule: str
+    key: Template | None  # default: the rule's key
+    title: Template
+    kind: str = "problem"
+    notifies: bool = False
+
+    def run(self, hit: Hit, env: ActionEnv) -> None:
+        """Queue it; the desk links the incident this rule has for the hit's key, if any."""
+        variables = hit.variables
+        key = self.key.render(variables) if self.key is not None else hit.key
+        body = {
+            "kind": "problem",
+            "key": f"rule {self.rule}: {key}",
+            "title": self.title.render(variables).strip(),
+            "fingerprint": fingerprint(self.rule, hit.key),
+        }
+        env.outbox.append(Outgoing(SERVICE_CHANNEL, self.rule, body))
+        if env.outputs is not None:
+            env.outputs.append(
+                ActionOutput(hit.time, self.rule, "problem", "link", hit.key, "", body["title"], 0)
+            )
+
+    def referenced_rules(self) -> tuple[str, ...]:
+        """Refer to no other rule."""
+        return ()
+
+
+class ProblemKind:
+    """Compiles `problem: {title, key}`."""
+
+    name = "problem"
+
+    def compile(self, spec: Any, mark: Mark, ctx: CompileContext) -> ProblemAction:
+        """A title template, and optionally a key template (default: the rule's key)."""
+        data = expect_map(spec, mark, "'problem'", ctx.error)
+        check_keys(data, ("title", "key"), "problem option", ctx.error, required=("title",))
+        key = data.get("key")
+        return ProblemAction(
+            rule=ctx.rule_id,
+            key=ctx.template(key, value_mark(data, "key", mark), "'key'")
+            if key is not None
+            else None,
+            title=ctx.template(data["title"], value_mark(data, "title", mark), "'title'"),
         )

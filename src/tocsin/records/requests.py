@@ -354,6 +354,11 @@ class RequestBook:
                 f"{who} is {role}",
                 needed=needed,
             )
+        if op == "approve" and who == request.requested_by:
+            raise RequestForbiddenError(
+                f"request {request.id} was submitted by {who}: somebody else must approve it",
+                needed=needed,
+            )
         change = self._move(request, op, time, who, text)
         request.decided_by, request.decided_at = who, time
         if op == "reject":

@@ -257,6 +257,9 @@ class Store(Protocol):
     def load_runs(self, states: Sequence[str]) -> list[RemediationRun]:
         """Return the runs in any of `states`, oldest first (to resume after a restart)."""
 
+    def last_run(self, rule: str, key: str) -> RemediationRun | None:
+        """Return the newest run a rule asked for with this key (the service desk's), or None."""
+
     def next_run_id(self) -> int:
         """Return one more than the largest run id ever stored (1 when empty)."""
 

@@ -704,6 +704,13 @@ class SqliteStore:
         rows = self._query(_SELECT_RUNS + f"WHERE state IN ({marks}) ORDER BY id", tuple(states))
         return [_run(row) for row in rows]
 
+    def last_run(self, rule: str, key: str) -> RemediationRun | None:
+        """Return the newest run a rule asked for with this key, or None."""
+        rows = self._query(
+            _SELECT_RUNS + "WHERE rule = ? AND key = ? ORDER BY id DESC LIMIT 1", (rule, key)
+        )
+        return _run(rows[0]) if rows else None
+
     def next_run_id(self) -> int:
         """Return one more than the largest stored run id."""
         largest: int = self._query("SELECT COALESCE(MAX(id), 0) FROM runs")[0][0]
