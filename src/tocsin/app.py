@@ -60,6 +60,7 @@ from tocsin.records.problems import (
     ProblemError,
     RecurrencePolicy,
 )
+from tocsin.records.requests import ServiceRequest
 from tocsin.remediator import Remediator
 from tocsin.rules.loader import RuleSet, load_rules
 from tocsin.runbooks.settings import RunbookSettings
@@ -91,6 +92,7 @@ class EventBatch:
 
 
 _NOTHING = EventBatch([], None, 0.0)  # no batch arrived before the tick was due
+_REQUEST_SLA = "request-sla"  # the rule id of the incidents overdue requests raise
 _NOTIFY_OUTBOX_LIMIT = 100_000  # notifications kept per receiver while it cannot be reached
 
 
@@ -284,6 +286,7 @@ class Daemon:
             )
             self._service = service
             service.problems = functools.partial(self._rule_problem, writer)
+            service.escalate = functools.partial(self._request_overdue, writer)
             await remediator.resume()  # after the desk listens: interrupted runs settle there
             correlation = config.correlation
             engine = Engine(
@@ -725,6 +728,41 @@ class Daemon:
                     note="the channel is unknown" if channel not in self._senders else "",
                 )
         return kept
+
+    async def _request_overdue(
+        self, writer: StoreWriter, request: ServiceRequest, policy: str | None, breached: bool
+    ) -> None:
+        """A request past its SLA raises an incident (rule `request-sla`) that notifies and
+        escalates like any other, with the catalog item's policy when it names one; the
+        incident resolves when the request ends."""
+        book = self._book
+        if book is None:
+            return
+        fp = f"{_REQUEST_SLA}:{request.id}"
+        now = self.clock.now()
+        if not breached:
+            change = book.resolve(fp, time=now, actor=f"request:{request.id}",
+                                  note=f"request {request.id} is {request.state}")  # fmt: skip
+            if change is not None:
+                await self._commit(writer, [change], [])
+            return
+        if book.get(fp) is not None:
+            return
+        opened = book.open(
+            rule=_REQUEST_SLA,
+            key=str(request.id),
+            title=f"Request {request.id} ({request.item}) not fulfilled within its SLA",
+            impact="medium",
+            urgency="high",
+            category="request",
+            labels={"request": str(request.id), "item": request.item},
+            time=now,
+            actor=f"request:{request.id}",
+        )
+        reaction = None
+        if policy is not None and self._notifier is not None:
+            reaction = self._notifier.page_with(opened.incident, policy, now)
+        await self._commit(writer, [opened], [], reaction=reaction)
 
     async def _rule_problem(
         self, writer: StoreWriter, key: str, title: str, fp: str, actor: str

@@ -69,6 +69,9 @@ class ServiceDesk:
         self.lock = asyncio.Lock()  # one change at a time: decide, save, then run
         # Opens or adds to a problem for a rule's `problem` action (the daemon's problem book).
         self.problems: Callable[[str, str, str, str], Awaitable[None]] | None = None
+        # A request past its SLA (True) or one that ended after that (False): the daemon
+        # raises, and later resolves, an incident for it, which escalates like any other.
+        self.escalate: Callable[[ServiceRequest, str | None, bool], Awaitable[None]] | None = None
         remediator.on_finish = self._run_finished
 
     @classmethod
@@ -147,6 +150,8 @@ class ServiceDesk:
                         item=change.request.item,
                     )
                 await self._save_requests(breached)
+                for change in breached:
+                    await self._escalate(change.request, breached=True)
             await self._access_done(self.access.expiring(now))
 
     # -- requests --------------------------------------------------------------------------
@@ -398,6 +403,15 @@ class ServiceDesk:
             request, ok=ok, time=self.clock(), actor=f"runbook:{run.runbook}", reason=reason
         )
         await self._save_requests([change])
+        if request.sla_breached:
+            await self._escalate(request, breached=False)
+
+    async def _escalate(self, request: ServiceRequest, *, breached: bool) -> None:
+        """Tell the daemon: a request breached its SLA, or a breached one has ended."""
+        if self.escalate is None:
+            return
+        item = self.settings.catalog.get(request.item)
+        await self.escalate(request, item.escalation if item is not None else None, breached)
 
     async def _settle_access(self, run: RemediationRun) -> None:
         grant = self.access.get(int(run.key))

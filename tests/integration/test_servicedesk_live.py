@@ -12,6 +12,7 @@ from typing import Any
 
 import pytest
 from daemon import Daemon, wait_until
+from receiverkit import http_receiver
 from test_incidents_live import ALICE, VIEWER
 from test_silences_live import request
 
@@ -229,3 +230,52 @@ def test_a_request_whose_run_a_kill_cut_off_fails_instead_of_hanging(tmp_path: P
     )
     assert "interrupted" in failed["reason"]
     assert daemon.stop() == 0
+
+
+def test_a_slow_fulfilment_breaches_the_sla_and_escalates(tmp_path: Path) -> None:
+    """Test the request SLA: a runbook slower than the item's SLA raises an incident paged
+    by the item's escalation policy, resolved when the request is fulfilled."""
+    root = tmp_path / "d"
+    with http_receiver() as hook:
+        daemon = _daemon(root, tmp_path)
+        (root / "incidents.yaml").write_text(
+            "users:\n  - {name: alice, receivers: [page]}\n  - {name: bob}\n"
+            "receivers:\n"
+            f"  - {{name: page, webhook: {{url: 'http://127.0.0.1:{hook.port}/page'}}}}\n"
+            "escalation_policies:\n"
+            "  - {name: requests, levels: [{targets: [{user: alice}], delay: 1h}]}\n"
+            "route: {receiver: page, group_wait: 1h}\n"
+        )
+        slow = tmp_path / "slow.py"
+        slow.write_text("import time\ntime.sleep(4)\n")
+        text = (root / "runbooks.yaml").read_text()
+        start = text.index("  - name: restart-app")
+        end = text.index("  - name: grant-ssh")
+        text = (
+            text[:start]
+            + "  - name: restart-app\n    steps:\n"
+            + f"      - exec: {{argv: [{sys.executable}, {slow}]}}\n"
+            + text[end:]
+        ).replace("    sla: 1h\n", "    sla: 1s\n    escalation: requests\n")
+        (root / "runbooks.yaml").write_text(text)
+        daemon.start()
+        _, made = request(
+            daemon, "POST", "/api/v1/requests", {"item": "restart-app", "input": {"app": "web"}},
+            ALICE,
+        )  # fmt: skip
+        request(daemon, "POST", f"/api/v1/requests/{made['id']}/approve", {}, OLGA)
+        (page,) = wait_until(lambda: hook.bodies("/page"), what="the page for the breach")
+        assert page["reason"] == "escalation level 1"
+        assert page["incidents"][0]["title"] == (
+            f"Request {made['id']} (restart-app) not fulfilled within its SLA"
+        )
+        assert page["user"]["name"] == "alice"
+        (incident,) = wait_until(
+            lambda: [i for i in daemon.incidents() if i["state"] == "resolved"],
+            timeout=20,
+            what="the incident to resolve with the fulfilment",
+        )
+        assert incident["rule"] == "request-sla"
+        path = f"/api/v1/requests/{made['id']}"
+        assert request(daemon, "GET", path, token=VIEWER)[1]["sla_breached"] is True
+        assert daemon.stop() == 0

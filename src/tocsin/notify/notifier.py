@@ -129,6 +129,14 @@ class Notifier:
         self._schedule(incident)
         return reaction
 
+    def page_with(self, incident: Incident, policy: str, now: float) -> Reaction:
+        """Start a named escalation policy for an incident (a request past its SLA)."""
+        reaction = Reaction()
+        if self.escalator is not None and incident.escalation is None:
+            self._page(incident, self.escalator.start(incident, policy, now), now, reaction)
+            self._schedule(incident)
+        return reaction
+
     def _schedule(self, incident: Incident) -> None:
         """Put the incident's next escalation or SLA moment in the heap (or take it out)."""
         due = self._next(incident)
