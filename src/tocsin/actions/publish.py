@@ -12,7 +12,7 @@ from typing import Any, TypeAlias
 from tocsin.model import Outgoing
 from tocsin.mqtt.topics import topic_problem
 from tocsin.rules.schema import check_keys, expect_bool, expect_map, expect_str, kind_of
-from tocsin.rules.templates import Template
+from tocsin.rules.templates import Template, jsonable
 from tocsin.rules.types import ActionEnv, ActionOutput, CompileContext, Hit
 from tocsin.yamlsrc import Mark, did_you_mean, key_mark, value_mark
 
@@ -30,23 +30,10 @@ def _valid_text(text: str) -> str:
     return text if text.isascii() else _SURROGATE.sub("\ufffd", text)
 
 
-def _jsonable(value: Any) -> Any:
-    """Return `value` as JSON can hold it: text for whatever JSON has no type for (NaN too)."""
-    if value is None or isinstance(value, str | bool | int):
-        return value
-    if isinstance(value, float):
-        return value if math.isfinite(value) else str(value)
-    if isinstance(value, Mapping):
-        return {k if isinstance(k, str) else str(k): _jsonable(v) for k, v in value.items()}
-    if isinstance(value, list | tuple):
-        return [_jsonable(v) for v in value]
-    return str(value)
-
-
 def _render(node: Node, variables: Mapping[str, Any]) -> Any:
     """Fill a compiled payload tree with this hit's values."""
     if isinstance(node, Template):
-        return _jsonable(node.native(variables))
+        return jsonable(node.native(variables))
     if isinstance(node, dict):
         return {key: _render(item, variables) for key, item in node.items()}
     if isinstance(node, list):

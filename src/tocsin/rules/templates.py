@@ -6,6 +6,7 @@ render time (a dict lookup and a join); anything else renders through the sandbo
 
 from __future__ import annotations
 
+import math
 import re
 from collections.abc import Callable, Mapping
 from typing import Any
@@ -21,6 +22,7 @@ __all__ = [
     "TemplateRenderError",
     "compile_expression",
     "compile_template",
+    "jsonable",
 ]
 
 
@@ -185,3 +187,17 @@ def compile_template(source: str) -> Template:
 def compile_expression(source: str) -> Expression:
     """Compile a `when` expression once at load time."""
     return Expression(source)
+
+
+def jsonable(value: Any) -> Any:
+    """Return a template's native value as JSON can hold it: text for whatever JSON has no
+    type for (NaN and infinities too)."""
+    if value is None or isinstance(value, str | bool | int):
+        return value
+    if isinstance(value, float):
+        return value if math.isfinite(value) else str(value)
+    if isinstance(value, Mapping):
+        return {k if isinstance(k, str) else str(k): jsonable(v) for k, v in value.items()}
+    if isinstance(value, list | tuple):
+        return [jsonable(v) for v in value]
+    return str(value)

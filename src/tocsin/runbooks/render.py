@@ -20,7 +20,7 @@ from dataclasses import dataclass
 from typing import Any, TypeAlias
 
 from tocsin.mqtt.topics import topic_problem
-from tocsin.rules.templates import Template, TemplateRenderError
+from tocsin.rules.templates import Template, TemplateRenderError, jsonable
 from tocsin.runbooks.settings import (
     ExecStep,
     HttpStep,
@@ -230,25 +230,12 @@ def _body(body: Template | JsonBody, variables: Mapping[str, Any]) -> str:
 def _fill(node: Node, variables: Mapping[str, Any]) -> Any:
     """Fill a JSON document's templates; a lone `{{ path }}` keeps its value's JSON type."""
     if isinstance(node, Template):
-        return _jsonable(node.native(variables))
+        return jsonable(node.native(variables))
     if isinstance(node, dict):
         return {key: _fill(item, variables) for key, item in node.items()}
     if isinstance(node, list):
         return [_fill(item, variables) for item in node]
     return node
-
-
-def _jsonable(value: Any) -> Any:
-    """Return `value` as JSON can hold it: text for whatever JSON has no type for (NaN too)."""
-    if value is None or isinstance(value, str | bool | int):
-        return value
-    if isinstance(value, float):
-        return value if math.isfinite(value) else str(value)
-    if isinstance(value, Mapping):
-        return {k if isinstance(k, str) else str(k): _jsonable(v) for k, v in value.items()}
-    if isinstance(value, list | tuple):
-        return [_jsonable(v) for v in value]
-    return str(value)
 
 
 def _step_dict(step: RenderedStep) -> dict[str, Any]:

@@ -94,6 +94,10 @@ ON CONFLICT (id) DO UPDATE SET
     data = excluded.data
 """
 _SELECT_PROBLEMS = "SELECT data FROM problems "
+_SELECT_TIMELINE = (
+    "SELECT {column}, time, from_state, to_state, actor, note, kind "
+    "FROM {table} WHERE {column} = ? ORDER BY seq"
+)
 # The record tables the generic record reads serve (the names are ours, never a request's).
 _RECORD_TABLES = {"service_requests": "service_requests", "access_grants": "access_grants"}
 _SELECT_DATA = "SELECT data FROM {} "
@@ -760,16 +764,12 @@ class SqliteStore:
         rows = self._query("SELECT data FROM problems WHERE id = ?", (problem_id,))
         return str(rows[0]["data"]) if rows else None
 
-    def problem_history(self, problem_id: int) -> list[HistoryEntry]:
-        """Return a problem's timeline, oldest first."""
-        rows = self._query(
-            "SELECT problem_id, time, from_state, to_state, actor, note, kind "
-            "FROM problem_history WHERE problem_id = ? ORDER BY seq",
-            (problem_id,),
-        )
+    def _timeline(self, table: str, column: str, record_id: int) -> list[HistoryEntry]:
+        """Read one record's timeline from `table` (a timeline table of ours), oldest first."""
+        rows = self._query(_SELECT_TIMELINE.format(column=column, table=table), (record_id,))
         return [
             HistoryEntry(
-                incident_id=row["problem_id"],
+                incident_id=row[column],
                 time=row["time"],
                 from_state=row["from_state"],
                 to_state=row["to_state"],
@@ -779,6 +779,10 @@ class SqliteStore:
             )
             for row in rows
         ]
+
+    def problem_history(self, problem_id: int) -> list[HistoryEntry]:
+        """Return a problem's timeline, oldest first."""
+        return self._timeline("problem_history", "problem_id", problem_id)
 
     def next_problem_id(self) -> int:
         """Return one more than the largest stored problem id."""
@@ -839,23 +843,7 @@ class SqliteStore:
 
     def request_history(self, request_id: int) -> list[HistoryEntry]:
         """Return a service request's timeline, oldest first."""
-        rows = self._query(
-            "SELECT request_id, time, from_state, to_state, actor, note, kind "
-            "FROM request_history WHERE request_id = ? ORDER BY seq",
-            (request_id,),
-        )
-        return [
-            HistoryEntry(
-                incident_id=row["request_id"],
-                time=row["time"],
-                from_state=row["from_state"],
-                to_state=row["to_state"],
-                actor=row["actor"],
-                note=row["note"],
-                kind=row["kind"],
-            )
-            for row in rows
-        ]
+        return self._timeline("request_history", "request_id", request_id)
 
     def list_audit(
         self,
@@ -969,20 +957,4 @@ class SqliteStore:
 
     def incident_history(self, incident_id: int) -> list[HistoryEntry]:
         """Return an incident's state changes in the order they were committed."""
-        rows = self._query(
-            "SELECT incident_id, time, from_state, to_state, actor, note, kind "
-            "FROM incident_history WHERE incident_id = ? ORDER BY seq",
-            (incident_id,),
-        )
-        return [
-            HistoryEntry(
-                incident_id=row["incident_id"],
-                time=row["time"],
-                from_state=row["from_state"],
-                to_state=row["to_state"],
-                actor=row["actor"],
-                note=row["note"],
-                kind=row["kind"],
-            )
-            for row in rows
-        ]
+        return self._timeline("incident_history", "incident_id", incident_id)
