@@ -817,14 +817,14 @@ class Daemon:
     async def _make_keeper(self, writer: StoreWriter) -> ProblemKeeper:
         """Problems not closed, the recurrence counts and the known errors, from the store."""
         settings = self.config.incidents
-        stored = await writer.call(lambda s: s.load_problems(PROBLEM_STATES_KEPT))
+        stored = await writer.call(lambda s: s.load_records("problems", PROBLEM_STATES_KEPT))
         problems = []
         for data in stored:
             try:
                 problems.append(Problem.from_dict(json.loads(data)))
             except (ProblemError, ValueError) as exc:
                 log.error("problem_unreadable", problem=str(exc), record=data[:200])
-        next_id = await writer.call(lambda s: s.next_problem_id())
+        next_id = await writer.call(lambda s: s.next_record_id("problems"))
         policy = RecurrencePolicy(settings.recurrence)
         documents = await writer.call(lambda s: s.load_documents())
         if RECURRENCE_DOCUMENT in documents:

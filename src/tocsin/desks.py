@@ -504,13 +504,14 @@ class Problems:
         """Problems, newest first."""
         states = None if state is None else [state]
         found = await _read(
-            self.writer, lambda s: s.list_problems(states=states, limit=limit, offset=offset)
+            self.writer,
+            lambda s: s.list_records("problems", states=states, limit=limit, offset=offset),
         )
         return [view for data in found if (view := _problem_or_none(data)) is not None]
 
     async def get(self, problem_id: int) -> dict[str, Any] | None:
         """One problem with its timeline."""
-        data = await _read(self.writer, lambda s: s.get_problem(problem_id))
+        data = await _read(self.writer, lambda s: s.get_record("problems", problem_id))
         if data is None:
             return None
         history = await _read(self.writer, lambda s: s.problem_history(problem_id))
@@ -635,7 +636,7 @@ class Problems:
         problem = self.keeper.book.get(problem_id)
         if problem is not None:
             return problem
-        data = await _read(self.writer, lambda s: s.get_problem(problem_id))
+        data = await _read(self.writer, lambda s: s.get_record("problems", problem_id))
         if data is None:
             raise IncidentError(404, f"no problem {problem_id}")
         return Problem.from_dict(json.loads(data))  # closed: only in the store

@@ -69,12 +69,12 @@ def test_problems_known_errors_and_documents(tmp_path: Path) -> None:
             documents={"kill_switch": '{"engaged": true}'},
         )
     )
-    assert store.load_problems(["investigating", "new"]) == ['{"id": 1, "x": 1}']
-    assert store.list_problems() == ['{"id": 2}', '{"id": 1, "x": 1}']
-    assert store.get_problem(2) == '{"id": 2}'
+    assert store.load_records("problems", ["investigating", "new"]) == ['{"id": 1, "x": 1}']
+    assert store.list_records("problems") == ['{"id": 2}', '{"id": 1, "x": 1}']
+    assert store.get_record("problems", 2) == '{"id": 2}'
     assert [(h.to_state, h.actor) for h in store.problem_history(1)] == [
         ("new", "tocsin:recurrence")
     ]
-    assert store.next_problem_id() == 3
+    assert store.next_record_id("problems") == 3
     assert store.load_known_errors() == ['{"name": "disk"}']
     assert store.load_documents() == {"kill_switch": '{"engaged": true}'}

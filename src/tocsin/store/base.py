@@ -271,26 +271,12 @@ class Store(Protocol):
     def get_run(self, run_id: int) -> RemediationRun | None:
         """Return one run, or None."""
 
-    def load_problems(self, states: Sequence[str] | None = None) -> list[str]:
-        """Return problems (JSON), oldest first, optionally only those in `states`."""
-
-    def list_problems(
-        self, *, states: Sequence[str] | None = None, limit: int = 100, offset: int = 0
-    ) -> list[str]:
-        """Return problems (JSON), newest first."""
-
-    def get_problem(self, problem_id: int) -> str | None:
-        """Return one problem (JSON), or None."""
-
     def problem_history(self, problem_id: int) -> list[HistoryEntry]:
         """Return a problem's timeline, oldest first (incident_id holds the problem id)."""
 
-    def next_problem_id(self) -> int:
-        """Return one more than the largest problem id ever stored (1 when empty)."""
-
     def load_records(self, table: str, states: Sequence[str] | None = None) -> list[str]:
-        """Return the JSON of every row of `table` (service_requests or access_grants),
-        oldest first, optionally only those in `states`."""
+        """Return the JSON of every row of `table` (problems, service_requests or
+        access_grants), oldest first, optionally only those in `states`."""
 
     def list_records(
         self,

@@ -78,10 +78,10 @@ ON CONFLICT (path) DO UPDATE SET
     fp_hash = excluded.fp_hash,
     byte_offset = excluded.byte_offset
 """
-_INSERT_HISTORY = """
-INSERT INTO incident_history (incident_id, time, from_state, to_state, actor, note, kind)
-VALUES (?, ?, ?, ?, ?, ?, ?)
-"""
+_INSERT_TIMELINE = (
+    "INSERT INTO {table} ({column}, time, from_state, to_state, actor, note, kind) "
+    "VALUES (?, ?, ?, ?, ?, ?, ?)"
+)
 _UPSERT_RUN = """
 INSERT INTO runs (id, runbook, rule, key, target, incident_id, state, reason, created_at,
                   started_at, finished_at, data)
@@ -93,13 +93,16 @@ ON CONFLICT (id) DO UPDATE SET
     finished_at = excluded.finished_at,
     data = excluded.data
 """
-_SELECT_PROBLEMS = "SELECT data FROM problems "
 _SELECT_TIMELINE = (
     "SELECT {column}, time, from_state, to_state, actor, note, kind "
     "FROM {table} WHERE {column} = ? ORDER BY seq"
 )
 # The record tables the generic record reads serve (the names are ours, never a request's).
-_RECORD_TABLES = {"service_requests": "service_requests", "access_grants": "access_grants"}
+_RECORD_TABLES = {
+    "problems": "problems",
+    "service_requests": "service_requests",
+    "access_grants": "access_grants",
+}
 _SELECT_DATA = "SELECT data FROM {} "
 _MAX_ID = "SELECT COALESCE(MAX(id), 0) FROM {}"
 _SELECT_AUDIT = "SELECT data FROM access_audit "
@@ -204,6 +207,20 @@ def _incident_row(incident: Incident) -> tuple[object, ...]:
             }
         ),
     )
+
+
+def _write_timeline(
+    conn: sqlite3.Connection, table: str, column: str, entries: Sequence[HistoryEntry]
+) -> None:
+    """Append timeline entries to one of our timeline tables (`incident_id` is the record's)."""
+    conn.executemany(
+        _INSERT_TIMELINE.format(table=table, column=column),
+        (
+            (h.incident_id, h.time, h.from_state, h.to_state, _text(h.actor), _text(h.note),
+             h.kind)
+            for h in entries
+        ),
+    )  # fmt: skip
 
 
 def _run_row(run: RemediationRun) -> tuple[object, ...]:
@@ -449,21 +466,7 @@ class SqliteStore:
                         for o in offsets.values()
                     ),
                 )
-                conn.executemany(
-                    _INSERT_HISTORY,
-                    (
-                        (
-                            h.incident_id,
-                            h.time,
-                            h.from_state,
-                            h.to_state,
-                            _text(h.actor),
-                            _text(h.note),
-                            h.kind,
-                        )
-                        for h in batch.history
-                    ),
-                )
+                _write_timeline(conn, "incident_history", "incident_id", batch.history)
                 self._commit_correlation(conn, batch, state)
                 self._commit_records(conn, batch)
                 self._commit_groups(conn, batch)
@@ -520,15 +523,7 @@ class SqliteStore:
             "DO UPDATE SET state = excluded.state, data = excluded.data",
             ((pid, state, data) for pid, (state, data) in batch.problems.items()),
         )
-        conn.executemany(
-            "INSERT INTO problem_history (problem_id, time, from_state, to_state, actor, note, "
-            "kind) VALUES (?, ?, ?, ?, ?, ?, ?)",
-            (
-                (h.incident_id, h.time, h.from_state, h.to_state, _text(h.actor),
-                 _text(h.note), h.kind)
-                for h in batch.problem_history
-            ),
-        )  # fmt: skip
+        _write_timeline(conn, "problem_history", "problem_id", batch.problem_history)
         conn.executemany(
             "INSERT INTO known_errors (name, data) VALUES (?, ?) ON CONFLICT (name) "
             "DO UPDATE SET data = excluded.data",
@@ -548,15 +543,7 @@ class SqliteStore:
             "DO UPDATE SET state = excluded.state, data = excluded.data",
             ((rid, state, data) for rid, (state, data) in batch.requests.items()),
         )
-        conn.executemany(
-            "INSERT INTO request_history (request_id, time, from_state, to_state, actor, note, "
-            "kind) VALUES (?, ?, ?, ?, ?, ?, ?)",
-            (
-                (h.incident_id, h.time, h.from_state, h.to_state, _text(h.actor),
-                 _text(h.note), h.kind)
-                for h in batch.request_history
-            ),
-        )  # fmt: skip
+        _write_timeline(conn, "request_history", "request_id", batch.request_history)
         conn.executemany(
             "INSERT INTO access_grants (id, state, role, subject, data) VALUES (?, ?, ?, ?, ?) "
             "ON CONFLICT (id) DO UPDATE SET state = excluded.state, data = excluded.data",
@@ -738,32 +725,6 @@ class SqliteStore:
         rows = self._query(_SELECT_RUNS + "WHERE id = ?", (run_id,))
         return _run(rows[0]) if rows else None
 
-    def load_problems(self, states: Sequence[str] | None = None) -> list[str]:
-        """Return problems (JSON), oldest first, optionally only those in `states`."""
-        if states is not None and not states:
-            return []
-        where = f"WHERE state IN ({', '.join('?' * len(states))}) " if states else ""
-        rows = self._query(_SELECT_PROBLEMS + where + "ORDER BY id", tuple(states or ()))
-        return [row["data"] for row in rows]
-
-    def list_problems(
-        self, *, states: Sequence[str] | None = None, limit: int = 100, offset: int = 0
-    ) -> list[str]:
-        """Return problems (JSON), newest first."""
-        if states is not None and not states:
-            return []
-        where = f"WHERE state IN ({', '.join('?' * len(states))}) " if states else ""
-        rows = self._query(
-            _SELECT_PROBLEMS + where + "ORDER BY id DESC LIMIT ? OFFSET ?",
-            (*(states or ()), limit, offset),
-        )
-        return [row["data"] for row in rows]
-
-    def get_problem(self, problem_id: int) -> str | None:
-        """Return one problem (JSON), or None."""
-        rows = self._query("SELECT data FROM problems WHERE id = ?", (problem_id,))
-        return str(rows[0]["data"]) if rows else None
-
     def _timeline(self, table: str, column: str, record_id: int) -> list[HistoryEntry]:
         """Read one record's timeline from `table` (a timeline table of ours), oldest first."""
         rows = self._query(_SELECT_TIMELINE.format(column=column, table=table), (record_id,))
@@ -783,11 +744,6 @@ class SqliteStore:
     def problem_history(self, problem_id: int) -> list[HistoryEntry]:
         """Return a problem's timeline, oldest first."""
         return self._timeline("problem_history", "problem_id", problem_id)
-
-    def next_problem_id(self) -> int:
-        """Return one more than the largest stored problem id."""
-        largest: int = self._query("SELECT COALESCE(MAX(id), 0) FROM problems")[0][0]
-        return largest + 1
 
     def load_records(self, table: str, states: Sequence[str] | None = None) -> list[str]:
         """Return the JSON of every row of `table`, oldest first, optionally in `states`."""
