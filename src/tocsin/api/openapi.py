@@ -404,7 +404,7 @@ _SCHEMAS: dict[str, Schema] = {
     "ProblemList": _object({"problems": {"type": "array", "items": _ref("Problem")}}),
     "NewProblem": _object(
         {
-            "title": {"type": "string", "minLength": 1, "maxLength": MAX_TITLE},
+            "title": {"type": "string", "minLength": 1, "maxLength": MAX_TITLE, "pattern": r"\S"},
             "service": {"type": "string", "maxLength": MAX_NAME},
             "category": {"type": "string", "maxLength": MAX_NAME},
             "incidents": {
@@ -423,7 +423,12 @@ _SCHEMAS: dict[str, Schema] = {
                 "root_cause": {"type": "string", "maxLength": MAX_TEXT},
                 "workaround": {"type": "string", "maxLength": MAX_TEXT},
                 "owner": {"type": ["string", "null"], "minLength": 1, "maxLength": MAX_NAME},
-                "title": {"type": "string", "minLength": 1, "maxLength": MAX_TITLE},
+                "title": {
+                    "type": "string",
+                    "minLength": 1,
+                    "maxLength": MAX_TITLE,
+                    "pattern": r"\S",
+                },
             },
             required=(),
         ),
