@@ -1,5 +1,5 @@
 """`tocsin runs`, `remediation`, `problems` and `known-errors` against a real ApiServer with the
-daemon's own problem desk and the stand-in run desk (tests/standin_desks.py)."""
+daemon's own problem and run desks (runs of real tiny programs, see apikit)."""
 
 from __future__ import annotations
 
@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 from structlog.testing import capture_logs
 
-from apikit import TOKENS, ApiKit
+from apikit import SCRIPTS, TOKENS, ApiKit
 from tocsin.cli import main
 
 
@@ -43,51 +43,53 @@ def test_runs_list_as_json_and_as_a_table(
     api: ApiKit, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
 ) -> None:
     """Test `runs list`: the API's JSON off a terminal, a table on one, --state passed on."""
-    api.runs.add(state="failed", reason="exit 1", incident=4)
-    api.runs.add(state="dry_run", target="web2", key="web2")
+    incident = api.open_incident("unit down", rule="unit-failed", key="web1")
+    api.finished(api.remediate("broken"))
+    api.finished(api.remediate("rehearse", key="web2"))
     code, out, _ = run(capsys, "runs", "list")
     assert (code, [r["state"] for r in json.loads(out)["runs"]]) == (0, ["dry_run", "failed"])
     on_a_terminal(monkeypatch)
     code, out, _ = run(capsys, "runs", "list", "--state", "failed")
-    assert (code, out.splitlines()) == (0, [
-        "ID  STATE   RUNBOOK       TARGET  RULE         INCIDENT  CREATED               REASON",
-        "1   failed  restart-unit  web1    unit-failed  4         2026-11-25 00:00:00Z  exit 1",
-    ])  # fmt: skip
+    header, row = out.splitlines()
+    assert (code, header) == (
+        0,
+        "ID  STATE   RUNBOOK  TARGET  RULE         INCIDENT  CREATED               REASON",
+    )
+    assert row.startswith(f"1   failed  broken   web1    unit-failed  {incident}         "
+                          "2026-11-25 00:00:00Z  exit 1 in ")  # fmt: skip
     assert run(capsys, "runs", "list", "--state", "running") == (0, "no runs\n", "")
 
 
 def test_runs_show_escapes_what_the_command_printed(
     api: ApiKit, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    """Test the run card: fields, steps with argv quoted word by word, and output whose
-    terminal escapes are shown, not obeyed."""
+    """Test the run card of a real run: fields, steps with argv quoted word by word, and
+    output whose terminal escapes are shown, not obeyed."""
     on_a_terminal(monkeypatch)
-    api.runs.add(
-        steps=[
-            {"exec": ["/bin/systemctl", "restart", "web 1; reboot"]},
-            {"http": "POST https://x"},
-        ],
-        result={"summary": "step 1 failed", "exit": 3, "output": "ok\n\x1b[2Jgone\r\n"},
-        started_at="2026-11-25T00:00:01+00:00",
-    )
+    said = "ok\n\x1b[2Jgone\r\n"
+    api.finished(api.remediate("restart-unit", unit="web 1; reboot", said=said, status=3))
     code, out, _ = run(capsys, "runs", "show", "1")
     assert code == 0
-    assert out.splitlines() == [
+    lines = out.splitlines()
+    failed = "step 2 of 2 (exec) failed: exit 3 in "
+    assert lines[3].startswith(f"  reason     {failed}")
+    assert lines[10].startswith(f"  result     {failed}")
+    del lines[10], lines[3]
+    assert lines == [
         "run 1",
         "  runbook    restart-unit",
-        "  state      succeeded",
-        "  reason     -",
+        "  state      failed",
         "  rule       unit-failed [web1]",
         "  target     web1",
         "  incident   -",
         "  created    2026-11-25 00:00:00Z",
-        "  started    2026-11-25 00:00:01Z",
-        "  finished   -",
-        "  result     step 1 failed (exit 3)",
+        "  started    2026-11-25 00:00:00Z",
+        "  finished   2026-11-25 00:00:00Z",
         "",
         "STEP  WHAT",
-        "1     exec /bin/systemctl restart 'web 1; reboot'",
-        "2     http POST https://x",
+        "1     exec /bin/true restart 'web 1; reboot' in / (timeout 30s)",
+        f"2     exec /bin/sh {SCRIPTS}/apikit_echo.sh 'ok\\x0a\\x1b[2Jgone\\x0d\\x0a' 3 in / "
+        "(timeout 30s)",
         "",
         "output:",
         "ok",
@@ -98,39 +100,45 @@ def test_runs_show_escapes_what_the_command_printed(
 def test_approving_and_rejecting_runs(
     api: ApiKit, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    """Test `runs approve` and `runs reject` with notes, and a refused decision (exit 1)."""
+    """Test `runs approve` and `runs reject` of runs awaiting approval, with notes, and a
+    refused decision (exit 1)."""
     on_a_terminal(monkeypatch)
-    api.runs.add(state="awaiting_approval")
-    api.runs.add(state="awaiting_approval")
+    for key in ("web1", "web2"):
+        run_id = api.remediate("gated", key=key)
+        api.until(f"/api/v1/runs/{run_id}", lambda r: r["state"] == "awaiting_approval", "approval")
     assert run(capsys, "runs", "approve", "1", "--note", "go") == (
         0,
-        "run 1: queued (restart-unit on web1) - approved by olga: go\n",
+        "run 1: running (gated on web1) - approved by olga\n",
         "",
     )
-    assert run(capsys, "runs", "reject", "2") == (
+    assert run(capsys, "runs", "reject", "2", "--note", "not now") == (
         0,
-        "run 2: rejected (restart-unit on web1) - rejected by olga\n",
+        "run 2: rejected (gated on web2) - rejected by olga: not now\n",
         "",
     )
+    assert api.finished(1)["state"] == "succeeded"
     assert run(capsys, "runs", "approve", "2") == (
         1,
         "",
-        "tocsin runs: POST /api/v1/runs/2/approve: 409 run 2 is rejected; "
-        "only a waiting run is approved\n",
+        "tocsin runs: POST /api/v1/runs/2/approve: 409 run 2 is not awaiting approval\n",
     )
 
 
 def test_the_kill_switch_from_the_command_line(
     api: ApiKit, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    """Test `remediation stop|status|resume`: an operator stops, only an admin resumes."""
+    """Test `remediation stop|status|resume`: an operator stops, only an admin resumes, and
+    the daemon logs both."""
     on_a_terminal(monkeypatch)
     assert run(capsys, "remediation", "status") == (
         0,
         "remediation runs: the kill switch is not engaged\n",
         "",
     )
-    assert run(capsys, "remediation", "stop", "--why", "restart loop on web1") == (
+    with capture_logs() as logs:  # the daemon's log, not the command's output
+        stopped = run(capsys, "remediation", "stop", "--why", "restart loop on web1")
+    assert [(e["event"], e["by"]) for e in logs] == [("remediation_stopped", "olga")]
+    assert stopped == (
         0,
         "remediation is STOPPED: kill switch engaged by olga at 2026-11-25 00:00:00Z: "
         "restart loop on web1\n",
@@ -145,7 +153,10 @@ def test_the_kill_switch_from_the_command_line(
         "this needs the admin role; olga has operator\n",
     )
     monkeypatch.setenv("TOCSIN_TOKEN", TOKENS["admin"])
-    assert run(capsys, "remediation", "resume") == (
+    with capture_logs() as logs:
+        resumed = run(capsys, "remediation", "resume")
+    assert [(e["event"], e["by"]) for e in logs] == [("remediation_resumed", "adam")]
+    assert resumed == (
         0,
         "remediation runs: kill switch released by adam at 2026-11-25 00:00:00Z\n",
         "",

@@ -49,6 +49,7 @@ from tocsin.notify.notifier import Notifier, Reaction
 from tocsin.notify.receivers import Senders, make_senders
 from tocsin.outbox import OutboxSender, Send
 from tocsin.parsers import Parser, make_parser
+from tocsin.records.access import Grant
 from tocsin.records.incidents import IncidentBook
 from tocsin.records.known_errors import KnownError, KnownErrorBook, KnownErrorError
 from tocsin.records.priority import PRIORITIES
@@ -64,6 +65,7 @@ from tocsin.records.requests import ServiceRequest
 from tocsin.remediator import Remediator
 from tocsin.rules.loader import RuleSet, load_rules
 from tocsin.runbooks.settings import RunbookSettings
+from tocsin.sdnotify import SystemdNotifier
 from tocsin.servicedesk import AccessDeskImpl, RequestDeskImpl, ServiceDesk
 from tocsin.sources.logfile import LogFileSource
 from tocsin.store.base import CommitBatch, HistoryEntry, Store, StoreError
@@ -93,7 +95,9 @@ class EventBatch:
 
 _NOTHING = EventBatch([], None, 0.0)  # no batch arrived before the tick was due
 _REQUEST_SLA = "request-sla"  # the rule id of the incidents overdue requests raise
+_ACCESS_REVOKE = "access-revoke"  # ... and of those revokes that failed for good raise
 _NOTIFY_OUTBOX_LIMIT = 100_000  # notifications kept per receiver while it cannot be reached
+_SYSTEMD_STATUS_EVERY = 2.0  # seconds between refreshes of the status line systemd shows
 
 
 def load_ruleset(
@@ -209,6 +213,7 @@ class Daemon:
         self._next_close = 0.0  # monotonic time of the next auto-close sweep
         self._last_batch = -math.inf  # monotonic time the engine last took a batch
         self.ready = asyncio.Event()
+        self.systemd = SystemdNotifier()  # a no-op unless systemd started us (Type=notify)
 
     async def run(self, stop: asyncio.Event) -> bool:
         """Run until `stop` is set, then shut down within the deadline; False if that failed."""
@@ -287,6 +292,7 @@ class Daemon:
             self._service = service
             service.problems = functools.partial(self._rule_problem, writer)
             service.escalate = functools.partial(self._request_overdue, writer)
+            service.revoke_failed = functools.partial(self._revoke_failed, writer)
             await remediator.resume()  # after the desk listens: interrupted runs settle there
             correlation = config.correlation
             engine = Engine(
@@ -407,6 +413,7 @@ class Daemon:
             senders.append(asyncio.create_task(remediator.run(), name="tocsin.remediation"))
             await service.resume()  # provisioning a stop cut off runs again
             processor = asyncio.create_task(self._process(engine, writer), name="tocsin.engine")
+            systemd_tasks: list[asyncio.Task[None]] = []
             try:
                 log.info(
                     "tocsin_started",
@@ -419,20 +426,48 @@ class Daemon:
                     **describe(config),
                 )
                 self.ready.set()
+                systemd_tasks = await self._systemd_ready(len(sources), len(ruleset.rules), book)
                 waiter = asyncio.create_task(stop.wait())
                 await asyncio.wait({waiter, processor}, return_when=asyncio.FIRST_COMPLETED)
                 waiter.cancel()
+                self.systemd.stopping(f"stopping: finishing {self._queued_events} queued events")
                 clean = await self._shutdown(sources, processor, writer)
                 if mqtt is not None:
                     mqtt.keep_identities = clean
             finally:
                 await remediator.stop()
-                for task in (*sources, processor, *senders):
+                for task in (*sources, processor, *senders, *systemd_tasks):
                     task.cancel()
                 await asyncio.gather(*senders, return_exceptions=True)
                 await traps.aclose()
                 await api.stop()
         return clean
+
+    async def _systemd_ready(
+        self, sources: int, rules: int, book: IncidentBook
+    ) -> list[asyncio.Task[None]]:
+        """Send READY=1 once every source has opened what it reads, then keep the status line
+        fresh and ping the watchdog from this loop (a hung loop stops pinging)."""
+        await asyncio.sleep(0)  # each source task takes its first step: its files are open
+
+        def summary() -> str:
+            return (
+                f"running: {sources} sources, {rules} rules, {self._queued_events} queued, "
+                f"{len(book)} open incidents"
+            )
+
+        self.systemd.ready(summary())
+        return [
+            asyncio.create_task(self.systemd.heartbeat(), name="tocsin.systemd.watchdog"),
+            asyncio.create_task(
+                self.systemd.keep_status(summary, every=_SYSTEMD_STATUS_EVERY),
+                name="tocsin.systemd.status",
+            ),
+        ]
+
+    def reloading(self) -> contextlib.AbstractContextManager[None]:
+        """Wrap a reload: systemd sees RELOADING=1 while it runs and READY=1 after it."""
+        return self.systemd.reloading()
 
     async def _restore(self, engine: Engine, writer: StoreWriter) -> None:
         """Resume correlation state saved under the same rule definitions; forget the rest."""
@@ -763,6 +798,26 @@ class Daemon:
         if policy is not None and self._notifier is not None:
             reaction = self._notifier.page_with(opened.incident, policy, now)
         await self._commit(writer, [opened], [], reaction=reaction)
+
+    async def _revoke_failed(self, writer: StoreWriter, grant: Grant) -> None:
+        """A revoke that failed every attempt raises a high-priority incident (rule
+        `access-revoke`): the subject may still hold the role, and a person must look."""
+        book = self._book
+        if book is None:
+            return
+        opened = book.open(
+            rule=_ACCESS_REVOKE,
+            key=str(grant.id),
+            title=f"Revoke of {grant.role} from {grant.subject} failed "
+            f"{grant.revoke_failures} times; they may still hold it",
+            impact="high",
+            urgency="high",
+            category="access",
+            labels={"grant": str(grant.id), "role": grant.role, "subject": grant.subject},
+            time=self.clock.now(),
+            actor=f"access:{grant.id}",
+        )
+        await self._commit(writer, [opened], [])
 
     async def _rule_problem(
         self, writer: StoreWriter, key: str, title: str, fp: str, actor: str

@@ -6,7 +6,6 @@ from __future__ import annotations
 import argparse
 import asyncio
 import gc
-import getpass
 import os
 import signal
 import sys
@@ -73,7 +72,7 @@ def _parser() -> argparse.ArgumentParser:
     until.add_argument("--ends", help="ISO 8601 time with offset")
     add.add_argument("--starts", help="ISO 8601 time with offset (default: now)")
     add.add_argument("--comment", required=True, help="why")
-    add.add_argument("--author", default=_whoami(), help="who (default: you)")
+    add.add_argument("--author", help="on whose behalf (recorded beside the token's name)")
     expire = action.add_parser("expire", help="end a silence now")
     expire.add_argument("id", help="the silence id (a unique prefix will do)")
 
@@ -92,7 +91,7 @@ def _parser() -> argparse.ArgumentParser:
     make.add_argument("--starts", help="ISO 8601 time with offset (default: now)")
     make.add_argument("--remind-before", help="log a reminder this long before the end, e.g. 15m")
     make.add_argument("--comment", required=True, help="why")
-    make.add_argument("--author", default=_whoami(), help="who (default: you)")
+    make.add_argument("--author", help="on whose behalf (recorded beside the token's name)")
     end = mw.add_parser("end", help="end an API-made window now")
     end.add_argument("name")
 
@@ -101,14 +100,6 @@ def _parser() -> argparse.ArgumentParser:
     add_service_commands(sub)  # requests, access
     sub.add_parser("version", help="print the version")
     return parser
-
-
-def _whoami() -> str:
-    """The login name, for created_by (empty if the system cannot tell)."""
-    try:
-        return getpass.getuser()
-    except (KeyError, OSError):
-        return ""
 
 
 def _api_target(command: argparse.ArgumentParser) -> None:

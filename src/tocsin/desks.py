@@ -44,10 +44,12 @@ __all__ = [
     "Problems",
     "Runs",
     "Silences",
+    "api_read",
     "load_silences",
     "load_windows",
     "problem_view",
     "run_view",
+    "unsaved",
 ]
 
 T = TypeVar("T")
@@ -362,8 +364,7 @@ class Incidents:
             committed = await self._commit([made])
             await committed
         except (StoreError, RuntimeError) as exc:  # the writer failed or is stopping
-            reason = exc.reason if isinstance(exc, StoreError) else str(exc)
-            raise IncidentError(503, f"the change was not saved: {reason}") from None
+            raise unsaved(exc) from None
         return snapshot
 
 
@@ -406,14 +407,14 @@ class Runs:
     ) -> builtins.list[dict[str, Any]]:
         """Runs, newest first."""
         states = None if state is None else [state]
-        found = await _read(
+        found = await api_read(
             self.writer, lambda s: s.list_runs(states=states, limit=limit, offset=offset)
         )
         return [run_view(run) for run in found]
 
     async def get(self, run_id: int) -> dict[str, Any] | None:
         """One run."""
-        run = await _read(self.writer, lambda s: s.get_run(run_id))
+        run = await api_read(self.writer, lambda s: s.get_run(run_id))
         return None if run is None else run_view(run)
 
     async def approve(self, run_id: int, *, actor: str, note: str = "") -> dict[str, Any]:
@@ -421,14 +422,27 @@ class Runs:
         try:
             return run_view(await self.remediator.approve(run_id, actor=actor, note=note))
         except RemediationError as exc:
-            raise IncidentError(exc.status, exc.message) from None
+            raise await self._refusal(run_id, exc) from None
+        except (StoreError, RuntimeError) as exc:
+            raise unsaved(exc) from None
 
     async def reject(self, run_id: int, *, actor: str, note: str = "") -> dict[str, Any]:
         """Refuse a run awaiting approval."""
         try:
             return run_view(await self.remediator.reject(run_id, actor=actor, note=note))
         except RemediationError as exc:
-            raise IncidentError(exc.status, exc.message) from None
+            raise await self._refusal(run_id, exc) from None
+        except (StoreError, RuntimeError) as exc:
+            raise unsaved(exc) from None
+
+    async def _refusal(self, run_id: int, exc: RemediationError) -> IncidentError:
+        """The remediator knows only runs not finished: a 404 there is a 409 for a run the
+        store has (it is past deciding), and a 404 only for a run never made."""
+        if exc.status != 404:
+            return IncidentError(exc.status, exc.message)
+        if await api_read(self.writer, lambda s: s.get_run(run_id)) is None:
+            return IncidentError(404, f"no run {run_id}")
+        return IncidentError(409, exc.message)
 
     def kill_switch(self) -> dict[str, Any]:
         """Whether remediation is stopped, by whom, since when and why."""
@@ -438,13 +452,25 @@ class Runs:
         """Stop all remediation."""
         if self.remediator.gate.kill_switch.engaged:
             raise IncidentError(409, "the kill switch is engaged already")
-        return _switch_view(await self.remediator.engage(actor=actor, why=why))
+        try:
+            return _switch_view(await self.remediator.engage(actor=actor, why=why))
+        except (StoreError, RuntimeError) as exc:
+            raise unsaved(exc) from None
 
     async def release(self, *, actor: str) -> dict[str, Any]:
         """Let remediation run again."""
         if not self.remediator.gate.kill_switch.engaged:
             raise IncidentError(409, "the kill switch is not engaged")
-        return _switch_view(await self.remediator.release(actor=actor))
+        try:
+            return _switch_view(await self.remediator.release(actor=actor))
+        except (StoreError, RuntimeError) as exc:
+            raise unsaved(exc) from None
+
+
+def unsaved(exc: StoreError | RuntimeError) -> IncidentError:
+    """A change the store did not take (it failed, or the writer is stopping): 503."""
+    reason = exc.reason if isinstance(exc, StoreError) else str(exc)
+    return IncidentError(503, f"the change was not saved: {reason}")
 
 
 def _switch_view(data: Mapping[str, Any]) -> dict[str, Any]:
@@ -454,7 +480,7 @@ def _switch_view(data: Mapping[str, Any]) -> dict[str, Any]:
     return view
 
 
-async def _read(writer: StoreWriter, fn: Callable[[Store], T]) -> T:
+async def api_read(writer: StoreWriter, fn: Callable[[Store], T]) -> T:
     """A store read for the API; a failing store is a 503."""
     try:
         return await writer.call(fn)
@@ -503,7 +529,7 @@ class Problems:
     ) -> builtins.list[dict[str, Any]]:
         """Problems, newest first."""
         states = None if state is None else [state]
-        found = await _read(
+        found = await api_read(
             self.writer,
             lambda s: s.list_records("problems", states=states, limit=limit, offset=offset),
         )
@@ -511,10 +537,10 @@ class Problems:
 
     async def get(self, problem_id: int) -> dict[str, Any] | None:
         """One problem with its timeline."""
-        data = await _read(self.writer, lambda s: s.get_record("problems", problem_id))
+        data = await api_read(self.writer, lambda s: s.get_record("problems", problem_id))
         if data is None:
             return None
-        history = await _read(self.writer, lambda s: s.problem_history(problem_id))
+        history = await api_read(self.writer, lambda s: s.problem_history(problem_id))
         view = _problem_or_none(data)
         if view is None:
             raise IncidentError(503, f"problem {problem_id} is stored damaged; see the log")
@@ -636,7 +662,7 @@ class Problems:
         problem = self.keeper.book.get(problem_id)
         if problem is not None:
             return problem
-        data = await _read(self.writer, lambda s: s.get_record("problems", problem_id))
+        data = await api_read(self.writer, lambda s: s.get_record("problems", problem_id))
         if data is None:
             raise IncidentError(404, f"no problem {problem_id}")
         return Problem.from_dict(json.loads(data))  # closed: only in the store
@@ -656,5 +682,4 @@ class Problems:
             committed = await self.writer.submit(batch)
             await committed
         except (StoreError, RuntimeError) as exc:
-            reason = exc.reason if isinstance(exc, StoreError) else str(exc)
-            raise IncidentError(503, f"the change was not saved: {reason}") from None
+            raise unsaved(exc) from None

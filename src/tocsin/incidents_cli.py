@@ -1,30 +1,19 @@
-"""`tocsin incidents`, `tocsin oncall` and `tocsin token`: operators' commands for a running daemon.
-
-Tables on a terminal; JSON with --json or when stdout is not a terminal, so scripts get data.
-Exit 1 when the daemon refuses or cannot be reached, 2 for usage and local setup problems.
-"""
+"""`tocsin incidents`, `tocsin oncall` and `tocsin token`: operators' commands for a running
+daemon (output and exit codes as tocsin.console says)."""
 
 from __future__ import annotations
 
 import argparse
-import datetime
-import json
-import os
 import sys
-from collections.abc import Callable, Sequence
-from pathlib import Path
 from typing import Any
 from urllib.parse import urlencode
 
-from tocsin.client import ApiClient, ApiError, TargetError, find_target
+from tocsin import console
+from tocsin.client import ApiClient
 from tocsin.records.priority import PRIORITIES
 from tocsin.tokens import Role, TokenError, new_token, token_line
 
-__all__ = ["add_commands", "target_options"]
-
-EXIT_OK = 0
-EXIT_REFUSED = 1
-EXIT_USAGE = 2
+__all__ = ["add_commands"]
 
 # `tocsin incidents <command> ID` -> the API action it posts.
 _TRANSITIONS = {
@@ -37,24 +26,9 @@ _TRANSITIONS = {
 }
 
 
-class _UsageError(Exception):
-    """The command line cannot be run as given; exit 2."""
-
-
-def target_options() -> argparse.ArgumentParser:
-    """The options every command that talks to a daemon takes (a parent parser)."""
-    target = argparse.ArgumentParser(add_help=False)
-    target.add_argument("--url", help="the daemon's base URL (else $TOCSIN_URL, client.yaml)")
-    target.add_argument(
-        "--token-file", type=Path, help="a file with your token (else $TOCSIN_TOKEN, client.yaml)"
-    )
-    target.add_argument("--json", action="store_true", help="print JSON even on a terminal")
-    return target
-
-
 def add_commands(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     """Register `incidents`, `oncall` and `token` on the top-level parser."""
-    target = target_options()
+    target = console.target_options()
 
     incidents = sub.add_parser("incidents", help="list, show and work incidents on a daemon")
     command = incidents.add_subparsers(dest="incidents_command", required=True)
@@ -106,36 +80,15 @@ def _token(args: argparse.Namespace) -> int:
         line = token_line(args.principal, Role.named(args.role), token)
     except TokenError as exc:
         print(f"tocsin token: {exc}", file=sys.stderr)
-        return EXIT_USAGE
+        return console.EXIT_USAGE
     print(token)
     sys.stdout.flush()
     print(line, file=sys.stderr)
-    return EXIT_OK
-
-
-def _client(args: argparse.Namespace) -> ApiClient:
-    try:
-        target = find_target(url=args.url, token_file=args.token_file, env=os.environ)
-    except TargetError as exc:
-        raise _UsageError(str(exc)) from None
-    return ApiClient(base_url=target.url, token=target.token)
-
-
-def _run(name: str, args: argparse.Namespace, work: Callable[[ApiClient, bool], None]) -> int:
-    """Run `work` with a client and whether to print tables; map failures to exit codes."""
-    try:
-        work(_client(args), not args.json and sys.stdout.isatty())
-    except _UsageError as exc:
-        print(f"tocsin {name}: {exc}", file=sys.stderr)
-        return EXIT_USAGE
-    except ApiError as exc:
-        print(f"tocsin {name}: {exc}", file=sys.stderr)
-        return EXIT_REFUSED
-    return EXIT_OK
+    return console.EXIT_OK
 
 
 def _incidents(args: argparse.Namespace) -> int:
-    return _run("incidents", args, lambda client, table: _work(client, args, table))
+    return console.run("incidents", args, lambda client, table: _work(client, args, table))
 
 
 def _work(client: ApiClient, args: argparse.Namespace, table: bool) -> None:
@@ -146,19 +99,19 @@ def _work(client: ApiClient, args: argparse.Namespace, table: bool) -> None:
             if getattr(args, key) is not None:
                 query[key] = getattr(args, key)
         found = client.call("GET", f"/api/v1/incidents?{urlencode(query)}")
-        _emit(found, table, lambda: _incident_table(found["incidents"]))
+        console.emit(found, table, lambda: _incident_table(found["incidents"]))
         return
     path = f"/api/v1/incidents/{args.id}"
     if command == "show":
         incident = client.call("GET", path)
-        _emit(incident, table, lambda: _incident_card(incident))
+        console.emit(incident, table, lambda: _incident_card(incident))
         return
     if command in _TRANSITIONS:
         body: dict[str, Any] = {"note": args.note} if args.note else {}
         changed = client.call("POST", f"{path}/{_TRANSITIONS[command]}", body)
     elif command == "assign":
         if args.to is None and args.group is None:
-            raise _UsageError("give --to USER, --group GROUP or both")
+            raise console.UsageError("give --to USER, --group GROUP or both")
         body = {"note": args.note} if args.note else {}
         if args.to is not None:
             body["assignee"] = args.to
@@ -167,38 +120,19 @@ def _work(client: ApiClient, args: argparse.Namespace, table: bool) -> None:
         changed = client.call("POST", f"{path}/assign", body)
     else:
         changed = client.call("POST", f"{path}/comments", {"text": " ".join(args.text)})
-    _emit(changed, table, lambda: _incident_line(changed))
+    console.emit(changed, table, lambda: _incident_line(changed))
 
 
 def _oncall(args: argparse.Namespace) -> int:
     def work(client: ApiClient, table: bool) -> None:
         query = f"?{urlencode({'at': args.at})}" if args.at else ""
         found = client.call("GET", f"/api/v1/oncall{query}")
-        rows = [[e["schedule"], e["on_call"] or "-", _when(e["until"])] for e in found["oncall"]]
-        _emit(found, table, lambda: _table(["SCHEDULE", "ON CALL", "UNTIL"], rows))
+        rows = [
+            [e["schedule"], e["on_call"] or "-", console.when(e["until"])] for e in found["oncall"]
+        ]
+        console.emit(found, table, lambda: console.table(["SCHEDULE", "ON CALL", "UNTIL"], rows))
 
-    return _run("oncall", args, work)
-
-
-def _emit(data: Any, table: bool, render: Callable[[], str]) -> None:
-    print(render() if table else json.dumps(data, indent=2, ensure_ascii=False))
-
-
-def _when(iso: str | None) -> str:
-    """An API time as a short UTC time for a table."""
-    if iso is None:
-        return "-"
-    moment = datetime.datetime.fromisoformat(iso).astimezone(datetime.UTC)
-    return moment.strftime("%Y-%m-%d %H:%M:%SZ")
-
-
-def _table(header: Sequence[str], rows: Sequence[Sequence[str]]) -> str:
-    """Columns padded to their widest cell; the last one is not padded."""
-    widths = [max(len(str(cell)) for cell in column) for column in zip(header, *rows, strict=True)]
-    return "\n".join(
-        "  ".join(str(cell).ljust(width) for cell, width in zip(row, widths, strict=True)).rstrip()
-        for row in (header, *rows)
-    )
+    return console.run("oncall", args, work)
 
 
 def _incident_table(incidents: list[dict[str, Any]]) -> str:
@@ -212,13 +146,13 @@ def _incident_table(incidents: list[dict[str, Any]]) -> str:
             i["state"],
             i["service"] or "-",
             i["assignee"] or "-",
-            _when(i["last_seen"]),
+            console.when(i["last_seen"]),
             str(i["count"]),
             i["title"],
         ]
         for i in incidents
     ]
-    return _table(header, rows)
+    return console.table(header, rows)
 
 
 def _incident_line(incident: dict[str, Any]) -> str:
@@ -240,19 +174,15 @@ def _incident_card(incident: dict[str, Any]) -> str:
         ("assignee", incident["assignee"] or "-"),
         ("group", incident["group"] or "-"),
         ("rule", f"{incident['rule']} [{incident['key']}]"),
-        ("seen", f"{incident['count']}x, {_when(incident['first_seen'])} .. "
-                 f"{_when(incident['last_seen'])}"),
+        ("seen", f"{incident['count']}x, {console.when(incident['first_seen'])} .. "
+                 f"{console.when(incident['last_seen'])}"),
         ("muted", incident["muted"] or "-"),
     ]  # fmt: skip
     card = [f"incident {incident['id']}"] + [f"  {k:<9} {v}" for k, v in fields]
     timeline = [
-        [_when(e["time"]), e["kind"], e["actor"], _change(e), e["note"]]
+        [console.when(e["time"]), e["kind"], e["actor"], console.change(e), e["note"]]
         for e in incident["timeline"]
     ]
-    return "\n".join([*card, "", _table(["TIME", "KIND", "ACTOR", "CHANGE", "NOTE"], timeline)])
-
-
-def _change(entry: dict[str, Any]) -> str:
-    if entry["from"] is None or entry["from"] == entry["to"]:
-        return str(entry["to"])
-    return f"{entry['from']} -> {entry['to']}"
+    return "\n".join(
+        [*card, "", console.table(["TIME", "KIND", "ACTOR", "CHANGE", "NOTE"], timeline)]
+    )

@@ -292,6 +292,33 @@ REMEDIATION_BREAKERS_OPENED = Counter(
 REMEDIATION_KILL_SWITCH = Gauge(
     "tocsin_remediation_kill_switch", "1 while the remediation kill switch is engaged."
 )
+KNOWN_ERROR_MATCHES = Counter(
+    "tocsin_known_error_matches_total",
+    "Incidents that matched a known error and got its workaround.",
+    ["known_error"],
+)
+PROBLEM_CHANGES = Counter(
+    "tocsin_problem_changes_total",
+    "Changes to problem records: open, link, reopen, known_error, resolve, close, ...",
+    ["op"],
+)
+SERVICE_REQUEST_CHANGES = Counter(
+    "tocsin_service_request_changes_total",
+    "Steps of service requests, per catalog item: submit, approve, reject, start, fulfil, "
+    "fail, breach (of the SLA), close.",
+    ["item", "op"],
+)
+ACCESS_AUDIT = Counter(
+    "tocsin_access_audit_total",
+    "Access decisions and results, as audited: requested, approved, denied, granted, revoked, "
+    "expired, failed.",
+    ["action"],
+)
+ACCESS_GRANTS = Gauge(
+    "tocsin_access_grants",
+    "Grants not ended, per state (pending_approval, provisioning, active, revoking).",
+    ["state"],
+)
 RULES_LOADED = Gauge("tocsin_rules_loaded", "Rules compiled and active.")
 RULE_ERRORS = Gauge("tocsin_rule_errors", "Rules rejected by validation at the last load.")
 

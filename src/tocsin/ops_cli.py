@@ -8,31 +8,21 @@ with --json or off one; exit 1 when the daemon refuses or cannot be reached, 2 f
 from __future__ import annotations
 
 import argparse
-import json
-import re
-import shlex
-from typing import Any, TypeAlias
+from typing import Any
 from urllib.parse import quote, urlencode
 
+from tocsin import console
 from tocsin.api.problems import ACTIONS as PROBLEM_ACTIONS
 from tocsin.api.problems import PROBLEM_STATES
 from tocsin.client import ApiClient
-from tocsin.incidents_cli import _change, _emit, _run, _table, _UsageError, _when, target_options
 from tocsin.model import RUN_STATES
 
 __all__ = ["add_ops_commands"]
 
-Sub: TypeAlias = "argparse._SubParsersAction[argparse.ArgumentParser]"
 
-# Control characters: text from commands and events must not drive the terminal. A block of
-# output keeps its newlines and tabs; a table cell or a line keeps none.
-_CONTROL = re.compile(r"[\x00-\x08\x0b-\x1f\x7f-\x9f]")
-_CONTROL_IN_LINE = re.compile(r"[\x00-\x1f\x7f-\x9f]")
-
-
-def add_ops_commands(sub: Sub) -> None:
+def add_ops_commands(sub: console.Sub) -> None:
     """Register `runs`, `remediation`, `problems` and `known-errors` on the top-level parser."""
-    target = target_options()
+    target = console.target_options()
     _add_runs(sub, target)
     _add_problems(sub, target)
 
@@ -62,7 +52,7 @@ def add_ops_commands(sub: Sub) -> None:
     known.set_defaults(remote=_known_errors)
 
 
-def _add_runs(sub: Sub, target: argparse.ArgumentParser) -> None:
+def _add_runs(sub: console.Sub, target: argparse.ArgumentParser) -> None:
     runs = sub.add_parser("runs", help="remediation runs: list, show, approve or reject")
     command = runs.add_subparsers(dest="runs_command", required=True)
     listing = command.add_parser("list", parents=[target], help="list runs, newest first")
@@ -77,7 +67,7 @@ def _add_runs(sub: Sub, target: argparse.ArgumentParser) -> None:
     runs.set_defaults(remote=_runs)
 
 
-def _add_problems(sub: Sub, target: argparse.ArgumentParser) -> None:
+def _add_problems(sub: console.Sub, target: argparse.ArgumentParser) -> None:
     problems = sub.add_parser("problems", help="list, show and work problems on a daemon")
     command = problems.add_subparsers(dest="problems_command", required=True)
     listing = command.add_parser("list", parents=[target], help="list problems, newest first")
@@ -115,18 +105,18 @@ def _runs(args: argparse.Namespace) -> int:
         if command == "list":
             query = {"limit": args.limit, **({"state": args.state} if args.state else {})}
             found = client.call("GET", f"/api/v1/runs?{urlencode(query)}")
-            _emit(found, table, lambda: _run_table(found["runs"]))
+            console.emit(found, table, lambda: _run_table(found["runs"]))
             return
         path = f"/api/v1/runs/{args.id}"
         if command == "show":
             run = client.call("GET", path)
-            _emit(run, table, lambda: _run_card(run))
+            console.emit(run, table, lambda: _run_card(run))
             return
         body = {"note": args.note} if args.note else {}
         run = client.call("POST", f"{path}/{command}", body)
-        _emit(run, table, lambda: _run_line(run))
+        console.emit(run, table, lambda: _run_line(run))
 
-    return _run("runs", args, work)
+    return console.run("runs", args, work)
 
 
 def _remediation(args: argparse.Namespace) -> int:
@@ -139,9 +129,9 @@ def _remediation(args: argparse.Namespace) -> int:
             switch = client.call("DELETE", path)
         else:
             switch = client.call("GET", path)
-        _emit(switch, table, lambda: _switch_line(switch))
+        console.emit(switch, table, lambda: _switch_line(switch))
 
-    return _run("remediation", args, work)
+    return console.run("remediation", args, work)
 
 
 def _problems(args: argparse.Namespace) -> int:
@@ -150,17 +140,17 @@ def _problems(args: argparse.Namespace) -> int:
         if command == "list":
             query = {"limit": args.limit, **({"state": args.state} if args.state else {})}
             found = client.call("GET", f"/api/v1/problems?{urlencode(query)}")
-            _emit(found, table, lambda: _problem_table(found["problems"]))
+            console.emit(found, table, lambda: _problem_table(found["problems"]))
             return
         if command == "create":
             body = {"title": args.title, "service": args.service, "category": args.category}
             changed = client.call("POST", "/api/v1/problems", {**body, "incidents": args.incident})
-            _emit(changed, table, lambda: _problem_line(changed))
+            console.emit(changed, table, lambda: _problem_line(changed))
             return
         path = f"/api/v1/problems/{args.id}"
         if command == "show":
             problem = client.call("GET", path)
-            _emit(problem, table, lambda: _problem_card(problem))
+            console.emit(problem, table, lambda: _problem_card(problem))
             return
         if command in PROBLEM_ACTIONS:
             changed = client.call(
@@ -170,9 +160,9 @@ def _problems(args: argparse.Namespace) -> int:
             changed = client.call("POST", f"{path}/incidents", {"incident": args.incident})
         else:
             changed = client.call("PATCH", path, _changes(args))
-        _emit(changed, table, lambda: _problem_line(changed))
+        console.emit(changed, table, lambda: _problem_line(changed))
 
-    return _run("problems", args, work)
+    return console.run("problems", args, work)
 
 
 def _changes(args: argparse.Namespace) -> dict[str, Any]:
@@ -183,7 +173,7 @@ def _changes(args: argparse.Namespace) -> dict[str, Any]:
         if getattr(args, key) is not None
     }
     if not given:
-        raise _UsageError("give --root-cause, --workaround, --owner or --title")
+        raise console.UsageError("give --root-cause, --workaround, --owner or --title")
     if given.get("owner") == "":
         given["owner"] = None
     return given
@@ -194,7 +184,7 @@ def _known_errors(args: argparse.Namespace) -> int:
         command = args.known_command
         if command == "list":
             found = client.call("GET", "/api/v1/known-errors")
-            _emit(found, table, lambda: _known_table(found["known_errors"]))
+            console.emit(found, table, lambda: _known_table(found["known_errors"]))
             return
         if command == "add":
             body = {
@@ -208,37 +198,9 @@ def _known_errors(args: argparse.Namespace) -> int:
         else:
             known = client.call("DELETE", f"/api/v1/known-errors/{quote(args.name, safe='')}")
         verb = "removed" if command == "remove" else "added"
-        _emit(known, table, lambda: f"known error {known['name']} {verb}")
+        console.emit(known, table, lambda: f"known error {known['name']} {verb}")
 
-    return _run("known-errors", args, work)
-
-
-def _escape(found: re.Match[str]) -> str:
-    return f"\\x{ord(found.group()):02x}"
-
-
-def _printable(text: str) -> str:
-    """Text for one line or cell, control characters (newlines too) shown, not obeyed."""
-    return _CONTROL_IN_LINE.sub(_escape, text)
-
-
-def _block(text: str) -> str:
-    """Lines of output, control characters other than newline and tab shown, not obeyed."""
-    return _CONTROL.sub(_escape, text)
-
-
-def _step(step: dict[str, Any]) -> str:
-    """A rendered step on one line: argv lists shell-quoted, so separate words stay visible."""
-    parts = []
-    for key, value in step.items():
-        if isinstance(value, list) and all(isinstance(v, str) for v in value):
-            shown = shlex.join(value)
-        elif isinstance(value, str):
-            shown = value
-        else:
-            shown = json.dumps(value, ensure_ascii=False)
-        parts.append(f"{key} {shown}")
-    return _printable("  ".join(parts))
+    return console.run("known-errors", args, work)
 
 
 def _run_table(runs: list[dict[str, Any]]) -> str:
@@ -250,52 +212,50 @@ def _run_table(runs: list[dict[str, Any]]) -> str:
             str(r["id"]),
             r["state"],
             r["runbook"],
-            _printable(r["target"]) or "-",
+            console.printable(r["target"]) or "-",
             r["rule"],
             str(r["incident"] or "-"),
-            _when(r["created_at"]),
-            _printable(r["reason"]) or "-",
+            console.when(r["created_at"]),
+            console.printable(r["reason"]) or "-",
         ]
         for r in runs
     ]
-    return _table(header, rows)
+    return console.table(header, rows)
 
 
 def _run_line(run: dict[str, Any]) -> str:
-    reason = f" - {_printable(run['reason'])}" if run["reason"] else ""
-    return (
-        f"run {run['id']}: {run['state']} ({run['runbook']} on {_printable(run['target'])}){reason}"
-    )
+    reason = f" - {console.printable(run['reason'])}" if run["reason"] else ""
+    target = console.printable(run["target"])
+    return f"run {run['id']}: {run['state']} ({run['runbook']} on {target}){reason}"
 
 
 def _run_card(run: dict[str, Any]) -> str:
     result = run["result"] or {}
-    exit_status = result.get("exit")
-    outcome = _printable(str(result.get("summary") or "-"))
-    if exit_status is not None:
-        outcome += f" (exit {exit_status})"
     fields = [
         ("runbook", run["runbook"]),
         ("state", run["state"]),
-        ("reason", _printable(run["reason"]) or "-"),
-        ("rule", f"{run['rule']} [{_printable(run['key'])}]"),
-        ("target", _printable(run["target"]) or "-"),
+        ("reason", console.printable(run["reason"]) or "-"),
+        ("rule", f"{run['rule']} [{console.printable(run['key'])}]"),
+        ("target", console.printable(run["target"]) or "-"),
         ("incident", str(run["incident"] or "-")),
-        ("created", _when(run["created_at"])),
-        ("started", _when(run["started_at"])),
-        ("finished", _when(run["finished_at"])),
-        ("result", outcome),
+        ("created", console.when(run["created_at"])),
+        ("started", console.when(run["started_at"])),
+        ("finished", console.when(run["finished_at"])),
+        ("result", console.printable(str(result.get("summary") or "-"))),
     ]
     if run.get("expires_at"):
-        fields.append(("approve by", _when(run["expires_at"])))
+        fields.append(("approve by", console.when(run["expires_at"])))
     if run.get("decided_by"):
         fields.append(("decided by", run["decided_by"]))
     card = [f"run {run['id']}"] + [f"  {k:<10} {v}" for k, v in fields]
-    steps = [[str(n), _step(step)] for n, step in enumerate(run["steps"], 1)]
-    card += ["", _table(["STEP", "WHAT"], steps) if steps else "no steps"]
-    output = result.get("output")
-    if output:
-        card += ["", "output:", _block(str(output)).rstrip("\n")]
+    steps = [[str(n), step] for n, step in enumerate(run["steps"], 1)]
+    card += ["", console.table(["STEP", "WHAT"], steps) if steps else "no steps"]
+    done = result.get("steps") or []
+    if done:  # the last step's output: the one that failed, or the one that finished the run
+        last = done[-1]
+        output = "\n".join(p for p in (last["stdout"], last["stderr"], last["response"]) if p)
+        if output:
+            card += ["", "output:", console.block(output).rstrip("\n")]
     return "\n".join(card)
 
 
@@ -303,10 +263,11 @@ def _switch_line(switch: dict[str, Any]) -> str:
     if switch["engaged"]:
         return (
             f"remediation is STOPPED: kill switch engaged by {switch['by']} at "
-            f"{_when(switch['at'])}: {switch['why']}"
+            f"{console.when(switch['at'])}: {switch['why']}"
         )
     if switch["by"]:
-        return f"remediation runs: kill switch released by {switch['by']} at {_when(switch['at'])}"
+        released = f"released by {switch['by']} at {console.when(switch['at'])}"
+        return f"remediation runs: kill switch {released}"
     return "remediation runs: the kill switch is not engaged"
 
 
@@ -321,12 +282,12 @@ def _problem_table(problems: list[dict[str, Any]]) -> str:
             p["service"] or "-",
             p["owner"] or "-",
             str(p["incident_count"]),
-            _when(p["opened_at"]),
-            _printable(p["title"]),
+            console.when(p["opened_at"]),
+            console.printable(p["title"]),
         ]
         for p in problems
     ]
-    return _table(header, rows)
+    return console.table(header, rows)
 
 
 def _problem_line(problem: dict[str, Any]) -> str:
@@ -334,30 +295,38 @@ def _problem_line(problem: dict[str, Any]) -> str:
     linked = problem["incident_count"]
     return (
         f"problem {problem['id']}: {problem['state']}{owner}, {linked} "
-        f"incident{'' if linked == 1 else 's'} - {_printable(problem['title'])}"
+        f"incident{'' if linked == 1 else 's'} - {console.printable(problem['title'])}"
     )
 
 
 def _problem_card(problem: dict[str, Any]) -> str:
     fields = [
-        ("title", _printable(problem["title"])),
+        ("title", console.printable(problem["title"])),
         ("state", problem["state"]),
         ("service", problem["service"] or "-"),
         ("category", problem["category"] or "-"),
         ("owner", problem["owner"] or "-"),
         ("incidents", ", ".join(str(i) for i in problem["incidents"]) or "-"),
-        ("opened", _when(problem["opened_at"])),
+        ("opened", console.when(problem["opened_at"])),
         ("known as", problem["known_error"] or "-"),
     ]
     card = [f"problem {problem['id']}"] + [f"  {k:<10} {v}" for k, v in fields]
     for heading, key in (("root cause", "root_cause"), ("workaround", "workaround")):
-        text = _block(problem[key]).strip("\n") or "-"
+        text = console.block(problem[key]).strip("\n") or "-"
         card += ["", f"{heading}:", *(f"  {line}" for line in text.splitlines())]
     timeline = [
-        [_when(e["time"]), e["kind"], e["actor"], _change(e), _printable(e["note"])]
+        [
+            console.when(e["time"]),
+            e["kind"],
+            e["actor"],
+            console.change(e),
+            console.printable(e["note"]),
+        ]
         for e in problem["timeline"]
     ]
-    return "\n".join([*card, "", _table(["TIME", "KIND", "ACTOR", "CHANGE", "NOTE"], timeline)])
+    return "\n".join(
+        [*card, "", console.table(["TIME", "KIND", "ACTOR", "CHANGE", "NOTE"], timeline)]
+    )
 
 
 def _known_table(known: list[dict[str, Any]]) -> str:
@@ -369,9 +338,9 @@ def _known_table(known: list[dict[str, Any]]) -> str:
             k["name"],
             k["source"],
             str(k["problem"] or "-"),
-            _printable(", ".join(k["matchers"])),
-            _printable(k["workaround"].splitlines()[0] if k["workaround"] else "-"),
+            console.printable(", ".join(k["matchers"])),
+            console.printable(k["workaround"].splitlines()[0] if k["workaround"] else "-"),
         ]
         for k in known
     ]
-    return _table(header, rows)
+    return console.table(header, rows)

@@ -259,7 +259,8 @@ class Remediator:
             run.state, run.reason, run.started_at = "running", verdict.reason or "started", now
             self._active[run.id] = run
             # Saved before the program starts: after a crash it is `interrupted`, never rerun.
-            await self._save(run, now, f"started: {'; '.join(_describe(run))}", wait=True)
+            why = f" ({verdict.reason})" if verdict.reason not in ("", "started") else ""
+            await self._save(run, now, f"started{why}: {'; '.join(_describe(run))}", wait=True)
             self._tasks[run.id] = asyncio.create_task(
                 self._execute(run), name=f"tocsin.remediation.{run.id}"
             )
@@ -494,6 +495,8 @@ class Remediator:
         assert state in RUN_FINISHED
         run.state, run.reason = state, reason
         run.finished_at = run.finished_at or now
+        with contextlib.suppress(ValueError):  # an unreadable spec is kept as it was
+            run.spec = RenderedRun.from_dict(run.spec).redacted().to_dict()
         self._active.pop(run.id, None)
         if state not in ("succeeded", "failed"):
             obs.REMEDIATION_RUNS.labels(run.runbook, state).inc()

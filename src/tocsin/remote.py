@@ -65,9 +65,10 @@ def silence(args: argparse.Namespace) -> int:
         elif args.silence_command == "add":
             body: dict[str, object] = {
                 "matchers": args.matcher,
-                "created_by": args.author,
                 "comment": args.comment,
             }
+            if args.author:
+                body["created_by"] = args.author
             if args.starts:
                 body["starts_at"] = args.starts
             body["duration" if args.duration else "ends_at"] = args.duration or args.ends
@@ -117,10 +118,11 @@ def maintenance(args: argparse.Namespace) -> int:
             body: dict[str, object] = {
                 "name": args.name,
                 "matchers": args.matcher,
-                "created_by": args.author,
                 "comment": args.comment,
                 "remind_before": args.remind_before,
             }
+            if args.author:
+                body["created_by"] = args.author
             if args.starts:
                 body["start"] = args.starts
             body["duration" if args.duration else "end"] = args.duration or args.ends

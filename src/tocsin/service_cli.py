@@ -12,24 +12,23 @@ import argparse
 from typing import Any
 from urllib.parse import urlencode
 
+from tocsin import console
 from tocsin.api.access import AUDIT_ACTIONS, GRANT_STATES
 from tocsin.api.requests import REQUEST_ACTIONS, REQUEST_STATES
 from tocsin.client import ApiClient, ApiError
-from tocsin.incidents_cli import _change, _emit, _run, _table, _UsageError, _when, target_options
-from tocsin.ops_cli import Sub, _printable
 from tocsin.rules.schema import format_duration
 
 __all__ = ["add_service_commands"]
 
 
-def add_service_commands(sub: Sub) -> None:
+def add_service_commands(sub: console.Sub) -> None:
     """Register `requests` and `access` on the top-level parser."""
-    target = target_options()
+    target = console.target_options()
     _add_requests(sub, target)
     _add_access(sub, target)
 
 
-def _add_requests(sub: Sub, target: argparse.ArgumentParser) -> None:
+def _add_requests(sub: console.Sub, target: argparse.ArgumentParser) -> None:
     requests = sub.add_parser("requests", help="the service catalog and service requests")
     command = requests.add_subparsers(dest="requests_command", required=True)
     command.add_parser("catalog", parents=[target], help="what may be requested")
@@ -48,7 +47,7 @@ def _add_requests(sub: Sub, target: argparse.ArgumentParser) -> None:
     requests.set_defaults(remote=_requests)
 
 
-def _add_access(sub: Sub, target: argparse.ArgumentParser) -> None:
+def _add_access(sub: console.Sub, target: argparse.ArgumentParser) -> None:
     access = sub.add_parser("access", help="temporary access grants and their audit log")
     command = access.add_subparsers(dest="access_command", required=True)
     grants = command.add_parser("grants", parents=[target], help="list grants, newest first")
@@ -91,26 +90,26 @@ def _requests(args: argparse.Namespace) -> int:
         command = args.requests_command
         if command == "catalog":
             found = client.call("GET", "/api/v1/catalog")
-            _emit(found, table, lambda: _catalog_table(found["items"]))
+            console.emit(found, table, lambda: _catalog_table(found["items"]))
             return
         if command == "list":
             found = client.call("GET", f"/api/v1/requests?{_query(args, ('state', 'limit'))}")
-            _emit(found, table, lambda: _request_table(found["requests"]))
+            console.emit(found, table, lambda: _request_table(found["requests"]))
             return
         if command == "submit":
             body = {"item": args.item, "input": _input(client, args.item, args.input)}
             made = client.call("POST", "/api/v1/requests", body)
-            _emit(made, table, lambda: _request_line(made))
+            console.emit(made, table, lambda: _request_line(made))
             return
         path = f"/api/v1/requests/{args.id}"
         if command == "show":
             found = client.call("GET", path)
-            _emit(found, table, lambda: _request_card(found))
+            console.emit(found, table, lambda: _request_card(found))
             return
         changed = client.call("POST", f"{path}/{command}", {"note": args.note} if args.note else {})
-        _emit(changed, table, lambda: _request_line(changed))
+        console.emit(changed, table, lambda: _request_line(changed))
 
-    return _run("requests", args, work)
+    return console.run("requests", args, work)
 
 
 def _input(client: ApiClient, item: str, pairs: list[str]) -> dict[str, Any]:
@@ -120,9 +119,9 @@ def _input(client: ApiClient, item: str, pairs: list[str]) -> dict[str, Any]:
     for pair in pairs:
         name, equals, value = pair.partition("=")
         if not equals or not name:
-            raise _UsageError(f"give the input as FIELD=VALUE, not {pair!r}")
+            raise console.UsageError(f"give the input as FIELD=VALUE, not {pair!r}")
         if name in given:
-            raise _UsageError(f"{name} is given twice")
+            raise console.UsageError(f"{name} is given twice")
         given[name] = value
     if not given:
         return {}
@@ -143,32 +142,32 @@ def _access(args: argparse.Namespace) -> int:
         if command == "grants":
             query = _query(args, ("state", "subject", "role", "limit"))
             found = client.call("GET", f"/api/v1/access/grants?{query}")
-            _emit(found, table, lambda: _grant_table(found["grants"]))
+            console.emit(found, table, lambda: _grant_table(found["grants"]))
         elif command == "audit":
             query = _query(args, ("subject", "role", "action", "since", "until", "limit"))
             found = client.call("GET", f"/api/v1/access/audit?{query}")
-            _emit(found, table, lambda: _audit_table(found["audit"]))
+            console.emit(found, table, lambda: _audit_table(found["audit"]))
         elif command == "request":
             body = {"role": args.role, "subject": args.subject}
             if args.duration is not None:
                 body["duration"] = args.duration
             decided = client.call("POST", "/api/v1/access/requests", body)
-            _emit(decided, table, lambda: _decision(decided, decided["grant"]))
+            console.emit(decided, table, lambda: _decision(decided, decided["grant"]))
             _denied(decided, "request")
         elif command == "revoke":
             body = {"role": args.role, "subject": args.subject, "why": args.why}
             decided = client.call("POST", "/api/v1/access/revoke", body)
-            _emit(decided, table, lambda: _revocation(decided))
+            console.emit(decided, table, lambda: _revocation(decided))
             _denied(decided, "revoke")
         elif command == "show":
             found = client.call("GET", f"/api/v1/access/grants/{args.id}")
-            _emit(found, table, lambda: _grant_card(found))
+            console.emit(found, table, lambda: _grant_card(found))
         else:
             path = f"/api/v1/access/grants/{args.id}/{command}"
             changed = client.call("POST", path, {"why": args.why} if command == "reject" else {})
-            _emit(changed, table, lambda: _grant_line(changed))
+            console.emit(changed, table, lambda: _grant_line(changed))
 
-    return _run("access", args, work)
+    return console.run("access", args, work)
 
 
 def _denied(decided: dict[str, Any], what: str) -> None:
@@ -187,11 +186,11 @@ def _catalog_table(items: list[dict[str, Any]]) -> str:
             i["approval"] or "-",
             format_duration(i["sla"]) if i["sla"] else "-",
             ", ".join(_field(f) for f in i["fields"]) or "-",
-            _printable(i["description"]) or "-",
+            console.printable(i["description"]) or "-",
         ]
         for i in items
     ]
-    return _table(header, rows)
+    return console.table(header, rows)
 
 
 def _field(spec: dict[str, Any]) -> str:
@@ -208,17 +207,17 @@ def _request_table(requests: list[dict[str, Any]]) -> str:
             str(r["id"]),
             r["state"],
             r["item"],
-            _printable(r["requested_by"]),
-            _when(r["opened_at"]),
-            _when(r["due_at"]) + (" (late)" if r["sla_breached"] else ""),
+            console.printable(r["requested_by"]),
+            console.when(r["opened_at"]),
+            console.when(r["due_at"]) + (" (late)" if r["sla_breached"] else ""),
         ]
         for r in requests
     ]
-    return _table(header, rows)
+    return console.table(header, rows)
 
 
 def _request_line(request: dict[str, Any]) -> str:
-    reason = f" - {_printable(request['reason'])}" if request["reason"] else ""
+    reason = f" - {console.printable(request['reason'])}" if request["reason"] else ""
     return f"request {request['id']}: {request['state']} ({request['item']}){reason}"
 
 
@@ -226,22 +225,35 @@ def _request_card(request: dict[str, Any]) -> str:
     fields = [
         ("item", request["item"]),
         ("state", request["state"]),
-        ("by", f"{_printable(request['requested_by'])} ({_printable(request['source'])})"),
-        ("opened", _when(request["opened_at"])),
-        ("due", _when(request["due_at"]) + (" (late)" if request["sla_breached"] else "")),
+        (
+            "by",
+            console.printable(f"{request['requested_by']} ({request['source']})"),
+        ),
+        ("opened", console.when(request["opened_at"])),
+        ("due", console.when(request["due_at"]) + (" (late)" if request["sla_breached"] else "")),
         ("approval", request["approval"] or "-"),
-        ("decided", _printable(request["decided_by"]) or "-"),
+        ("decided", console.printable(request["decided_by"]) or "-"),
         ("run", str(request["run_id"] or "-")),
-        ("reason", _printable(request["reason"]) or "-"),
+        ("reason", console.printable(request["reason"]) or "-"),
     ]
     card = [f"request {request['id']}"] + [f"  {k:<9} {v}" for k, v in fields]
-    data = [[_printable(str(k)), _printable(str(v))] for k, v in request["input"].items()]
-    card += ["", _table(["FIELD", "VALUE"], data) if data else "no input"]
+    data = [
+        [console.printable(str(k)), console.printable(str(v))] for k, v in request["input"].items()
+    ]
+    card += ["", console.table(["FIELD", "VALUE"], data) if data else "no input"]
     timeline = [
-        [_when(e["time"]), e["kind"], _printable(e["actor"]), _change(e), _printable(e["note"])]
+        [
+            console.when(e["time"]),
+            e["kind"],
+            console.printable(e["actor"]),
+            console.change(e),
+            console.printable(e["note"]),
+        ]
         for e in request["timeline"]
     ]
-    return "\n".join([*card, "", _table(["TIME", "KIND", "ACTOR", "CHANGE", "NOTE"], timeline)])
+    return "\n".join(
+        [*card, "", console.table(["TIME", "KIND", "ACTOR", "CHANGE", "NOTE"], timeline)]
+    )
 
 
 def _grant_table(grants: list[dict[str, Any]]) -> str:
@@ -253,49 +265,52 @@ def _grant_table(grants: list[dict[str, Any]]) -> str:
             str(g["id"]),
             g["state"],
             g["role"],
-            _printable(g["subject"]),
-            _printable(g["requested_by"]),
-            _when(g["expires_at"]),
+            console.printable(g["subject"]),
+            console.printable(g["requested_by"]),
+            console.when(g["expires_at"]),
         ]
         for g in grants
     ]
-    return _table(header, rows)
+    return console.table(header, rows)
 
 
 def _grant_line(grant: dict[str, Any]) -> str:
-    until = f" until {_when(grant['expires_at'])}" if grant["expires_at"] else ""
-    why = f" - {_printable(grant['why'])}" if grant["why"] else ""
+    until = f" until {console.when(grant['expires_at'])}" if grant["expires_at"] else ""
+    why = f" - {console.printable(grant['why'])}" if grant["why"] else ""
     return (
         f"grant {grant['id']}: {grant['state']} ({grant['role']} for "
-        f"{_printable(grant['subject'])}{until}){why}"
+        f"{console.printable(grant['subject'])}{until}){why}"
     )
 
 
 def _grant_card(grant: dict[str, Any]) -> str:
     fields = [
         ("role", grant["role"]),
-        ("subject", _printable(grant["subject"])),
+        ("subject", console.printable(grant["subject"])),
         ("state", grant["state"]),
         ("rights", ", ".join(grant["rights"]) or "-"),
-        ("asked by", f"{_printable(grant['requested_by'])} at {_when(grant['requested_at'])}"),
+        (
+            "asked by",
+            f"{console.printable(grant['requested_by'])} at {console.when(grant['requested_at'])}",
+        ),
         ("for", format_duration(grant["duration"])),
-        ("approve by", _when(grant["approve_by"])),
-        ("granted by", _printable(grant["granted_by"]) or "-"),
-        ("granted", _when(grant["granted_at"])),
-        ("expires", _when(grant["expires_at"])),
-        ("ended", _when(grant["ended_at"])),
-        ("why", _printable(grant["why"]) or "-"),
+        ("approve by", console.when(grant["approve_by"])),
+        ("granted by", console.printable(grant["granted_by"]) or "-"),
+        ("granted", console.when(grant["granted_at"])),
+        ("expires", console.when(grant["expires_at"])),
+        ("ended", console.when(grant["ended_at"])),
+        ("why", console.printable(grant["why"]) or "-"),
     ]
     return "\n".join([f"grant {grant['id']}"] + [f"  {k:<10} {v}" for k, v in fields])
 
 
 def _decision(decided: dict[str, Any], grant: dict[str, Any] | None) -> str:
-    said = f"{decided['verdict']}: {_printable(decided['reason'])}"
+    said = f"{decided['verdict']}: {console.printable(decided['reason'])}"
     return said if grant is None else f"{said}\n{_grant_line(grant)}"
 
 
 def _revocation(decided: dict[str, Any]) -> str:
-    lines = [f"{decided['verdict']}: {_printable(decided['reason'])}"]
+    lines = [f"{decided['verdict']}: {console.printable(decided['reason'])}"]
     return "\n".join(lines + [_grant_line(g) for g in decided["grants"]])
 
 
@@ -305,14 +320,14 @@ def _audit_table(entries: list[dict[str, Any]]) -> str:
     header = ["TIME", "ACTION", "ROLE", "SUBJECT", "BY", "GRANT", "WHY"]
     rows = [
         [
-            _when(e["time"]),
+            console.when(e["time"]),
             e["action"],
-            _printable(e["role"]),
-            _printable(e["subject"]),
-            _printable(e["by"]),
+            console.printable(e["role"]),
+            console.printable(e["subject"]),
+            console.printable(e["by"]),
             str(e["grant"] or "-"),
-            _printable(e["why"]),
+            console.printable(e["why"]),
         ]
         for e in entries
     ]
-    return _table(header, rows)
+    return console.table(header, rows)

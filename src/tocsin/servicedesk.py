@@ -10,15 +10,26 @@ from __future__ import annotations
 import asyncio
 import builtins
 import json
+from collections import Counter
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import replace
 from typing import Any
 
 import structlog
 
+from tocsin import obs
 from tocsin.api.incidents import IncidentError, timeline_json
+from tocsin.desks import api_read, unsaved
 from tocsin.model import RUN_FINISHED, Outgoing, RemediationRun
-from tocsin.records.access import AccessBook, AccessError, AccessOutcome, AuditEntry, Grant
+from tocsin.records.access import (
+    FINAL_STATES,
+    AccessBook,
+    AccessError,
+    AccessOutcome,
+    AuditEntry,
+    Grant,
+    GrantState,
+)
 from tocsin.records.access_policy import AccessRequest
 from tocsin.records.catalog import RequestInputError
 from tocsin.records.requests import (
@@ -32,7 +43,7 @@ from tocsin.records.views import iso_time
 from tocsin.remediator import Remediator
 from tocsin.runbooks.render import RenderError
 from tocsin.runbooks.settings import RunbookSettings
-from tocsin.store.base import CommitBatch, HistoryEntry, Store, StoreError
+from tocsin.store.base import CommitBatch, HistoryEntry, StoreError
 from tocsin.store.writer import StoreWriter
 from tocsin.tokens import Role
 
@@ -44,6 +55,7 @@ _ACCESS_DOCUMENT = "access"  # the access book (grants not ended, counters), as 
 _REQUESTS = "service_requests"
 _GRANTS = "access_grants"
 _KEPT = ("submitted", "approved", "fulfilling")  # requests a book keeps in memory
+_CURRENT_GRANT_STATES = tuple(str(s) for s in GrantState if s not in FINAL_STATES)
 _STATE_OPS = frozenset({"submit", "approve", "reject", "start", "fulfil", "fail", "close"})
 
 
@@ -72,6 +84,8 @@ class ServiceDesk:
         # A request past its SLA (True) or one that ended after that (False): the daemon
         # raises, and later resolves, an incident for it, which escalates like any other.
         self.escalate: Callable[[ServiceRequest, str | None, bool], Awaitable[None]] | None = None
+        # A revoke that failed its last attempt: the daemon raises an incident for a person.
+        self.revoke_failed: Callable[[Grant], Awaitable[None]] | None = None
         remediator.on_finish = self._run_finished
 
     @classmethod
@@ -133,6 +147,7 @@ class ServiceDesk:
                         await self._settle_request(run)
                 elif request.state == "approved":
                     await self._fulfil(request)
+            self._count_grants()
 
     async def tick(self, now: float) -> None:
         """Request SLA breaches and grant expiries that came due."""
@@ -199,6 +214,22 @@ class ServiceDesk:
                 await self._fulfil(request)
             return request
 
+    async def by_hand(self, request_id: int, op: str, *, actor: str, note: str) -> ServiceRequest:
+        """Start, fulfil or fail a request by hand (`op`): for items with no runbook, or one
+        whose runbook did what it could and a person finishes; never while a run is at it."""
+        async with self.lock:
+            request = self._request(request_id)
+            try:
+                changes = self.requests.by_hand(
+                    request, op, time=self.clock(), actor=actor, note=note
+                )
+            except RequestError as exc:
+                raise _refusal(exc) from None
+            await self._save_requests(changes)
+            if op != "start" and request.sla_breached:
+                await self._escalate(request, breached=False)
+            return request
+
     async def close(self, request_id: int, *, actor: str, note: str) -> ServiceRequest:
         """Close a decided or finished request."""
         async with self.lock:
@@ -221,7 +252,7 @@ class ServiceDesk:
         entry = self.settings.catalog.get(request.item)
         if request.state != "approved" or entry is None or entry.runbook is None:
             return
-        variables = {"request": {"id": request.id, "item": request.item, **request.input},
+        variables = {"request": {**request.input, "id": request.id, "item": request.item},
                      "input": request.input}  # fmt: skip
         try:
             run = await self.remediator.ask(
@@ -246,6 +277,7 @@ class ServiceDesk:
         batch = CommitBatch()
         for change in changes:
             request = change.request
+            obs.SERVICE_REQUEST_CHANGES.labels(request.item, change.op).inc()
             batch.requests[request.id] = (str(request.state), json.dumps(request.to_dict()))
             after = change.state or str(request.state)
             batch.request_history.append(
@@ -312,6 +344,9 @@ class ServiceDesk:
             batch.grants[grant.id] = _grant_row(grant)
         batch.audit.extend(_audit_row(entry) for entry in outcome.audit)
         await _commit(self.writer, batch)
+        for entry in outcome.audit:
+            obs.ACCESS_AUDIT.labels(str(entry.action)).inc()
+        self._count_grants()
         for run in outcome.runs:
             try:
                 await self.remediator.ask(
@@ -324,6 +359,11 @@ class ServiceDesk:
                 log.error("access_provisioner_not_run", grant=run.grant, problem=str(exc))
                 settle = self.access.provisioned if run.action == "grant" else self.access.revoked
                 await self._access_done(settle(run.grant, False, now=self.clock(), detail=str(exc)))
+
+    def _count_grants(self) -> None:
+        held = Counter(str(g.state) for g in self.access.grants())
+        for state in _CURRENT_GRANT_STATES:
+            obs.ACCESS_GRANTS.labels(state).set(held[state])
 
     async def deliver(self, messages: Sequence[Outgoing]) -> int:
         """Handle what rules asked for (the `servicedesk` outbox channel), in order.
@@ -369,11 +409,11 @@ class ServiceDesk:
         return len(messages)
 
     async def _last_run(self, rule: str, key: str) -> RemediationRun | None:
-        found: RemediationRun | None = await _read(self.writer, lambda s: s.last_run(rule, key))
+        found: RemediationRun | None = await api_read(self.writer, lambda s: s.last_run(rule, key))
         return found
 
     async def _run(self, run_id: int) -> RemediationRun | None:
-        found: RemediationRun | None = await _read(self.writer, lambda s: s.get_run(run_id))
+        found: RemediationRun | None = await api_read(self.writer, lambda s: s.get_run(run_id))
         return found
 
     def _open_from(self, actor: str, body: dict[str, Any]) -> bool:
@@ -428,6 +468,10 @@ class ServiceDesk:
         settle = self.access.provisioned if run.rule == "access:grant" else self.access.revoked
         detail = f"run {run.id} {run.state}: {run.reason}"
         try:
+            if run.state == "interrupted":  # a stop cut it off: run it again, do not judge it
+                log.warning("access_run_again", grant=grant.id, run=run.id, why=run.reason)
+                await self._access_done(self.access.rerun(grant.id))
+                return
             outcome = settle(
                 int(run.key), run.state == "succeeded", now=self.clock(), detail=detail
             )
@@ -435,6 +479,19 @@ class ServiceDesk:
             log.warning("access_run_for_unknown_grant", run=run.id, problem=str(exc))
             return
         await self._access_done(outcome)
+        grant = next((g for g in outcome.grants if g.id == int(run.key)), None)
+        if run.rule == "access:revoke" and run.state != "succeeded" and grant is not None:
+            log.error(
+                "access_revoke_failed",
+                grant=grant.id,
+                role=grant.role,
+                subject=grant.subject,
+                run=run.id,
+                attempt=grant.revoke_failures,
+                retry_at=grant.retry_at,
+            )
+            if grant.state == GrantState.FAILED and self.revoke_failed is not None:
+                await self.revoke_failed(grant)
 
 
 class RequestDeskImpl:
@@ -452,7 +509,7 @@ class RequestDeskImpl:
     ) -> builtins.list[dict[str, Any]]:
         """Requests, newest first."""
         states = None if state is None else [state]
-        found = await _read(
+        found = await api_read(
             self.desk.writer,
             lambda s: s.list_records(_REQUESTS, states=states, limit=limit, offset=offset),
         )
@@ -460,10 +517,10 @@ class RequestDeskImpl:
 
     async def get(self, request_id: int) -> dict[str, Any] | None:
         """One request with its timeline."""
-        data = await _read(self.desk.writer, lambda s: s.get_record(_REQUESTS, request_id))
+        data = await api_read(self.desk.writer, lambda s: s.get_record(_REQUESTS, request_id))
         if data is None:
             return None
-        history = await _read(self.desk.writer, lambda s: s.request_history(request_id))
+        history = await api_read(self.desk.writer, lambda s: s.request_history(request_id))
         view = request_view(ServiceRequest.from_dict(json.loads(data)))
         view["timeline"] = [timeline_json(h) for h in history]
         return view
@@ -488,6 +545,12 @@ class RequestDeskImpl:
             await self.desk.decide(request_id, approve=False, actor=actor, role=role, note=note)
         )
 
+    async def by_hand(
+        self, request_id: int, op: str, *, actor: str, note: str = ""
+    ) -> dict[str, Any]:
+        """Start, fulfil or fail a request by hand."""
+        return request_view(await self.desk.by_hand(request_id, op, actor=actor, note=note))
+
     async def close(self, request_id: int, *, actor: str, note: str = "") -> dict[str, Any]:
         """Close a finished request."""
         return request_view(await self.desk.close(request_id, actor=actor, note=note))
@@ -510,7 +573,7 @@ class AccessDeskImpl:
     ) -> builtins.list[dict[str, Any]]:
         """Grants, newest first."""
         states = None if state is None else [state]
-        found = await _read(
+        found = await api_read(
             self.desk.writer,
             lambda s: s.list_records(
                 _GRANTS, states=states, subject=subject, role=role, limit=limit, offset=offset
@@ -520,7 +583,7 @@ class AccessDeskImpl:
 
     async def get(self, grant_id: int) -> dict[str, Any] | None:
         """One grant."""
-        data = await _read(self.desk.writer, lambda s: s.get_record(_GRANTS, grant_id))
+        data = await api_read(self.desk.writer, lambda s: s.get_record(_GRANTS, grant_id))
         return None if data is None else grant_view(Grant.from_dict(json.loads(data)))
 
     async def request(
@@ -571,7 +634,7 @@ class AccessDeskImpl:
         limit: int,
     ) -> builtins.list[dict[str, Any]]:
         """Audit entries, newest first."""
-        found = await _read(
+        found = await api_read(
             self.desk.writer,
             lambda s: s.list_audit(
                 subject=subject, role=role, action=action, since=since, until=until, limit=limit
@@ -584,7 +647,7 @@ def request_view(request: ServiceRequest) -> dict[str, Any]:
     """A request as the API shows it: its record, times in ISO 8601."""
     view = request.to_dict()
     for key, value in list(view.items()):
-        if key.endswith("_at") and isinstance(value, int | float):
+        if key.endswith(("_at", "_by")) and isinstance(value, int | float):
             view[key] = iso_time(float(value))
     return view
 
@@ -593,7 +656,7 @@ def grant_view(grant: Grant) -> dict[str, Any]:
     """A grant as the API shows it."""
     view = grant.to_dict()
     for key, value in list(view.items()):
-        if key.endswith("_at") and isinstance(value, int | float):
+        if key.endswith(("_at", "_by")) and isinstance(value, int | float):
             view[key] = iso_time(float(value))
     return view
 
@@ -639,12 +702,4 @@ async def _commit(writer: StoreWriter, batch: CommitBatch) -> None:
     try:
         await (await writer.submit(batch))
     except (StoreError, RuntimeError) as exc:
-        reason = exc.reason if isinstance(exc, StoreError) else str(exc)
-        raise IncidentError(503, f"the change was not saved: {reason}") from None
-
-
-async def _read(writer: StoreWriter, fn: Callable[[Store], Any]) -> Any:
-    try:
-        return await writer.call(fn)
-    except StoreError as exc:
-        raise IncidentError(503, exc.reason) from None
+        raise unsaved(exc) from None

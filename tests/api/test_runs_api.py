@@ -1,21 +1,31 @@
-"""The remediation run and kill-switch endpoints against a real ApiServer, with the stand-in
-RunDesk (tests/standin_desks.py) until the daemon's own desk exists."""
+"""The remediation run and kill-switch endpoints against a real ApiServer with the daemon's own
+run desk (tocsin.desks.Runs over a real Remediator): runs are real tiny programs, and their
+states come from what really happened to them."""
 
 from __future__ import annotations
 
+import sqlite3
 from pathlib import Path
-from typing import Any
 
 import pytest
 
 from apikit import T0, TOKENS, ApiKit
-from standin_desks import StandInRuns
-from tocsin.store.base import StoreError
 
 OPERATOR = TOKENS["operator"]
 ADMIN = TOKENS["admin"]
 SWITCH = "/api/v1/remediation/kill-switch"
 WHEN = "2026-11-25T00:00:00+00:00"
+
+
+def waiting(api: ApiKit, key: str = "web1") -> int:
+    """Ask for a run of the approval-gated runbook; its id once it awaits approval."""
+    run_id = api.remediate("gated", key=key)
+    api.until(
+        f"/api/v1/runs/{run_id}",
+        lambda run: run["state"] == "awaiting_approval",
+        f"run {run_id} to await approval",
+    )
+    return run_id
 
 
 @pytest.mark.parametrize(
@@ -32,8 +42,8 @@ def test_every_change_needs_a_token_with_the_role(
 ) -> None:
     """Test 401 without a token and 403 for a viewer on each change (and for an operator on
     the release), with nothing changed."""
-    api.runs.add(state="awaiting_approval")
-    api.runs.switch["engaged"] = True
+    waiting(api)
+    switch = api.request("POST", SWITCH, {"why": "before"}, token=ADMIN).body
     assert api.request(method, path, body).status == 401
     assert api.request(method, path, body, token=TOKENS["viewer"]).status == 403
     if method == "DELETE":
@@ -42,14 +52,24 @@ def test_every_change_needs_a_token_with_the_role(
             403,
             {"error": "this needs the admin role; olga has operator"},
         )
-    assert api.runs.runs[1]["state"] == "awaiting_approval"
-    assert api.runs.switch == {"engaged": True, "by": None, "at": None, "why": None}
+    assert api.request("GET", "/api/v1/runs/1").body["state"] == "awaiting_approval"
+    assert (
+        api.request("GET", SWITCH).body
+        == switch
+        == {
+            "engaged": True,
+            "by": "adam",
+            "at": WHEN,
+            "why": "before",
+        }
+    )
 
 
 def test_runs_are_listed_newest_first_by_state_and_page(api: ApiKit) -> None:
-    """Test the list: every run, one state, limit and offset, and one run by id."""
-    for state in ("succeeded", "failed", "dry_run", "failed"):
-        api.runs.add(state=state)
+    """Test the list: every run, one state, limit and offset, and one run by id; the states
+    are those of real runs (exit 0, /bin/false, a dry-run runbook)."""
+    for runbook in ("restart-unit", "broken", "rehearse", "broken"):
+        api.finished(api.remediate(runbook, status=0))
 
     def ids(query: str) -> list[int]:
         answer = api.request("GET", f"/api/v1/runs{query}")
@@ -58,10 +78,30 @@ def test_runs_are_listed_newest_first_by_state_and_page(api: ApiKit) -> None:
 
     assert ids("") == [4, 3, 2, 1]
     assert ids("?state=failed") == [4, 2]
+    assert ids("?state=succeeded") == [1]
     assert ids("?state=refused") == []
     assert ids("?limit=2&offset=1") == [3, 2]
     one = api.request("GET", "/api/v1/runs/3")
-    assert (one.status, one.body["state"], one.body["created_at"]) == (200, "dry_run", WHEN)
+    assert (one.status, one.body["state"], one.body["created_at"], one.body["dry_run"]) == (
+        200,
+        "dry_run",
+        WHEN,
+        True,
+    )
+    assert one.body["reason"] == "dry run, nothing ran: would run exec /bin/true in / (timeout 30s)"
+    assert one.body["result"] is None
+
+
+def test_a_run_shows_what_it_ran_and_what_came_out(api: ApiKit) -> None:
+    """Test a finished run's view: steps as rendered (argv quoted word by word), the summary
+    as its reason, and each step's exit status and output."""
+    run = api.finished(api.remediate("restart-unit", unit="web 1; reboot", said="ok\n", status=3))
+    assert run["state"] == "failed"
+    assert run["steps"][0] == "exec /bin/true restart 'web 1; reboot' in / (timeout 30s)"
+    assert run["reason"].startswith("step 2 of 2 (exec) failed: exit 3 in ")
+    assert run["result"]["ok"] is False
+    assert [(s["exit_code"], s["stdout"]) for s in run["result"]["steps"]] == [(0, ""), (3, "ok\n")]
+    assert run["started_at"] == run["finished_at"] == WHEN
 
 
 @pytest.mark.parametrize(
@@ -104,23 +144,44 @@ def test_ids_that_are_no_run(api: ApiKit, path: str, status: int, message: str) 
 
 
 def test_approve_and_reject_a_waiting_run(api: ApiKit) -> None:
-    """Test that the token's principal decides, with a note, and that only a waiting run can
-    be decided (409 with the desk's words)."""
-    api.runs.add(state="awaiting_approval")
-    api.runs.add(state="awaiting_approval")
+    """Test that the token's principal decides: an approved run really runs, a rejected one
+    never does, and only a waiting run can be decided (409: the run exists)."""
+    waiting(api, "web1")
+    waiting(api, "web2")
     approved = api.request("POST", "/api/v1/runs/1/approve", {"note": "go"}, token=OPERATOR)
-    assert (approved.status, approved.body["state"], approved.body["reason"]) == (
+    assert (approved.status, approved.body["reason"], approved.body["decided_by"]) == (
         200,
-        "queued",
-        "approved by olga: go",
+        "approved by olga",
+        "olga",
     )
+    done = api.finished(1)
+    assert (done["state"], done["result"]["ok"], done["decided_by"]) == ("succeeded", True, "olga")
     rejected = api.request("POST", "/api/v1/runs/2/reject", raw=b"", token=ADMIN)
-    assert (rejected.status, rejected.body["reason"]) == (200, "rejected by adam")
-    again = api.request("POST", "/api/v1/runs/1/reject", token=OPERATOR)
-    assert (again.status, again.body) == (
-        409,
-        {"error": "run 1 is queued; only a waiting run is rejected"},
+    assert (rejected.status, rejected.body["state"], rejected.body["reason"]) == (
+        200,
+        "rejected",
+        "rejected by adam",
     )
+    assert api.request("GET", "/api/v1/runs/2").body["result"] is None
+    for decision in ("approve", "reject"):
+        again = api.request("POST", f"/api/v1/runs/2/{decision}", token=OPERATOR)
+        assert (again.status, again.body) == (409, {"error": "run 2 is not awaiting approval"})
+
+
+def test_a_run_nobody_approves_in_time_expires(api: ApiKit) -> None:
+    """Test that the approval ttl (30m) ends a waiting run as expired, which nobody can then
+    approve."""
+    waiting(api)
+    assert api.request("GET", "/api/v1/runs/1").body["expires_at"] == "2026-11-25T00:30:00+00:00"
+    api.now = T0 + 1800
+    run = api.finished(1)
+    assert (run["state"], run["reason"], run["started_at"]) == (
+        "expired",
+        "nobody approved it in time",
+        None,
+    )
+    late = api.request("POST", "/api/v1/runs/1/approve", token=OPERATOR)
+    assert (late.status, late.body) == (409, {"error": "run 1 is not awaiting approval"})
 
 
 @pytest.mark.parametrize(
@@ -140,20 +201,15 @@ def test_approve_and_reject_a_waiting_run(api: ApiKit) -> None:
 )
 def test_decision_bodies_are_checked(api: ApiKit, raw: bytes, status: int, message: str) -> None:
     """Test that a bad body is refused before the desk sees it: the run still waits."""
-    api.runs.add(state="awaiting_approval")
+    waiting(api)
     answer = api.request("POST", "/api/v1/runs/1/approve", raw=raw, token=OPERATOR)
     assert (answer.status, answer.body) == (status, {"error": message})
-    assert api.runs.runs[1]["state"] == "awaiting_approval"
+    assert api.request("GET", "/api/v1/runs/1").body["state"] == "awaiting_approval"
 
 
 def test_the_kill_switch_engaged_by_an_operator_is_released_by_an_admin(api: ApiKit) -> None:
     """Test status, engage (a why is required, twice is a 409) and release (admin only)."""
-    assert api.request("GET", SWITCH).body == {
-        "engaged": False,
-        "by": None,
-        "at": None,
-        "why": None,
-    }
+    assert api.request("GET", SWITCH).body == {"engaged": False, "by": "", "at": None, "why": ""}
     for body, message in [
         ({}, "why is required: say what is wrong, for whoever releases it"),
         ({"why": ""}, "why must be 1 to 10000 characters long, not 0"),
@@ -169,41 +225,53 @@ def test_the_kill_switch_engaged_by_an_operator_is_released_by_an_admin(api: Api
     )
     assert api.request("GET", SWITCH).body["engaged"] is True
     twice = api.request("POST", SWITCH, {"why": "again"}, token=ADMIN)
-    assert (twice.status, twice.body) == (
-        409,
-        {"error": "the kill switch is already engaged by olga"},
-    )
+    assert (twice.status, twice.body) == (409, {"error": "the kill switch is engaged already"})
     api.now = T0 + 60
     released = api.request("DELETE", SWITCH, token=ADMIN)
-    assert (released.status, released.body["engaged"], released.body["by"]) == (200, False, "adam")
-    assert api.request("DELETE", SWITCH, token=ADMIN).status == 409
+    assert (released.status, released.body) == (
+        200,
+        {"engaged": False, "by": "adam", "at": "2026-11-25T00:01:00+00:00", "why": ""},
+    )
+    again = api.request("DELETE", SWITCH, token=ADMIN)
+    assert (again.status, again.body) == (409, {"error": "the kill switch is not engaged"})
 
 
-class FailingRuns(StandInRuns):
-    """A desk whose store fails on every change."""
+def test_nothing_runs_while_the_kill_switch_is_engaged(api: ApiKit) -> None:
+    """Test that a run asked for while the switch is engaged is refused saying so (nothing
+    ran), and that one asked for after the release runs."""
+    api.request("POST", SWITCH, {"why": "restarts loop"}, token=OPERATOR)
+    stopped = api.finished(api.remediate("restart-unit", status=0))
+    assert (stopped["state"], stopped["reason"], stopped["result"]) == (
+        "refused",
+        "refused: kill switch engaged by olga at 2026-11-25T00:00:00Z: restarts loop",
+        None,
+    )
+    api.request("DELETE", SWITCH, token=ADMIN)
+    assert api.finished(api.remediate("restart-unit", key="web2", status=0))["state"] == (
+        "succeeded"
+    )
 
-    async def approve(self, run_id: int, *, actor: str, note: str = "") -> dict[str, Any]:
-        raise StoreError("disk I/O error")
 
-    async def engage(self, *, actor: str, why: str) -> dict[str, Any]:
-        raise StoreError("disk I/O error")
-
-    def list(self, *, state: str | None, limit: int, offset: int) -> list[dict[str, Any]]:
-        raise StoreError("database is locked")
-
-
-def test_a_failing_store_is_a_503_not_a_500(tmp_path: Path) -> None:
-    """Test that StoreError from the desk answers 503 saying nothing was saved."""
-    kit = ApiKit(tmp_path)
-    kit.runs = FailingRuns(clock=lambda: T0)
-    with kit as api:
-        approve = api.request("POST", "/api/v1/runs/1/approve", token=OPERATOR)
-        engage = api.request("POST", SWITCH, {"why": "stop"}, token=OPERATOR)
-        listing = api.request("GET", "/api/v1/runs")
-    expected = {"error": "the change was not saved: disk I/O error"}
+def test_a_failing_store_is_a_503_not_a_500(api: ApiKit) -> None:
+    """Test that reads the store cannot answer, and changes the writer can no longer save
+    (it was given up at a shutdown deadline), answer 503 saying so."""
+    waiting(api)
+    with sqlite3.connect(api.db) as db:  # another process damaged the database
+        db.execute("ALTER TABLE runs RENAME TO runs_gone")
+    listing = api.request("GET", "/api/v1/runs")
+    assert (listing.status, listing.body) == (
+        503,
+        {"error": f"could not read from the database {api.db}: no such table: runs"},
+    )
+    assert api.writer is not None
+    api.run(api.writer.abandon())
+    approve = api.request("POST", "/api/v1/runs/1/approve", token=OPERATOR)
+    engage = api.request("POST", SWITCH, {"why": "stop"}, token=OPERATOR)
+    expected = {
+        "error": "the change was not saved: StoreWriter is not running; use it as `async with`"
+    }
     assert (approve.status, approve.body) == (503, expected)
     assert (engage.status, engage.body) == (503, expected)
-    assert (listing.status, listing.body) == (503, {"error": "database is locked"})
 
 
 def test_reads_need_a_viewer_token_when_reads_are_closed(tmp_path: Path) -> None:

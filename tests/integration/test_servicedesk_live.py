@@ -40,6 +40,7 @@ def _daemon(root: Path, out: Path) -> Daemon:
         "'{{ access.subject }}', '{{ access.role }}']}\n"
         f"  - name: revoke-ssh\n    steps:\n      - exec: {{argv: {record}, {out / 'revoke.json'}, "
         "'{{ access.subject }}']}\n"
+        "  - name: revoke-vpn\n    steps:\n      - exec: {argv: [/bin/false]}\n"
         "catalog:\n"
         "  - name: restart-app\n"
         "    fields: {app: {type: string, required: true, pattern: '[a-z]+'}}\n"
@@ -53,6 +54,12 @@ def _daemon(root: Path, out: Path) -> Daemon:
         "      holders: [user:alice]\n"
         "      max_duration: 1h\n"
         "      provision: {grant: grant-ssh, revoke: revoke-ssh}\n"
+        "    - name: vpn\n"
+        "      rights: [vpn:connect]\n"
+        "      holders: [user:alice]\n"
+        "      max_duration: 1h\n"
+        "      provision: {grant: grant-ssh, revoke: revoke-vpn}\n"
+        "  revoke_retry: {attempts: 2, first: 1s, most: 1s}\n"
     )
     daemon = Daemon(root, extra="incidents: incidents.yaml\nrunbooks: runbooks.yaml\n")
     config = daemon.root / "tocsin.yaml"
@@ -279,3 +286,41 @@ def test_a_slow_fulfilment_breaches_the_sla_and_escalates(tmp_path: Path) -> Non
         path = f"/api/v1/requests/{made['id']}"
         assert request(daemon, "GET", path, token=VIEWER)[1]["sla_breached"] is True
         assert daemon.stop() == 0
+
+
+def test_a_revoke_that_keeps_failing_is_retried_then_raises_an_incident(tmp_path: Path) -> None:
+    """Test a revoke runbook that always fails: tried again on the timer (revoke_retry: 2
+    attempts, 1s apart), then the grant ends failed and a P1 incident says the subject may
+    still hold the role."""
+    daemon = _daemon(tmp_path / "d", tmp_path)
+    daemon.start()
+    status, granted = request(
+        daemon, "POST", "/api/v1/access/requests",
+        {"role": "vpn", "subject": "alice", "duration": 600}, ALICE,
+    )  # fmt: skip
+    assert status in (200, 201), granted
+    grant = f"/api/v1/access/grants/{granted['grant']['id']}"
+    wait_until(lambda: request(daemon, "GET", grant, token=VIEWER)[1]["state"] == "active")
+    status, _ = request(
+        daemon, "POST", "/api/v1/access/revoke",
+        {"role": "vpn", "subject": "alice", "why": "left"}, OLGA,
+    )  # fmt: skip
+    assert status == 200
+    wait_until(
+        lambda: request(daemon, "GET", grant, token=VIEWER)[1]["state"] == "failed",
+        timeout=20,
+        what="the grant to fail after its retries",
+    )
+    incidents = wait_until(daemon.incidents, what="the access-revoke incident")
+    assert [(i["rule"], i["priority"], i["title"]) for i in incidents] == [
+        ("access-revoke", "P1",
+         "Revoke of vpn from alice failed 2 times; they may still hold it"),
+    ]  # fmt: skip
+    audit = request(daemon, "GET", "/api/v1/access/audit?limit=50", token=VIEWER)[1]["audit"]
+    failed = [e["why"] for e in reversed(audit) if e["action"] == "failed"]
+    assert len(failed) == 2
+    assert "attempt 1 of 2, trying again at" in failed[0]
+    assert failed[1].endswith("alice may still hold vpn: check by hand")
+    metrics = daemon.metrics()
+    assert 'tocsin_access_audit_total{action="failed"} 2.0' in metrics
+    assert daemon.stop() == 0

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import datetime
 import json
+import os
 import subprocess
 import sys
 import urllib.error
@@ -13,6 +14,8 @@ from typing import Any
 
 import pytest
 from daemon import Daemon, ssh_line, wait_until
+
+from tocsin.tokens import Role, token_line
 
 pytestmark = pytest.mark.integration
 
@@ -48,14 +51,14 @@ def cli(daemon: Daemon, *args: str) -> subprocess.CompletedProcess[str]:
     """Run `tocsin silence ...` against the daemon, finding it (and a token) from its config."""
     return subprocess.run(
         [sys.executable, "-m", "tocsin", "silence", "--config", str(daemon.root / "tocsin.yaml"), *args],
-        capture_output=True, text=True, check=False,
+        capture_output=True, text=True, check=False, env={**os.environ, "TOCSIN_TOKEN": TOKEN},
     )  # fmt: skip
 
 
 @pytest.fixture
 def daemon(tmp_path: Path) -> Daemon:
     """A daemon with an API token file."""
-    (tmp_path / "tokens").write_text(f"# operators\n{TOKEN}\n")
+    (tmp_path / "tokens").write_text(f"# operators\n{token_line('alice', Role.OPERATOR, TOKEN)}\n")
     return Daemon(tmp_path, extra="")
 
 
@@ -135,6 +138,9 @@ def test_cli_adds_lists_and_expires(daemon: Daemon) -> None:
     )
     assert added.returncode == 0, added.stderr
     silence_id = added.stdout.split()[0]
+    # The token says who; --author is kept beside it, never instead.
+    made = request(daemon, "GET", f"/api/v1/silences/{silence_id}")[1]
+    assert made["created_by"] == "alice (as bob)"
     listed = cli(daemon, "list", "--state", "active")
     assert silence_id[:8] in listed.stdout
     assert 'host="web1"' in listed.stdout
@@ -204,11 +210,14 @@ def test_cli_makes_lists_and_ends_maintenance_windows(daemon: Daemon) -> None:
             [sys.executable, "-m", "tocsin", "maintenance", "--config",
              str(daemon.root / "tocsin.yaml"), *args],
             capture_output=True, text=True, check=False,
+            env={**os.environ, "TOCSIN_TOKEN": TOKEN},
         )  # fmt: skip
 
     made = run("add", "db move", "-m", "host=~db.*", "--duration", "2h", "--comment", "move")
     assert made.returncode == 0, made.stderr
     assert made.stdout.startswith("db move  active until ")
+    windows = request(daemon, "GET", "/api/v1/maintenance")[1]["windows"]
+    assert [w["created_by"] for w in windows] == ["alice"]
     listed = run("list")
     assert "db move  api  active" in listed.stdout
     assert 'host=~"db.*"' in listed.stdout

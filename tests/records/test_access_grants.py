@@ -321,8 +321,11 @@ def test_a_grant_that_needs_approval_waits_then_starts_its_clock_when_approved(
 def test_a_rejected_grant_is_denied_and_runs_nothing(book: AccessBook) -> None:
     """Test reject by an approver: denied with their words, out of the book."""
     grant = ask(book, "db-admin", "carol", "alice").grants[0]
-    wrong = book.reject(1, by="carol", api_role=Role.ADMIN, now=NOW + 1)
-    assert wrong.refused == "carol may not approve a grant for themselves"
+    wrong = book.reject(1, by="bob", api_role=Role.VIEWER, now=NOW + 1)
+    assert wrong.refused == (
+        "bob may not approve db-admin: it needs API role operator or above, not viewer"
+    )
+    assert log(wrong) == [("denied", "db-admin", "bob", f"rejection refused: {wrong.refused}")]
     assert grant.state == GrantState.PENDING_APPROVAL
     outcome = book.reject(1, by="bob", api_role=Role.OPERATOR, now=NOW + 2, why="not today")
     assert (grant.state, grant.ended_at, outcome.runs) == (GrantState.DENIED, NOW + 2, ())
@@ -331,6 +334,17 @@ def test_a_rejected_grant_is_denied_and_runs_nothing(book: AccessBook) -> None:
     with pytest.raises(AccessError, match="no current grant 1") as caught:
         book.reject(1, by="bob", api_role=Role.OPERATOR, now=NOW + 3)
     assert caught.value.missing
+
+
+@pytest.mark.parametrize("who", ["alice", "carol"])
+def test_who_asked_or_would_hold_a_grant_may_withdraw_it(book: AccessBook, who: str) -> None:
+    """Test that the requester (alice) or the subject (carol) may withdraw a pending grant
+    with any API role, though neither may approve it, and that it is audited as withdrawn."""
+    grant = ask(book, "db-admin", "carol", "alice").grants[0]
+    assert book.approve(1, by=who, api_role=Role.ADMIN, now=NOW + 1).refused
+    outcome = book.reject(1, by=who, api_role=Role.VIEWER, now=NOW + 2, why="not needed")
+    assert (outcome.refused, grant.state, outcome.runs) == ("", GrantState.DENIED, ())
+    assert log(outcome) == [("denied", "db-admin", who, f"withdrawn by {who}: not needed")]
 
 
 def test_an_approval_that_does_not_come_in_time_expires_the_request(book: AccessBook) -> None:
@@ -464,21 +478,65 @@ def test_a_failed_grant_runbook_is_undone_and_ends_failed(book: AccessBook) -> N
     ]
 
 
-def test_a_failed_revoke_runbook_says_the_right_may_still_be_held(book: AccessBook) -> None:
-    """Test a revoke runbook failure: the grant ends failed and the audit asks for a person."""
+def test_a_failed_revoke_is_tried_again_with_backoff_then_fails_for_good(
+    book: AccessBook,
+) -> None:
+    """Test a revoke runbook failure: the grant stays revoking and its revoke runs again after
+    1, 2, 4, 8 then 15 minutes (a durable timer, survives a restart); the last failure ends it
+    failed with an audit entry asking for a person."""
     grant = active(book)
     ask(book, "ssh", "carol", "alice", kind="revoke", at=NOW + 5)
-    outcome = book.revoked(grant.id, False, now=NOW + 6, detail="timed out")
-    assert (grant.state, len(book)) == (GrantState.FAILED, 0)
-    assert log(outcome) == [
+    now = NOW + 6
+    first = book.revoked(grant.id, False, now=now, detail="timed out")
+    assert (grant.state, grant.retry_at, len(book)) == (GrantState.REVOKING, now + 60, 1)
+    assert log(first) == [
         (
             "failed",
             "ssh",
             "revoke-ssh",
-            "revoked by alice; revoke-ssh failed: timed out; carol may still hold ssh: check "
-            "by hand",
+            "revoke-ssh failed: timed out; attempt 1 of 8, trying again at 2026-11-25T00:01:06Z",
         )
     ]
+    assert book.next_expiry() == now + 60
+    assert runs(book.expiring(now + 59)) == []
+    with pytest.raises(AccessError, match="waits to try its revoke again"):
+        book.revoked(grant.id, False, now=now + 59)
+    restored = AccessBook.from_dict(json.loads(json.dumps(book.to_dict())), book.policy)
+    assert runs(restored.resume()) == []  # the timer runs it, not the restart
+    waits = []
+    for _ in range(2, 9):  # the default revoke_retry: 8 attempts
+        due = book.next_expiry()
+        assert due is not None
+        waits.append(due - now)
+        assert runs(book.expiring(due)) == [(1, "revoke", "revoke-ssh")]
+        assert grant.retry_at is None
+        now = due + 1
+        last = book.revoked(grant.id, False, now=now, detail="exit status 1")
+    assert waits == [60, 120, 240, 480, 900, 900, 900]
+    assert (grant.state, len(book), book.next_expiry()) == (GrantState.FAILED, 0, None)
+    assert log(last) == [
+        (
+            "failed",
+            "ssh",
+            "revoke-ssh",
+            "revoked by alice; revoke-ssh failed: exit status 1 (attempt 8 of 8); carol may "
+            "still hold ssh: check by hand",
+        )
+    ]
+
+
+def test_asking_again_retries_a_failed_revoke_at_once(book: AccessBook) -> None:
+    """Test that a revoke asked for while the last one waits to try again runs now, and that
+    a success then ends the grant as the first revoke asked."""
+    grant = active(book)
+    ask(book, "ssh", "carol", "alice", kind="revoke", at=NOW + 5)
+    book.revoked(grant.id, False, now=NOW + 6, detail="timed out")
+    again = ask(book, "ssh", "carol", "bob", kind="revoke", at=NOW + 7)
+    assert runs(again) == [(1, "revoke", "revoke-ssh")]
+    assert grant.retry_at is None
+    done = book.revoked(grant.id, True, now=NOW + 8)
+    assert (grant.state, grant.revoke_failures) == (GrantState.REVOKED, 1)
+    assert log(done)[-1][0] == "revoked"
 
 
 def test_results_for_grants_not_running_are_refused(book: AccessBook) -> None:

@@ -501,3 +501,38 @@ def test_any_subject_roles_take_system_accounts_but_users_roles_do_not(
     assert policy.may_hold(policy.roles["backup-writer"], "svc-backup")
     assert not policy.may_hold(policy.roles["db-admin"], "svc-backup")
     assert policy.may_hold(policy.roles["db-admin"], "bob")  # via group dba
+
+
+def test_revoke_retry_defaults_and_settings() -> None:
+    """Test the revoke retry schedule: 8 attempts, 1m doubling to at most 15m by default;
+    the section's own values otherwise."""
+    default = parse(ROLE).retry
+    assert (default.attempts, [default.delay(n) for n in range(1, 8)]) == (
+        8,
+        [60, 120, 240, 480, 900, 900, 900],
+    )
+    own = parse(ROLE + "  revoke_retry: {attempts: 3, first: 10s, most: 15s}\n").retry
+    assert (own.attempts, own.delay(1), own.delay(2), own.delay(5)) == (3, 10, 15, 15)
+
+
+@pytest.mark.parametrize(
+    ("retry", "error"),
+    [
+        ("{attempts: 0}", "access.yaml:9:28: 'revoke_retry: attempts' must be a whole number >= 1"),
+        ("{attempts: 101}", "access.yaml:9:28: 'revoke_retry: attempts' must be at most 100"),
+        (
+            "{first: 0s}",
+            "access.yaml:9:25: 'revoke_retry: first' must be more than 0s and at most 1d",
+        ),
+        (
+            "{first: 5m, most: 1m}",
+            "access.yaml:9:17: 'revoke_retry: most' must be at least 'first'",
+        ),
+        ("{tries: 3}", "access.yaml:9:18: unknown revoke_retry option 'tries'"),
+    ],
+)
+def test_a_bad_revoke_retry_names_file_and_line(retry: str, error: str) -> None:
+    """Test that a revoke_retry mistake is refused with file:line:column and what is wrong."""
+    with pytest.raises(SourceError) as caught:
+        parse(ROLE + f"  revoke_retry: {retry}\n")
+    assert str(caught.value).startswith(error)

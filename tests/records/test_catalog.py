@@ -183,6 +183,8 @@ ERRORS = [
     (item_text("    fields: [user]\n"), "catalog.yaml:3:13: catalog item 'x': 'fields' must be a mapping, not a list"),
     (item_text("    fields:\n      user-name: {type: string}\n"),
      "catalog.yaml:4:7: catalog item 'x': field name 'user-name' must be 1 to 64 letters, digits and '_', not starting with a digit"),
+    (item_text("    fields:\n      id: {type: string}\n"),
+     "catalog.yaml:4:7: catalog item 'x': field name 'id' is taken: the runbook reads the request's own id as request.id; call the field something else"),
     (item_text("    fields:\n      1: {type: string}\n"),
      "catalog.yaml:4:7: catalog item 'x': field name '1' must be 1 to 64 letters, digits and '_', not starting with a digit"),
     (field_text("string"), "catalog.yaml:4:10: catalog item 'x': field 'f': a field must be a mapping, not text"),

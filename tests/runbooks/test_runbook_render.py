@@ -281,3 +281,40 @@ def test_describe_is_one_line_per_step_without_secrets() -> None:
     assert http_line == "http POST https://h.example/x with a 2-byte body (timeout 10s)"
     assert "secret" not in " ".join(run.describe())
     assert publish_line == "publish on mqtt broker 'local' topic 'ops/a' qos 1: 'done'"
+
+
+def test_a_redacted_run_keeps_what_it_did_but_no_secrets() -> None:
+    """Test what a finished run keeps: argv, method, host and path, topic; not header or
+    set_env values, URL credentials and queries, or the body."""
+    run = RenderedRun(
+        "r",
+        (
+            RenderedExec(("/bin/echo", "a"), "/", ("PATH",), {"TOKEN": "secret"}, None, 5.0),
+            RenderedHttp(
+                "POST",
+                "https://user:secret@h.example:8443/x?token=secret#secret",
+                {"Authorization": "Bearer secret"},
+                '{"key": "secret"}',
+                (200,),
+                10.0,
+            ),
+            RenderedPublish("local", "ops/a", "done", 1, False),
+        ),
+    )
+    kept = json.loads(json.dumps(run.redacted().to_dict()))
+    assert "secret" not in json.dumps(kept)
+    exec_step, http_step, publish_step = kept["steps"]
+    assert (exec_step["argv"], exec_step["env"], exec_step["set_env"]) == (
+        ["/bin/echo", "a"],
+        ["PATH"],
+        {"TOKEN": "[redacted]"},
+    )
+    assert (http_step["url"], http_step["headers"], http_step["body"]) == (
+        "https://h.example:8443/x",
+        {"Authorization": "[redacted]"},
+        "[redacted]",
+    )
+    assert publish_step == run.to_dict()["steps"][2]
+    assert RenderedRun.from_dict(kept).describe()[1] == (
+        "http POST https://h.example:8443/x with a body (not kept) (timeout 10s)"
+    )

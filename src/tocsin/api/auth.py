@@ -10,7 +10,7 @@ from aiohttp import web
 
 from tocsin.tokens import ApiToken, Role, token_digest
 
-__all__ = ["Gate", "Handler", "caller"]
+__all__ = ["Gate", "Handler", "author", "caller"]
 
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 
@@ -29,6 +29,13 @@ _OFF = {
 def caller(request: web.Request) -> ApiToken:
     """The token a guarded handler was called with (its principal is the actor)."""
     return request[_CALLER]
+
+
+def author(principal: str, given: str) -> str:
+    """Who made a silence or window: the token's principal, which a body cannot change;
+    a different name given there (an Alertmanager client's createdBy) is kept beside it."""
+    given = given.strip()
+    return principal if given in ("", principal) else f"{principal} (as {given})"
 
 
 class Gate:

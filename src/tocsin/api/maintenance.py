@@ -7,7 +7,7 @@ from typing import Any, Protocol
 
 from aiohttp import web
 
-from tocsin.api.auth import Gate
+from tocsin.api.auth import Gate, author, caller
 from tocsin.api.replies import error, read_json
 from tocsin.api.silences import parse_time
 from tocsin.mute import format_time
@@ -82,7 +82,7 @@ def _made_json(window: OneOffWindow, now: float) -> dict[str, Any]:
     return body
 
 
-def _parse(body: Any, now: float) -> dict[str, Any]:
+def _parse(body: Any, now: float, principal: str) -> dict[str, Any]:
     if not isinstance(body, dict):
         raise WindowError("send a JSON object")
     unknown = sorted(str(k) for k in body if k not in _FIELDS)
@@ -108,15 +108,18 @@ def _parse(body: Any, now: float) -> dict[str, Any]:
         raise WindowError(exc.message) from None
     except ValueError as exc:
         raise WindowError(str(exc)) from None
-    for key in ("name", "created_by", "comment"):
+    for key in ("name", "comment"):
         if not isinstance(body.get(key), str):
             raise WindowError(f"{key} must be text")
+    given = body.get("created_by", principal)
+    if not isinstance(given, str):
+        raise WindowError("created_by must be text")
     return {
         "name": body["name"],
         "matchers": matchers,
         "start": start,
         "end": end,
-        "created_by": body["created_by"],
+        "created_by": author(principal, given),
         "comment": body["comment"],
         "remind_before": remind,
     }
@@ -138,7 +141,7 @@ def add_maintenance_routes(app: web.Application, gate: Gate, desk: MaintenanceDe
         if problem is not None:
             return problem
         try:
-            window = await desk.add(**_parse(body, time.time()))
+            window = await desk.add(**_parse(body, time.time(), caller(request).principal))
         except WindowError as exc:
             return error(400, str(exc))
         except StoreError as exc:

@@ -56,6 +56,11 @@ def _ref(name: str) -> Schema:
     return {"$ref": f"#/components/schemas/{name}"}
 
 
+# Text with at least one character Python's str.strip() keeps, as the desks require; written out
+# because `\S` differs between regex dialects (U+001C to U+001F are space to Python only).
+HAS_TEXT = "[^\\t-\\r\\x1c- \\x85\\xa0\\u1680\\u2000-\\u200a\\u2028\\u2029\\u202f\\u205f\\u3000]"
+
+
 def _object(props: Mapping[str, Schema], *, required: tuple[str, ...] | None = None) -> Schema:
     """A closed object; every property is required unless `required` says which are."""
     return {
@@ -205,6 +210,8 @@ _GRANT: dict[str, Schema] = {
     "ended_by": _TEXT,
     "ended_at": _MAYBE_TIME,
     "why": {"type": "string", "description": "why it ended, or is ending"},
+    "revoke_failures": {"type": "integer", "minimum": 0, "description": "failed revoke runs"},
+    "retry_at": {**_MAYBE_TIME, "description": "while revoking: when the revoke runs again"},
 }
 _WHEN_QUERY: Schema = {
     "description": "epoch seconds, or ISO 8601 with a UTC offset",
@@ -235,6 +242,10 @@ _SCHEMAS: dict[str, Schema] = {
     ),
     "IncidentList": _object({"incidents": {"type": "array", "items": _ref("Incident")}}),
     "Note": _object({"note": {"type": "string", "maxLength": MAX_TEXT}}, required=()),
+    "Reason": _object(
+        {"note": {"type": "string", "maxLength": MAX_TEXT, "pattern": HAS_TEXT}},
+        required=("note",),
+    ),
     "Assignment": {
         **_object(
             {
@@ -302,7 +313,7 @@ _SCHEMAS: dict[str, Schema] = {
                 "created_by": _TEXT,
                 "comment": _TEXT,
             },
-            required=("matchers", "created_by", "comment"),
+            required=("matchers", "comment"),
         ),
         "oneOf": [{"required": ["ends_at"]}, {"required": ["duration"]}],
     },
@@ -352,7 +363,7 @@ _SCHEMAS: dict[str, Schema] = {
                 "comment": _TEXT,
                 "remind_before": {"oneOf": [_DURATION, {"type": "null"}]},
             },
-            required=("name", "matchers", "created_by", "comment"),
+            required=("name", "matchers", "comment"),
         ),
         "oneOf": [{"required": ["end"]}, {"required": ["duration"]}],
     },
@@ -404,7 +415,12 @@ _SCHEMAS: dict[str, Schema] = {
     "ProblemList": _object({"problems": {"type": "array", "items": _ref("Problem")}}),
     "NewProblem": _object(
         {
-            "title": {"type": "string", "minLength": 1, "maxLength": MAX_TITLE, "pattern": r"\S"},
+            "title": {
+                "type": "string",
+                "minLength": 1,
+                "maxLength": MAX_TITLE,
+                "pattern": HAS_TEXT,
+            },
             "service": {"type": "string", "maxLength": MAX_NAME},
             "category": {"type": "string", "maxLength": MAX_NAME},
             "incidents": {
@@ -427,7 +443,7 @@ _SCHEMAS: dict[str, Schema] = {
                     "type": "string",
                     "minLength": 1,
                     "maxLength": MAX_TITLE,
-                    "pattern": r"\S",
+                    "pattern": HAS_TEXT,
                 },
             },
             required=(),
@@ -618,6 +634,9 @@ _NAME_PARAM: Schema = {"name": "name", "in": "path", "required": True, "schema":
 _REQUEST_SUMMARIES = {
     "approve": "Approve a submitted request (the item may need a higher token role)",
     "reject": "Reject a submitted request (the item may need a higher token role)",
+    "start": "Start fulfilling an approved request by hand (409 while a runbook fulfils it)",
+    "fulfil": "Mark an approved or hand-started request fulfilled",
+    "fail": "Mark an approved or hand-started request failed; the note says why",
     "close": "Close a rejected, fulfilled or failed request",
 }
 _GRANT_PATH = "/api/v1/access/grants/{id}"
@@ -902,7 +921,10 @@ OPERATIONS: dict[tuple[str, str], Schema] = {
     },
     **{
         ("POST", f"/api/v1/requests/{{id}}/{action}"): _change(
-            _REQUEST_SUMMARIES[action], "requests", "ServiceRequest"
+            _REQUEST_SUMMARIES[action],
+            "requests",
+            "ServiceRequest",
+            body=_body(_ref("Reason")) if action == "fail" else None,
         )
         for action in REQUEST_ACTIONS
     },

@@ -24,7 +24,8 @@ __all__ = [
 ]
 
 REQUEST_STATES = tuple(str(s) for s in RequestState)
-REQUEST_ACTIONS = ("approve", "reject", "close")  # POST /api/v1/requests/{id}/<action>
+# POST /api/v1/requests/{id}/<action>; start, fulfil and fail are for people fulfilling by hand.
+REQUEST_ACTIONS = ("approve", "reject", "start", "fulfil", "fail", "close")
 # Catalog item names, as records.catalog allows them.
 ITEM_NAME = "^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$"
 _ITEM = re.compile(ITEM_NAME)
@@ -57,6 +58,12 @@ class RequestDesk(Protocol):
         self, request_id: int, *, actor: str, role: Role, note: str = ""
     ) -> dict[str, Any]:
         """Reject a submitted request; `role` is the caller's token role."""
+
+    async def by_hand(
+        self, request_id: int, op: str, *, actor: str, note: str = ""
+    ) -> dict[str, Any]:
+        """Start (`op` "start"), fulfil or fail an approved request by hand: for items with no
+        runbook; 409 while a run fulfils it. Failing needs a note that says why."""
 
     async def close(self, request_id: int, *, actor: str, note: str = "") -> dict[str, Any]:
         """Close a rejected, fulfilled or failed request."""
@@ -106,6 +113,16 @@ def add_request_routes(app: web.Application, gate: Gate, desk: RequestDesk) -> N
         request_id = record_id(request, "request")
         return await desk.reject(request_id, actor=token.principal, role=token.role, note=note)
 
+    def by_hand(op: str) -> Any:
+        async def work(request: web.Request, body: dict[str, Any]) -> Any:
+            note = text_field(body, "note", most=MAX_TEXT) or ""
+            request_id = record_id(request, "request")
+            if op == "fail" and not note.strip():
+                raise RequestError("note is required: say why the request failed")
+            return await desk.by_hand(request_id, op, actor=caller(request).principal, note=note)
+
+        return work
+
     async def close(request: web.Request, body: dict[str, Any]) -> Any:
         note = text_field(body, "note", most=MAX_TEXT) or ""
         request_id = record_id(request, "request")
@@ -116,6 +133,7 @@ def add_request_routes(app: web.Application, gate: Gate, desk: RequestDesk) -> N
     made = handler(submit, fields=("item", "input"), status=201)
     gate.route(app, "POST", "/api/v1/requests", made, Role.OPERATOR)
     gate.route(app, "GET", "/api/v1/requests/{id}", handler(one), Role.VIEWER)
-    for action, work in zip(REQUEST_ACTIONS, (approve, reject, close), strict=True):
+    works = (approve, reject, by_hand("start"), by_hand("fulfil"), by_hand("fail"), close)
+    for action, work in zip(REQUEST_ACTIONS, works, strict=True):
         decide = handler(work, fields=("note",), optional=True)
         gate.route(app, "POST", f"/api/v1/requests/{{id}}/{action}", decide, Role.OPERATOR)

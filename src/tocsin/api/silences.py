@@ -8,7 +8,7 @@ from typing import Any, Protocol
 
 from aiohttp import web
 
-from tocsin.api.auth import Gate
+from tocsin.api.auth import Gate, author, caller
 from tocsin.api.replies import error, read_json
 from tocsin.mute import LATEST, format_time
 from tocsin.mute.matchers import Matchers, parse_matchers
@@ -73,7 +73,7 @@ def parse_time(value: Any, what: str) -> float:
     )
 
 
-def _parse(body: Any, now: float) -> dict[str, Any]:
+def _parse(body: Any, now: float, principal: str) -> dict[str, Any]:
     """Turn a create request into SilenceDesk.add arguments; SilenceError explains problems."""
     if not isinstance(body, dict):
         raise SilenceError("send a JSON object")
@@ -99,14 +99,17 @@ def _parse(body: Any, now: float) -> dict[str, Any]:
         except SourceError as exc:
             raise SilenceError(exc.message) from None
     assert ends_at is not None
-    for key in ("created_by", "comment"):
+    for key in ("comment",):
         if not isinstance(body.get(key), str):
             raise SilenceError(f"{key} must be text")
+    given = body.get("created_by", principal)
+    if not isinstance(given, str):
+        raise SilenceError("created_by must be text")
     return {
         "matchers": matchers,
         "starts_at": starts_at,
         "ends_at": ends_at,
-        "created_by": body["created_by"],
+        "created_by": author(principal, given),
         "comment": body["comment"],
     }
 
@@ -132,7 +135,7 @@ def add_silence_routes(app: web.Application, gate: Gate, desk: SilenceDesk) -> N
         if problem is not None:
             return problem
         try:
-            silence = await desk.add(**_parse(body, time.time()))
+            silence = await desk.add(**_parse(body, time.time(), caller(request).principal))
         except SilenceError as exc:
             return error(400, str(exc))
         except StoreError as exc:

@@ -134,6 +134,8 @@ class Grant:
     ended_by: str = ""
     ended_at: float | None = None
     why: str = ""  # why it ended (or is ending)
+    revoke_failures: int = 0  # failed revoke runs so far
+    retry_at: float | None = None  # while revoking: when the revoke runbook runs again
 
     @property
     def current(self) -> bool:
@@ -163,6 +165,8 @@ class Grant:
             "ended_by": self.ended_by,
             "ended_at": self.ended_at,
             "why": self.why,
+            "revoke_failures": self.revoke_failures,
+            "retry_at": self.retry_at,
         }
 
     @classmethod
@@ -170,7 +174,7 @@ class Grant:
         """Rebuild a grant saved by to_dict; AccessError names what is damaged."""
         if not isinstance(data, Mapping):
             raise AccessError("a grant record must be a mapping")
-        missing = [k for k in _GRANT_FIELDS if k not in data]
+        missing = [k for k in _GRANT_FIELDS if k not in data and k not in _LATER_FIELDS]
         if missing:
             raise AccessError(f"grant record lacks {', '.join(missing)}")
         texts = (
@@ -220,15 +224,24 @@ class Grant:
             ended_by=data["ended_by"],
             ended_at=_optional_time(data, "ended_at"),
             why=data["why"],
+            revoke_failures=_count(data.get("revoke_failures", 0)),
+            retry_at=_optional_time(data, "retry_at") if "retry_at" in data else None,
         )
 
 
+_LATER_FIELDS = frozenset({"revoke_failures", "retry_at"})  # records from before they came
 _GRANT_FIELDS = tuple(Grant.__dataclass_fields__)
 _GRANT_STATES = frozenset(str(s) for s in GrantState)
 
 
 def _is_id(value: Any) -> bool:
     return isinstance(value, int) and not isinstance(value, bool) and value >= 1
+
+
+def _count(value: Any) -> int:
+    if isinstance(value, bool) or not isinstance(value, int) or value < 0:
+        raise AccessError("grant record field 'revoke_failures' must be a whole number >= 0")
+    return value
 
 
 def _time(data: Mapping[str, Any], key: str) -> float:
@@ -593,6 +606,9 @@ class AccessBook:
         its revoke runbook (after the grant runbook, if that is still running).
         """
         if grant.state == _REVOKING:
+            if grant.retry_at is not None:  # asked again while waiting to retry: retry now
+                grant.retry_at = None
+                changes.run(grant, "revoke")
             return  # already being removed; that finishes first
         grant.ending, grant.ended_by, grant.why = str(final), by, why
         if grant.state == _PENDING:
@@ -653,15 +669,19 @@ class AccessBook:
     def reject(
         self, grant_id: int, *, by: str, api_role: Role, now: float, why: str = ""
     ) -> AccessOutcome:
-        """Reject a pending grant as person `by`; it ends as denied and nothing runs."""
+        """Reject a pending grant as person `by` (an approver, or the one who asked for it or
+        would hold it: they may withdraw it); it ends as denied and nothing runs."""
         grant = self._pending(grant_id, now)
         changes = _Changes()
-        refused = self._approval_problem(grant, by, api_role)
+        withdrawn = by in (grant.requested_by, grant.subject)
+        refused = "" if withdrawn else self._approval_problem(grant, by, api_role)
         if refused:
             changes.log(grant, AuditAction.DENIED, now, by, f"rejection refused: {refused}")
             return changes.outcome(refused=refused)
         grant.ended_by = by
-        grant.why = f"rejected by {by}" + (f": {why}" if why else "")
+        grant.why = f"{'withdrawn' if withdrawn else 'rejected'} by {by}" + (
+            f": {why}" if why else ""
+        )
         self._close(grant, GrantState.DENIED, now)
         changes.log(grant, AuditAction.DENIED, now, by, grant.why)
         return changes.outcome()
@@ -713,9 +733,23 @@ class AccessBook:
             self._expire(grant, now, changes)
         return changes.outcome()
 
+    def rerun(self, grant_id: int) -> AccessOutcome:
+        """Ask for the runbook of a grant being provisioned or revoked again: its last run was
+        cut off by a stop (provisioners must be safe to run twice)."""
+        grant = self._by_id.get(grant_id)
+        if grant is None or grant.state not in (_PROVISIONING, _REVOKING) or grant.retry_at:
+            raise AccessError(f"grant {grant_id} has no runbook to run again", missing=True)
+        changes = _Changes()
+        changes.run(grant, "grant" if grant.state == _PROVISIONING else "revoke")
+        return changes.outcome()
+
     def revoked(self, grant_id: int, ok: bool, *, now: float, detail: str = "") -> AccessOutcome:
-        """Record how the revoke runbook went; either way the grant leaves the book."""
+        """Record how the revoke runbook went: done, tried again later (as the policy's
+        revoke_retry says), or, after the last attempt, failed for good (a person must check).
+        """
         grant = self._running(grant_id, _REVOKING)
+        if grant.retry_at is not None:
+            raise AccessError(f"grant {grant_id} waits to try its revoke again; no run is due")
         changes = _Changes()
         runbook = grant.revoke_runbook
         final = GrantState(grant.ending or GrantState.REVOKED)
@@ -729,14 +763,25 @@ class AccessBook:
                 f"{grant.why}; {runbook} removed it",
             )
             return changes.outcome()
-        self._close(grant, GrantState.FAILED, now)
+        # Access that should be gone must not linger: the policy's revoke_retry says how
+        # often and how long to try again before a person must look.
+        retry = self._policy.retry
+        grant.revoke_failures += 1
         failed = f"{runbook} failed" + (f": {detail}" if detail else "")
+        attempt = f"attempt {grant.revoke_failures} of {retry.attempts}"
+        if grant.revoke_failures < retry.attempts:
+            grant.retry_at = now + retry.delay(grant.revoke_failures)
+            again = f"trying again at {_when(grant.retry_at)}"
+            changes.log(grant, AuditAction.FAILED, now, runbook, f"{failed}; {attempt}, {again}")
+            return changes.outcome()
+        self._close(grant, GrantState.FAILED, now)
         changes.log(
             grant,
             AuditAction.FAILED,
             now,
             runbook,
-            f"{grant.why}; {failed}; {grant.subject} may still hold {grant.role}: check by hand",
+            f"{grant.why}; {failed} ({attempt}); "
+            f"{grant.subject} may still hold {grant.role}: check by hand",
         )
         return changes.outcome()
 
@@ -751,11 +796,17 @@ class AccessBook:
 
     def expiring(self, now: float) -> AccessOutcome:
         """End the grants whose time is up (at `expires_at` exactly) and the requests whose
-        approval did not come by `approve_by`; for the caller's durable timer.
+        approval did not come by `approve_by`, and run the revokes due again; for the caller's
+        durable timer.
         """
         changes = _Changes()
         for grant in list(self._by_id.values()):
-            if grant.state == _ACTIVE and grant.expires_at is not None and now >= grant.expires_at:
+            if grant.state == _REVOKING and grant.retry_at is not None and now >= grant.retry_at:
+                grant.retry_at = None
+                changes.run(grant, "revoke")
+            elif (
+                grant.state == _ACTIVE and grant.expires_at is not None and now >= grant.expires_at
+            ):
                 self._expire(grant, now, changes)
             elif (
                 grant.state == _PENDING and grant.approve_by is not None and now >= grant.approve_by
@@ -767,12 +818,10 @@ class AccessBook:
         return changes.outcome()
 
     def next_expiry(self) -> float | None:
-        """Return when `expiring` next has work: the earliest expiry or approval deadline."""
-        times = [
-            g.expires_at if g.state == _ACTIVE else g.approve_by
-            for g in self._by_id.values()
-            if g.state in (_ACTIVE, _PENDING)
-        ]
+        """Return when `expiring` next has work: the earliest expiry, approval deadline or
+        revoke retry."""
+        due = {_ACTIVE: "expires_at", _PENDING: "approve_by", _REVOKING: "retry_at"}
+        times = [getattr(g, due[g.state]) for g in self._by_id.values() if g.state in due]
         found = [t for t in times if t is not None]
         return min(found) if found else None
 
@@ -802,8 +851,8 @@ class AccessBook:
         for grant in self._by_id.values():
             if grant.state == _PROVISIONING:
                 changes.run(grant, "grant")
-            elif grant.state == _REVOKING:
-                changes.run(grant, "revoke")
+            elif grant.state == _REVOKING and grant.retry_at is None:
+                changes.run(grant, "revoke")  # one waiting to try again is left to its timer
         return changes.outcome()
 
     def to_dict(self) -> dict[str, Any]:

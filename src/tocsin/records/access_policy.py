@@ -30,6 +30,7 @@ from typing import Any, Literal
 from tocsin.rules.schema import (
     Errors,
     check_keys,
+    expect_int,
     expect_list,
     expect_map,
     expect_str,
@@ -157,11 +158,26 @@ def _listed(principals: tuple[Principal, ...]) -> str:
 
 
 @dataclass(frozen=True, slots=True)
+class RevokeRetry:
+    """How a failed revoke is tried again: `attempts` in all, waiting `first`, doubling, at
+    most `most` between them (defaults: 8 attempts over about 1h15m)."""
+
+    attempts: int = 8
+    first: float = 60.0
+    most: float = 900.0
+
+    def delay(self, failures: int) -> float:
+        """Return the wait after the `failures`-th failure."""
+        return min(self.first * 2.0 ** (failures - 1), self.most)
+
+
+@dataclass(frozen=True, slots=True)
 class AccessPolicy:
     """Groups and roles from the `access:` section; decides requests and approvals."""
 
     groups: Mapping[str, frozenset[str]] = field(default_factory=dict)
     roles: Mapping[str, AccessRole] = field(default_factory=dict)
+    retry: RevokeRetry = field(default_factory=RevokeRetry)
 
     def _is(self, name: str, principals: tuple[Principal, ...]) -> bool:
         """Tell whether `name` (a user, or "rule:X") is one of `principals`."""
@@ -257,7 +273,8 @@ class AccessPolicy:
 # ---------------------------------------------------------------------------------------------
 # Parsing from YAML
 
-_ACCESS_KEYS = ("groups", "roles")
+_ACCESS_KEYS = ("groups", "roles", "revoke_retry")
+_RETRY_KEYS = ("attempts", "first", "most")
 _ROLE_KEYS = (
     "name",
     "rights",
@@ -289,7 +306,33 @@ def parse_access(
 
         found = parse_named(data["roles"], value_mark(data, "roles", where), "'roles'", "role", one)
         roles = {r.name: r for r in found}
-    return AccessPolicy(groups=groups, roles=roles)
+    retry = RevokeRetry()
+    if data.get("revoke_retry") is not None:
+        retry = _retry(data["revoke_retry"], value_mark(data, "revoke_retry", where))
+    return AccessPolicy(groups=groups, roles=roles, retry=retry)
+
+
+def _retry(spec: Any, where: Mark) -> RevokeRetry:
+    data = expect_map(spec, where, "'revoke_retry'")
+    check_keys(data, _RETRY_KEYS, "revoke_retry option")
+    default = RevokeRetry()
+    attempts = default.attempts
+    if "attempts" in data:
+        at = value_mark(data, "attempts", where)
+        attempts = expect_int(data["attempts"], at, "'revoke_retry: attempts'", minimum=1)
+        if attempts > 100:
+            raise SourceError(at, "'revoke_retry: attempts' must be at most 100")
+    times: dict[str, float] = {}
+    for key in ("first", "most"):
+        times[key] = getattr(default, key)
+        if key in data:
+            at = value_mark(data, key, where)
+            times[key] = parse_duration(data[key], at, f"'revoke_retry: {key}'")
+            if not 0 < times[key] <= 86400:
+                raise SourceError(at, f"'revoke_retry: {key}' must be more than 0s and at most 1d")
+    if times["most"] < times["first"]:
+        raise SourceError(where, "'revoke_retry: most' must be at least 'first'")
+    return RevokeRetry(attempts=attempts, first=times["first"], most=times["most"])
 
 
 def _groups(spec: Any, where: Mark, users: Collection[str]) -> dict[str, frozenset[str]]:

@@ -52,6 +52,7 @@ _DESCRIPTION_LIMIT = 500
 _ITEM_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]{0,63}")  # names go into API URLs
 _ITEM_NAME_RULE = "1 to 64 letters, digits, '_', '.' or '-', starting with a letter or digit"
 _FIELD_NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]{0,63}")  # templates read them as input.NAME
+_TAKEN = frozenset({"id", "item"})  # request.id and request.item in fulfilment templates
 _FIELD_NAME_RULE = "1 to 64 letters, digits and '_', not starting with a digit"
 _WHOLE = re.compile(r"[+-]?[0-9]{1,19}")
 
@@ -436,6 +437,12 @@ def _field(name: Any, spec: Any, name_at: Mark, where: Mark, outer: Errors) -> I
     if not isinstance(name, str) or not _FIELD_NAME.fullmatch(name):
         shown = name if isinstance(name, str) else repr(name)
         raise outer(name_at, f"field name '{shown}' must be {_FIELD_NAME_RULE}")
+    if name in _TAKEN:
+        raise outer(
+            name_at,
+            f"field name '{name}' is taken: the runbook reads the request's own {name} as "
+            f"request.{name}; call the field something else",
+        )
     errors = _prefixed(f"field '{name}': ", outer)
     data = expect_map(spec, where, "a field", errors)
     if "type" not in data:

@@ -8,6 +8,7 @@ import json
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 
+from tocsin import obs
 from tocsin.model import Incident, IncidentChange
 from tocsin.records.known_errors import KnownErrorBook
 from tocsin.records.problems import (
@@ -45,10 +46,12 @@ class KeeperReaction:
 def problem_rows(
     changes: Sequence[ProblemChange],
 ) -> tuple[dict[int, tuple[str, str]], list[HistoryEntry]]:
-    """Snapshot changed problems (JSON, now) and their timeline entries."""
+    """Snapshot changed problems (JSON, now) and their timeline entries; every problem change
+    is saved through here, so here it is counted."""
     rows: dict[int, tuple[str, str]] = {}
     history: list[HistoryEntry] = []
     for change in changes:
+        obs.PROBLEM_CHANGES.labels(change.op).inc()
         problem = change.problem
         rows[problem.id] = (str(problem.state), json.dumps(problem.to_dict()))
         after = change.state or str(problem.state)
@@ -101,6 +104,7 @@ class ProblemKeeper:
         entry = self.known.match(incident)
         if entry is None:
             return
+        obs.KNOWN_ERROR_MATCHES.labels(entry.name).inc()
         incident.workaround = entry.workaround
         note = f"known error {entry.name}: workaround: {entry.workaround}"
         if entry.root_cause:

@@ -394,6 +394,28 @@ class RequestBook:
             request.reason = text
         return change
 
+    def by_hand(
+        self, request: ServiceRequest, op: str, *, time: float, actor: str, note: str = ""
+    ) -> list[RequestChange]:
+        """Start, fulfil or fail (`op`) a request a person fulfils: from approved, fulfil and
+        fail start it too. Everything is checked before anything changes."""
+        if op not in ("start", "fulfil", "fail"):
+            raise RequestError(f"unknown step {op!r}; use start, fulfil or fail", conflict=False)
+        if request.run_id is not None and request.state == _FULFILLING:
+            raise RequestError(
+                f"request {request.id} is being fulfilled by run {request.run_id}; "
+                "it ends with the run"
+            )
+        ok = op == "fulfil"
+        if op != "start":
+            _checked(note, "failure reason" if not ok else "note", _TEXT_LIMIT, required=not ok)
+        changes = []
+        if op == "start" or request.state == _APPROVED:
+            changes.append(self.start(request, time=time, actor=actor))
+        if op != "start":
+            changes.append(self.finish(request, ok=ok, time=time, actor=actor, reason=note))
+        return changes
+
     def close(
         self, request: ServiceRequest, *, time: float, actor: str, note: str = ""
     ) -> RequestChange:

@@ -16,7 +16,7 @@ import re
 import shlex
 import urllib.parse
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any, TypeAlias
 
 from tocsin.mqtt.topics import topic_problem
@@ -32,6 +32,7 @@ from tocsin.runbooks.settings import (
 
 __all__ = [
     "FORMAT",
+    "REDACTED",
     "RenderError",
     "RenderedExec",
     "RenderedHttp",
@@ -122,6 +123,11 @@ class RenderedRun:
         if not isinstance(steps, list) or not steps:
             raise ValueError("a rendered run needs a list of steps")
         return cls(runbook=_get(data, "runbook", str), steps=tuple(_read_step(s) for s in steps))
+
+    def redacted(self) -> RenderedRun:
+        """Return the run without what may hold secrets (header and set_env values, URL
+        credentials and queries, HTTP bodies): what a finished run keeps in the store."""
+        return replace(self, steps=tuple(_redacted(step) for step in self.steps))
 
     def describe(self) -> list[str]:
         """Return one line per step for people (timelines, dry runs): no header values, no query."""
@@ -350,6 +356,24 @@ def _one_line(text: str) -> str:
     return _CONTROL.sub(lambda m: f"\\x{ord(m[0]):02x}", text)
 
 
+REDACTED = "[redacted]"
+
+
+def _redacted(step: RenderedStep) -> RenderedStep:
+    if isinstance(step, RenderedExec):
+        return replace(step, set_env=dict.fromkeys(step.set_env, REDACTED))
+    if isinstance(step, RenderedHttp):
+        parts = urllib.parse.urlsplit(step.url)
+        bare = parts._replace(netloc=parts.netloc.rpartition("@")[2], query="", fragment="")
+        return replace(
+            step,
+            url=urllib.parse.urlunsplit(bare),
+            headers=dict.fromkeys(step.headers, REDACTED),
+            body=None if step.body is None else REDACTED,
+        )
+    return step
+
+
 def _describe(step: RenderedStep) -> str:
     if isinstance(step, RenderedExec):
         line = f"exec {_one_line(shlex.join(_cut(arg) for arg in step.argv))} in {step.cwd}"
@@ -359,7 +383,9 @@ def _describe(step: RenderedStep) -> str:
     if isinstance(step, RenderedHttp):
         parts = urllib.parse.urlsplit(step.url)
         line = f"http {step.method} {parts.scheme}://{parts.netloc.rpartition('@')[2]}{parts.path}"
-        if step.body is not None:
+        if step.body == REDACTED:
+            line += " with a body (not kept)"
+        elif step.body is not None:
             line += f" with a {len(step.body.encode())}-byte body"
         return f"{_one_line(line)} (timeout {step.timeout:g}s)"
     return (
