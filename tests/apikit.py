@@ -18,9 +18,11 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, TypeVar
 
+from tocsin.actions.registry import ACTION_KINDS
 from tocsin.api.http import ApiServer
 from tocsin.desks import Incidents, Maintenance, Problems, Runs, Silences
 from tocsin.engine.muting import Muter
+from tocsin.engine.pipeline import Engine
 from tocsin.model import RUN_FINISHED, IncidentChange, RunRequest
 from tocsin.mute.silences import SilenceBook
 from tocsin.oncall.schedule import parse_oncall
@@ -29,7 +31,9 @@ from tocsin.records.known_errors import KnownErrorBook, parse_known_errors
 from tocsin.records.priority import PriorityMatrix
 from tocsin.records.problem_keeper import ProblemKeeper
 from tocsin.records.problems import ProblemBook, RecurrencePolicy
+from tocsin.reloading import ReloadOutcome
 from tocsin.remediator import Remediator
+from tocsin.rules.loader import load_rules
 from tocsin.runbooks.render import render_run
 from tocsin.runbooks.settings import load_runbook_file
 from tocsin.servicedesk import AccessDeskImpl, RequestDeskImpl, ServiceDesk
@@ -78,6 +82,7 @@ known_errors:
 USERS = {"alice": {"email": "alice@example.com"}, "bob": {"email": "bob@example.com"}}
 
 SCRIPTS = Path(__file__).resolve().parent / "runbooks" / "scripts"
+RULES = Path(__file__).resolve().parents[1] / "rules"  # the bundled rules, for /api/v1/rules
 # The runbooks file (SCRIPTS and OUT are filled in): real tiny programs. restart-unit runs
 # /bin/true with the unit, then prints `said` and exits with `status`; broken fails; gated
 # waits for an operator; rehearse is a dry run; the others note what they did in OUT/notes.
@@ -180,6 +185,7 @@ class ApiKit:
         self.open_reads = open_reads
         self.now = T0
         self.url = ""
+        self.reloads: list[str] = []  # triggers of the reloads asked for
         self._loop = asyncio.new_event_loop()
         self._thread = threading.Thread(target=self._loop.run_forever, name="apikit", daemon=True)
         self.server: ApiServer | None = None
@@ -188,6 +194,7 @@ class ApiKit:
         self.problems: Problems | None = None
         self.remediator: Remediator | None = None
         self.service: ServiceDesk | None = None
+        self.engine: Engine | None = None  # its rules and figures: /api/v1/rules
         self.notes = root / "notes"  # what the runbooks noted, a line each
         self._remediating: asyncio.Task[None] | None = None
         self._commit: Any = None
@@ -265,6 +272,13 @@ class ApiKit:
         self._remediating = asyncio.create_task(remediator.run(), name="apikit.remediation")
         await service.resume()
         self.remediator, self.service = remediator, service
+        ruleset = load_rules([RULES], kinds=ACTION_KINDS)
+        self.engine = Engine(
+            rules=ruleset.rules,
+            lists=ruleset.lists,
+            book=IncidentBook(priorities=PriorityMatrix()),
+            clock=_KitClock(self),
+        )
         server = ApiServer(
             host="127.0.0.1",
             port=0,
@@ -277,7 +291,9 @@ class ApiKit:
             problems=self.problems,
             requests=RequestDeskImpl(service),
             access=AccessDeskImpl(service),
+            rules=self.engine,
             config=lambda: {"config": str(self.root / "tocsin.yaml"), "rules": []},
+            reload=self._reload,
             tokens=read_tokens(self.tokens_file),
             open_reads=self.open_reads,
         )
@@ -297,6 +313,12 @@ class ApiKit:
             await self.remediator.stop()
         if self.writer is not None:
             await self.writer.__aexit__(None, None, None)
+
+    async def _reload(self, trigger: str) -> dict[str, Any]:
+        """The kit has no config files to read again: every reload finds nothing to change
+        (the daemon's reload is tested on a real daemon: tests/integration/test_reload_live.py)."""
+        self.reloads.append(trigger)
+        return ReloadOutcome(True, trigger).to_dict()
 
     def open_incident(self, title: str = "disk full", **fields: Any) -> int:
         """Open an incident through the book and commit it, as the engine would; its id."""

@@ -605,3 +605,35 @@ async def test_provisioning_a_stop_cut_off_runs_again_after_the_restart(
             "requested", "approved", "granted"
         ]  # fmt: skip
         assert lines(tmp_path / "revokes") == []
+
+
+async def test_a_dry_run_walks_requests_and_grants_through_saying_nothing_ran(
+    tmp_path: Path, clock: ManualClock
+) -> None:
+    """Test global dry run: a request's fulfilment and a grant's provisioning and revoke are
+    recorded as done with "dry run: nothing ran", no script runs, and no revoke is retried."""
+    path = tmp_path / "runbooks.yaml"
+    settings_of(tmp_path)
+    path.write_text("remediation: {dry_run: true}\n" + path.read_text())
+    settings = load_runbook_file(
+        path, brokers=(), policies=("requests",), users=("alice", "bob", "carol")
+    )
+    async with life(tmp_path / "tocsin.db", settings, clock) as parts:
+        made = await parts.requests.submit(item="slow-restart", data={}, actor="alice")
+        done = await parts.request_in(made["id"], "fulfilled")
+        assert done["timeline"][-1]["note"] == "dry run: nothing ran"
+        asked = await parts.access.request(role="ssh", subject="alice", duration=60, actor="alice")
+        grant_id = asked["grant"]["id"]
+        await parts.grant_in(grant_id, "active")
+        clock.advance_to(clock.now() + 60)
+        await parts.desk.tick(clock.now())
+        await parts.grant_in(grant_id, "expired")
+        audit = await parts.audit("alice")
+        assert [a for a, _, _ in audit] == [
+            "requested", "approved", "granted", "expired", "revoked"
+        ]  # fmt: skip
+        assert audit[2][2].endswith("(dry run: nothing ran)")
+        assert audit[4][2].endswith("(dry run: nothing ran)")
+        assert lines(tmp_path / "grants") == []
+        assert lines(tmp_path / "revokes") == []
+        assert not (tmp_path / "go").exists()

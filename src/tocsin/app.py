@@ -4,13 +4,15 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import dataclasses
 import functools
 import json
 import math
 import time
-from collections.abc import Awaitable, Callable, Collection, Mapping
+from collections.abc import AsyncIterator, Awaitable, Callable, Collection, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import structlog
 
@@ -19,7 +21,7 @@ from tocsin.actions.registry import action_kinds
 from tocsin.actions.service import SERVICE_CHANNEL
 from tocsin.api.http import ApiServer
 from tocsin.api.incidents import IncidentError
-from tocsin.config import Config, FileSourceConfig, describe
+from tocsin.config import Config, FileSourceConfig, describe, load_config
 from tocsin.desks import (
     Incidents,
     Maintenance,
@@ -42,11 +44,13 @@ from tocsin.model import (
     RunRequest,
     StateRow,
 )
-from tocsin.mqttd import MqttService
+from tocsin.mqttd import MQTT_CHANNEL, MqttService
+from tocsin.mute.silences import SilenceBook
 from tocsin.notify.escalation import Escalator
 from tocsin.notify.grouping import Dispatcher
 from tocsin.notify.notifier import Notifier, Reaction
 from tocsin.notify.receivers import Senders, make_senders
+from tocsin.notify.settings import IncidentSettings
 from tocsin.outbox import OutboxSender, Send
 from tocsin.parsers import Parser, make_parser
 from tocsin.records.access import Grant
@@ -62,6 +66,14 @@ from tocsin.records.problems import (
     RecurrencePolicy,
 )
 from tocsin.records.requests import ServiceRequest
+from tocsin.reloading import (
+    ConfigFiles,
+    ConfigWatcher,
+    ReloadOutcome,
+    config_hash,
+    raw_config,
+    restart_needed,
+)
 from tocsin.remediator import Remediator
 from tocsin.rules.loader import RuleSet, load_rules
 from tocsin.runbooks.settings import RunbookSettings
@@ -73,8 +85,9 @@ from tocsin.store.sqlite import SqliteStore
 from tocsin.store.writer import StoreWriter
 from tocsin.tokens import TokenError, read_tokens
 from tocsin.trapd import TrapReceiver
+from tocsin.yamlsrc import SourceError
 
-__all__ = ["Daemon", "ResultReporter", "StartupError", "load_ruleset"]
+__all__ = ["Core", "Daemon", "ResultReporter", "StartupError", "load_ruleset"]
 
 log = structlog.get_logger("tocsin")
 
@@ -91,6 +104,7 @@ class EventBatch:
     checkpoint: FileOffset | None
     read_at: float
     on_commit: Callable[[], None] | None = None  # e.g. acknowledge the messages to the broker
+    source: str = ""  # what queued it (log, snmp, mqtt); "" when fed to the engine directly
 
 
 _NOTHING = EventBatch([], None, 0.0)  # no batch arrived before the tick was due
@@ -98,6 +112,7 @@ _REQUEST_SLA = "request-sla"  # the rule id of the incidents overdue requests ra
 _ACCESS_REVOKE = "access-revoke"  # ... and of those revokes that failed for good raise
 _NOTIFY_OUTBOX_LIMIT = 100_000  # notifications kept per receiver while it cannot be reached
 _SYSTEMD_STATUS_EVERY = 2.0  # seconds between refreshes of the status line systemd shows
+_ENGINE_TURN = 0.05  # seconds the engine may run queued batches before others get the loop
 
 
 def load_ruleset(
@@ -194,6 +209,7 @@ class Daemon:
             maxsize=max(1, config.queue_events // config.batch_lines)  # >= one batch
         )
         self._queued_events = 0
+        self._ledger = obs.QueueLedger(clock=self.clock.now)  # the same, per source and age
         self._writer: StoreWriter | None = None
         self._maintenance: Maintenance | None = None
         self._reporter = ResultReporter()
@@ -212,8 +228,21 @@ class Daemon:
         self._failed_keys: set[str] = set()  # messages whose first failed send was noted
         self._next_close = 0.0  # monotonic time of the next auto-close sweep
         self._last_batch = -math.inf  # monotonic time the engine last took a batch
+        self._stop_by = math.inf  # the shutdown deadline: the engine takes no batch after it
         self.ready = asyncio.Event()
         self.systemd = SystemdNotifier()  # a no-op unless systemd started us (Type=notify)
+        # What a reload swaps, kept from the start (None until then).
+        self._engine: Engine | None = None
+        self._muter: Muter | None = None
+        self._api: ApiServer | None = None
+        self._incidents_desk: Incidents | None = None
+        self._notifying: Senders | None = None
+        self._retired: list[Senders] = []  # senders a reload replaced, closed at the end
+        self._late_senders: list[asyncio.Task[None]] = []  # outbox senders a reload started
+        self._rules_loaded = 0
+        self._raw_config = raw_config(config.path)
+        self._config_files = ConfigFiles.of(config)
+        self._reload_lock = asyncio.Lock()
 
     async def run(self, stop: asyncio.Event) -> bool:
         """Run until `stop` is set, then shut down within the deadline; False if that failed."""
@@ -226,6 +255,7 @@ class Daemon:
             ) from None
         obs.BUILD.info({"version": __version__})
         obs.QUEUE_CAPACITY.set(self._queue.maxsize * config.batch_lines)
+        self._ledger.export()
         ruleset = load_ruleset(
             config.rule_paths,
             brokers=list(config.mqtt_brokers),
@@ -243,71 +273,10 @@ class Daemon:
         async with StoreWriter(store=store) as writer:
             self._writer = writer
             saved = await writer.call(lambda s: s.load_offsets())
-            open_incidents = await writer.call(lambda s: s.load_open_incidents())
-            next_id = await writer.call(lambda s: s.next_incident_id())
+            parts = await self._assemble(writer, ruleset)
+            book, muter, silences = parts.book, parts.muter, parts.silences
+            remediator, service, engine = parts.remediator, parts.service, parts.engine
             settings = config.incidents
-            # Reopening compares event times: resume from the saved watermark, not the wall.
-            watermark = await writer.call(lambda s: s.load_watermark())
-            since = (self.clock.now() if watermark is None else watermark) - settings.reopen_window
-            resolved = (
-                await writer.call(lambda s: s.load_resolved_since(since))
-                if settings.reopen_window > 0
-                else []
-            )
-            book = IncidentBook(
-                priorities=config.priorities,
-                next_id=next_id,
-                open_incidents=open_incidents,
-                resolved=resolved,
-                reopen_window=settings.reopen_window,
-                samples=settings.samples,
-            )
-            self._book = book
-            self._keeper = await self._make_keeper(writer)
-            self._notifier = await self._make_notifier(writer)
-            silences = await load_silences(writer)
-            muter = Muter(silences=silences, inhibit=config.inhibit, open_incidents=open_incidents)
-            self._maintenance = Maintenance(
-                configured=config.maintenance,
-                made=await load_windows(writer),
-                muter=muter,
-                writer=writer,
-            )
-            next_run = await writer.call(lambda s: s.next_run_id())
-            remediator = Remediator(
-                settings=config.runbooks,
-                writer=writer,
-                book=book,
-                clock=self.clock,
-                commit_changes=functools.partial(self._commit_changes, writer),
-                escalate=functools.partial(self._escalate, writer),
-                publish=self._runbook_publish if config.mqtt_brokers else None,
-                muter=muter,
-                next_id=next_run,
-            )
-            self._remediator = remediator
-            service = await ServiceDesk.load(
-                settings=config.runbooks, writer=writer, remediator=remediator, clock=self.clock.now
-            )
-            self._service = service
-            service.problems = functools.partial(self._rule_problem, writer)
-            service.escalate = functools.partial(self._request_overdue, writer)
-            service.revoke_failed = functools.partial(self._revoke_failed, writer)
-            await remediator.resume()  # after the desk listens: interrupted runs settle there
-            correlation = config.correlation
-            engine = Engine(
-                rules=ruleset.rules,
-                lists=ruleset.lists,
-                book=book,
-                clock=self.clock,
-                lateness=correlation.lateness,
-                skew=correlation.clock_skew,
-                max_keys=correlation.max_keys,
-                track_state=True,
-                muter=muter,
-            )
-            await self._restore(engine, writer)
-            self._set_open_gauge(book)
             receiver = None
             if config.snmp is not None:
                 try:
@@ -329,31 +298,26 @@ class Daemon:
                     batch_events=config.batch_lines,
                 )
                 self._mqtt = mqtt
-            desk = Incidents(
-                book=book,
-                writer=writer,
-                commit=functools.partial(self._commit_changes, writer),
-                clock=self.clock.now,
-                schedules=settings.schedules,
-                users={name: user.as_dict() for name, user in settings.users.items()},
-                muter=muter,
-            )
+            desk = self._incidents_for(parts, writer)
             api = ApiServer(
                 host=config.http.host,
                 port=config.http.port,
                 store_path=config.store_path,
                 health=self._health,
-                silences=Silences(book=silences, muter=muter, writer=writer),
+                silences=Silences(book=silences, muter=muter, writer=writer, clock=self.clock.now),
                 maintenance=self._maintenance,
                 incidents=desk,
                 runs=Runs(remediator=remediator, writer=writer),
                 requests=RequestDeskImpl(service),
                 access=AccessDeskImpl(service),
-                problems=Problems(keeper=self._keeper, writer=writer, clock=self.clock.now),
-                config=lambda: describe(config),
+                problems=Problems(keeper=parts.keeper, writer=writer, clock=self.clock.now),
+                rules=engine,  # /api/v1/rules and the per-rule metrics read its figures
+                config=lambda: describe(self.config),
+                reload=self._reload_view,
                 tokens=tokens,
                 open_reads=config.http.open_reads,
             )
+            self._api, self._incidents_desk = api, desk
             try:
                 await api.start()
             except OSError as exc:
@@ -371,7 +335,8 @@ class Daemon:
                 # Closed after the final commits, so their acknowledgements still go out.
                 await traps.enter_async_context(mqtt)
             notifying = make_senders(settings.receivers, report=self._send_failed)
-            traps.push_async_callback(notifying.close)
+            self._notifying = notifying
+            traps.push_async_callback(self._close_senders)
             senders = await self._start_senders(
                 mqtt, notifying, writer, {SERVICE_CHANNEL: service.deliver}
             )
@@ -426,7 +391,18 @@ class Daemon:
                     **describe(config),
                 )
                 self.ready.set()
-                systemd_tasks = await self._systemd_ready(len(sources), len(ruleset.rules), book)
+                systemd_tasks = await self._systemd_ready(len(sources), book)
+                self._applied(config)
+                if config.watch:
+                    watcher = ConfigWatcher(
+                        self._config_files.folders(),
+                        lambda path: path in self._config_files,
+                        functools.partial(self.reload, "watch"),
+                        debounce=config.watch_debounce,
+                    )
+                    systemd_tasks.append(
+                        asyncio.create_task(watcher.run(), name="tocsin.config.watch")
+                    )
                 waiter = asyncio.create_task(stop.wait())
                 await asyncio.wait({waiter, processor}, return_when=asyncio.FIRST_COMPLETED)
                 waiter.cancel()
@@ -436,23 +412,109 @@ class Daemon:
                     mqtt.keep_identities = clean
             finally:
                 await remediator.stop()
-                for task in (*sources, processor, *senders, *systemd_tasks):
+                for task in (*sources, processor, *senders, *systemd_tasks, *self._late_senders):
                     task.cancel()
-                await asyncio.gather(*senders, return_exceptions=True)
+                await asyncio.gather(*senders, *self._late_senders, return_exceptions=True)
                 await traps.aclose()
                 await api.stop()
         return clean
 
-    async def _systemd_ready(
-        self, sources: int, rules: int, book: IncidentBook
-    ) -> list[asyncio.Task[None]]:
+    async def _assemble(self, writer: StoreWriter, ruleset: RuleSet) -> _Parts:
+        """Build the pipeline's core from the store (empty: a fresh start): the incident book,
+        problems, notifications, muting, remediation, the service desk and the engine, with
+        what each resumes. `run` and `open_core` share it, so the two cannot drift."""
+        config = self.config
+        open_incidents = await writer.call(lambda s: s.load_open_incidents())
+        next_id = await writer.call(lambda s: s.next_incident_id())
+        settings = config.incidents
+        # Reopening compares event times: resume from the saved watermark, not the wall.
+        watermark = await writer.call(lambda s: s.load_watermark())
+        since = (self.clock.now() if watermark is None else watermark) - settings.reopen_window
+        resolved = (
+            await writer.call(lambda s: s.load_resolved_since(since))
+            if settings.reopen_window > 0
+            else []
+        )
+        book = IncidentBook(
+            priorities=config.priorities,
+            next_id=next_id,
+            open_incidents=open_incidents,
+            resolved=resolved,
+            reopen_window=settings.reopen_window,
+            samples=settings.samples,
+        )
+        self._book = book
+        keeper = self._keeper = await self._make_keeper(writer)
+        self._notifier = await self._make_notifier(writer)
+        silences = await load_silences(writer)
+        muter = Muter(silences=silences, inhibit=config.inhibit, open_incidents=open_incidents)
+        self._maintenance = Maintenance(
+            configured=config.maintenance,
+            made=await load_windows(writer),
+            muter=muter,
+            writer=writer,
+            clock=self.clock.now,
+        )
+        next_run = await writer.call(lambda s: s.next_run_id())
+        remediator = Remediator(
+            settings=config.runbooks,
+            writer=writer,
+            book=book,
+            clock=self.clock,
+            commit_changes=functools.partial(self._commit_changes, writer),
+            escalate=functools.partial(self._escalate, writer),
+            publish=self._runbook_publish if config.mqtt_brokers else None,
+            muter=muter,
+            next_id=next_run,
+        )
+        self._remediator = remediator
+        service = await ServiceDesk.load(
+            settings=config.runbooks, writer=writer, remediator=remediator, clock=self.clock.now
+        )
+        self._service = service
+        service.problems = functools.partial(self._rule_problem, writer)
+        service.escalate = functools.partial(self._request_overdue, writer)
+        service.revoke_failed = functools.partial(self._revoke_failed, writer)
+        await remediator.resume()  # after the desk listens: interrupted runs settle there
+        correlation = config.correlation
+        engine = Engine(
+            rules=ruleset.rules,
+            lists=ruleset.lists,
+            book=book,
+            clock=self.clock,
+            lateness=correlation.lateness,
+            skew=correlation.clock_skew,
+            max_keys=correlation.max_keys,
+            track_state=True,
+            muter=muter,
+        )
+        await self._restore(engine, writer)
+        self._engine, self._muter, self._rules_loaded = engine, muter, len(ruleset.rules)
+        self._set_open_gauge(book)
+        return _Parts(book, muter, silences, keeper, remediator, service, engine)
+
+    def _incidents_for(self, parts: _Parts, writer: StoreWriter) -> Incidents:
+        """The incidents desk the API (or a `tocsin test` case) works through."""
+        settings = self.config.incidents
+        return Incidents(
+            book=parts.book,
+            writer=writer,
+            commit=functools.partial(self._commit_changes, writer),
+            clock=self.clock.now,
+            schedules=settings.schedules,
+            users={name: user.as_dict() for name, user in settings.users.items()},
+            muter=parts.muter,
+        )
+
+    async def _systemd_ready(self, sources: int, book: IncidentBook) -> list[asyncio.Task[None]]:
         """Send READY=1 once every source has opened what it reads, then keep the status line
         fresh and ping the watchdog from this loop (a hung loop stops pinging)."""
         await asyncio.sleep(0)  # each source task takes its first step: its files are open
 
         def summary() -> str:
             return (
-                f"running: {sources} sources, {rules} rules, {self._queued_events} queued, "
+                f"running: {sources} sources, {self._rules_loaded} rules, "
+                f"{self._queued_events} queued, "
                 f"{len(book)} open incidents"
             )
 
@@ -468,6 +530,193 @@ class Daemon:
     def reloading(self) -> contextlib.AbstractContextManager[None]:
         """Wrap a reload: systemd sees RELOADING=1 while it runs and READY=1 after it."""
         return self.systemd.reloading()
+
+    async def reload(self, trigger: str) -> ReloadOutcome:
+        """Read the config and rules again and swap them in, only if every part is valid: a
+        failed reload changes nothing and says why (file:line). One reload at a time."""
+        async with self._reload_lock:
+            with self.reloading():
+                try:
+                    outcome = await self._reload(trigger)
+                except Exception as exc:
+                    log.exception("config_reload_crashed", trigger=trigger)
+                    outcome = ReloadOutcome(False, trigger, [f"the reload crashed: {exc!r}"])
+        obs.CONFIG_RELOADS.labels("ok" if outcome.ok else "failed").inc()
+        if outcome.ok:
+            log.info(
+                "config_reloaded",
+                trigger=trigger,
+                rules=outcome.rules,
+                rules_restarted=outcome.changed_rules,
+                restart_needed=outcome.restart_needed,
+                config_hash=outcome.config_hash,
+            )
+            for key in outcome.restart_needed:
+                log.warning(
+                    "config_change_needs_restart",
+                    key=key,
+                    note="the running daemon keeps the old value until it restarts",
+                )
+        else:
+            obs.CONFIG_LAST_RELOAD_OK.set(0)
+            for problem in outcome.errors:
+                log.error("config_reload_failed", trigger=trigger, problem=problem)
+            log.error("config_reload_refused", trigger=trigger, errors=len(outcome.errors),
+                      note="the running config and rules stay as they were")  # fmt: skip
+        return outcome
+
+    async def _reload_view(self, trigger: str) -> dict[str, Any]:
+        return (await self.reload(trigger)).to_dict()
+
+    def _applied(self, config: Config) -> str:
+        """Export that `config` is the one in use (at start and after each reload)."""
+        digest = config_hash(config)
+        obs.CONFIG_LAST_RELOAD_OK.set(1)
+        obs.CONFIG_LAST_RELOAD_TIME.set(time.time())
+        obs.CONFIG_HASH.set(int(digest[:12], 16))
+        return digest
+
+    async def _reload(self, trigger: str) -> ReloadOutcome:
+        """Build everything from the files first; then swap, without awaiting in between, so
+        no batch, tick or API change sees half of it."""
+        old = self.config
+        engine, writer, book = self._engine, self._writer, self._book
+        if engine is None or writer is None or book is None:
+            return ReloadOutcome(False, trigger, ["the daemon is still starting"])
+        try:
+            loaded = await asyncio.to_thread(load_config, old.path)
+        except SourceError as exc:
+            return ReloadOutcome(False, trigger, [str(exc)])
+        raw = await asyncio.to_thread(raw_config, old.path)
+        later = restart_needed(self._raw_config, raw)
+        # What needs a restart keeps its running value; the rest is the new config.
+        new = dataclasses.replace(
+            loaded,
+            state_dir=old.state_dir,
+            store_path=old.store_path,
+            files=old.files,
+            queue_events=old.queue_events,
+            batch_lines=old.batch_lines,
+            log_level=old.log_level,
+            log_format=old.log_format,
+            correlation=old.correlation,
+            snmp=old.snmp,
+            mqtt_brokers=old.mqtt_brokers,
+            mqtt_subscriptions=old.mqtt_subscriptions,
+            http=dataclasses.replace(
+                loaded.http,
+                host=old.http.host,
+                port=old.http.port,
+                open_reads=old.http.open_reads,
+            ),
+            watch=old.watch,
+            watch_debounce=old.watch_debounce,
+        )
+        kinds = action_kinds(
+            brokers=list(new.mqtt_brokers),
+            runbooks=new.runbooks.runbooks,
+            catalog=new.runbooks.catalog,
+            access=new.runbooks.access,
+        )
+        ruleset = await asyncio.to_thread(load_rules, list(new.rule_paths), kinds=kinds)
+        if ruleset.errors:
+            return ReloadOutcome(False, trigger, [str(error) for error in ruleset.errors])
+        try:
+            tokens = read_tokens(new.http.tokens_file) if new.http.tokens_file else []
+        except TokenError as exc:
+            return ReloadOutcome(False, trigger, [str(exc)])
+        for warning in ruleset.warnings:
+            log.warning("rule_warning", problem=str(warning))
+        notifying = make_senders(new.incidents.receivers, report=self._send_failed)
+
+        # -- the swap: nothing awaits from here to the commit below --------------------------
+        changed = engine.reload(ruleset.rules, ruleset.lists)
+        book.priorities = new.priorities
+        book.reopen_window = new.incidents.reopen_window
+        book.samples = new.incidents.samples
+        if self._keeper is not None:
+            self._keeper.policy.set_rules(new.incidents.recurrence)
+            self._keeper.known.set_config(new.incidents.known_errors)
+        self._notifier = self._renotifier(new)
+        if self._muter is not None:
+            self._muter.set_inhibit(new.inhibit, book.open_incidents())
+        if self._maintenance is not None:
+            self._maintenance.configure(new.maintenance)
+        if self._incidents_desk is not None:
+            self._incidents_desk.configure(
+                schedules=new.incidents.schedules,
+                users={name: user.as_dict() for name, user in new.incidents.users.items()},
+            )
+        if self._api is not None:
+            self._api.set_tokens(tokens)
+        self._swap_senders(notifying)
+        self.config = new
+        self._raw_config = raw
+        self._config_files = ConfigFiles.of(new)
+        self._rules_loaded = len(ruleset.rules)
+        obs.RULES_LOADED.set(len(ruleset.rules))
+        obs.RULE_ERRORS.set(0)
+        digest = self._applied(new)
+        # -- then what may wait: saving the rules' state bookkeeping, runbooks and access ----
+        await writer.submit(CommitBatch(digests=engine.digests(), forget=changed))
+        self._set_key_gauges(engine)
+        if self._remediator is not None:
+            await self._remediator.reconfigure(new.runbooks)
+        if self._service is not None:
+            await self._service.reconfigure(new.runbooks)
+        return ReloadOutcome(
+            True,
+            trigger,
+            restart_needed=later,
+            rules=len(ruleset.rules),
+            changed_rules=changed,
+            config_hash=digest,
+        )
+
+    def _renotifier(self, config: Config) -> Notifier | None:
+        """A notifier for the new incidents file, with the groups and timers of the old one
+        (groups of routes no longer configured are dropped and deleted with the next commit)."""
+        settings = config.incidents
+        if not settings.receivers and settings.sla is None:
+            return None
+        dispatcher = Dispatcher(settings.route) if settings.route is not None else None
+        old = self._notifier.dispatcher if self._notifier is not None else None
+        if dispatcher is not None and old is not None:
+            restored = dispatcher.restore(old.snapshot())
+            if restored.dropped:
+                log.warning("notify_groups_dropped", route_gone=restored.dropped,
+                            kept=restored.groups)  # fmt: skip
+        if dispatcher is not None and self._book is not None:
+            for incident in self._book.open_incidents():  # as at a start: fresh views, and
+                dispatcher.observe(incident, self.clock.now())  # the new routes' groups
+        return self._notifier_with(settings, dispatcher)
+
+    def _swap_senders(self, notifying: Senders) -> None:
+        """Send each receiver channel's outbox rows with the new receivers from now on: a
+        channel kept gets the new send, a new one a sender of its own; the old connections
+        close at the end (a send in flight finishes on them)."""
+        writer = self._writer
+        if writer is None:
+            return
+        for channel, send in notifying.sends.items():
+            sender = self._senders.get(channel)
+            if sender is not None:
+                sender.use(send)
+                continue
+            sender = OutboxSender(channel=channel, writer=writer, send=send)
+            self._senders[channel] = sender
+            self._outbox_limits[channel] = _NOTIFY_OUTBOX_LIMIT
+            task = asyncio.get_running_loop().create_task(
+                sender.run(), name=f"tocsin.outbox.{channel}"
+            )
+            self._late_senders.append(task)
+        if self._notifying is not None:
+            self._retired.append(self._notifying)
+        self._notifying = notifying
+
+    async def _close_senders(self) -> None:
+        for senders in (*self._retired, *([self._notifying] if self._notifying else [])):
+            await senders.close()
 
     async def _restore(self, engine: Engine, writer: StoreWriter) -> None:
         """Resume correlation state saved under the same rule definitions; forget the rest."""
@@ -499,11 +748,16 @@ class Daemon:
         never committed, so they are read again at the next start.
         """
         deadline = time.monotonic() + self.config.shutdown_timeout
+        self._stop_by = deadline  # checked by the engine itself: our awaits wait for its turns
 
         def left() -> float:
             return max(0.0, deadline - time.monotonic())
 
-        log.info("tocsin_stopping", queued_events=self._queued_events)
+        log.info(
+            "tocsin_stopping",
+            queued_events=self._queued_events,
+            queued_by_source=self._ledger.by_source(),
+        )
         for task in sources:
             task.cancel()
         await asyncio.gather(*sources, return_exceptions=True)
@@ -518,6 +772,8 @@ class Daemon:
         except Exception as error:  # the engine crashed: report it, keep what it finished
             log.error("engine_crashed", exc_info=error)
             reason = "the engine crashed"
+        if not reason and self._queued_events:  # the engine stopped at the deadline
+            reason = "shutdown_timeout passed"
         if self._send_failures:  # failed sends noted since the last tick
             notes, self._send_failures = self._send_failures, []
             await writer.submit(CommitBatch(history=notes))
@@ -532,6 +788,7 @@ class Daemon:
                 "shutdown_incomplete",
                 reason=reason,
                 unprocessed_events=self._queued_events,
+                unprocessed_by_source=self._ledger.by_source(),
                 uncommitted_batches=given_up,
                 note="lines not committed are read again at the next start",
             )
@@ -573,11 +830,13 @@ class Daemon:
         """
         obs.EVENTS_RECEIVED.labels(source).inc(len(events))
         self._queued_events += len(events)
+        self._ledger.add(source, len(events), read_at)
         obs.QUEUE_DEPTH.set(self._queued_events)
         try:
-            await self._queue.put(EventBatch(events, checkpoint, read_at, on_commit))
+            await self._queue.put(EventBatch(events, checkpoint, read_at, on_commit, source))
         except BaseException:  # cancelled while the queue was full (stopping): not queued
             self._queued_events -= len(events)
+            self._ledger.settle(source, len(events), read_at)
             raise
 
     async def _read_files(
@@ -627,16 +886,24 @@ class Daemon:
         next_tick = time.monotonic() + tick
         # One pending get survives timeouts: cancelling a get could lose the batch it took.
         getter: asyncio.Future[EventBatch | None] | None = None
+        turn = time.monotonic()  # when the engine last let the rest of the loop run
         try:
             while True:
+                if getter is None and time.monotonic() >= self._stop_by:
+                    return  # shutdown_timeout passed: what is still queued is given up
                 if getter is None and not self._queue.empty():
                     # No yield while batches wait: the store then gets them in groups (one
-                    # transaction for several), not one transaction per batch.
+                    # transaction for several), not one transaction per batch. But only for
+                    # a moment: in a backlog the API, the sockets and the watchdog wait too.
+                    if time.monotonic() - turn >= _ENGINE_TURN:
+                        await asyncio.sleep(0)
+                        turn = time.monotonic()
                     batch = self._queue.get_nowait()
                 else:
                     if getter is None:
                         getter = asyncio.ensure_future(self._queue.get())
                     await asyncio.wait({getter}, timeout=max(0.0, next_tick - time.monotonic()))
+                    turn = time.monotonic()
                     batch = getter.result() if getter.done() else _NOTHING
                     if getter.done():
                         getter = None
@@ -654,6 +921,8 @@ class Daemon:
     async def _step(self, engine: Engine, writer: StoreWriter, batch: EventBatch) -> None:
         """Run one batch through the engine and hand its effects to the store."""
         self._queued_events -= len(batch.events)
+        if batch.source:
+            self._ledger.settle(batch.source, len(batch.events), batch.read_at)
         obs.QUEUE_DEPTH.set(self._queued_events)
         self._last_batch = time.monotonic()
         result = engine.process(batch.events)
@@ -928,6 +1197,11 @@ class Daemon:
                 )
             for incident in self._book.open_incidents() if self._book is not None else ():
                 dispatcher.observe(incident, self.clock.now())  # fresh views for what is live
+        return self._notifier_with(settings, dispatcher)
+
+    def _notifier_with(self, settings: IncidentSettings, dispatcher: Dispatcher | None) -> Notifier:
+        """The notifier for these settings and this (restored) dispatcher, tracking the timers
+        of the incidents open now."""
         escalator = (
             Escalator(
                 policies=settings.policies, schedules=settings.schedules, users=settings.users
@@ -936,11 +1210,9 @@ class Daemon:
             else None
         )
         notifier = Notifier(
-            receivers=settings.receivers,
-            dispatcher=dispatcher,
-            escalator=escalator,
+            receivers=settings.receivers, dispatcher=dispatcher, escalator=escalator,
             sla=settings.sla,
-        )
+        )  # fmt: skip
         if self._book is not None:
             notifier.track(self._book.open_incidents())
         return notifier
@@ -1126,6 +1398,96 @@ class Daemon:
             health["status"] = "degraded"
             health["store_failing_for_seconds"] = round(time.monotonic() - failing_since, 1)
         return health
+
+    # -- the core without its I/O edge: what `tocsin test` drives on a virtual clock --------
+
+    @contextlib.asynccontextmanager
+    async def open_core(self, writer: StoreWriter) -> AsyncIterator[Core]:
+        """Build the pipeline as `run` does on a fresh store, minus the sources, the API and
+        the outbound senders (their rows stay in the outbox); remediation only dry-runs."""
+        config = self.config
+        if not config.runbooks.remediation.dry_run:
+            raise StartupError("the core runs remediation only as a dry run (remediation.dry_run)")
+        ruleset = load_ruleset(
+            config.rule_paths, brokers=list(config.mqtt_brokers), service=config.runbooks
+        )
+        self._writer = writer
+        settings = config.incidents
+        parts = await self._assemble(writer, ruleset)
+        remediator, service, engine = parts.remediator, parts.service, parts.engine
+        held = {r.channel: _NOTIFY_OUTBOX_LIMIT for r in settings.receivers.values()}
+        held.update({MQTT_CHANNEL + n: b.outbox_limit for n, b in config.mqtt_brokers.items()})
+        for channel, limit in held.items():  # counted like live ones, never sent
+            self._senders[channel] = OutboxSender(channel=channel, writer=writer, send=_unsent)
+            self._outbox_limits[channel] = limit
+        internal = OutboxSender(channel=SERVICE_CHANNEL, writer=writer, send=service.deliver)
+        self._senders[SERVICE_CHANNEL] = internal
+        self._outbox_limits[SERVICE_CHANNEL] = _NOTIFY_OUTBOX_LIMIT
+        tasks = [
+            asyncio.create_task(internal.run(), name=f"tocsin.outbox.{SERVICE_CHANNEL}"),
+            asyncio.create_task(remediator.run(), name="tocsin.remediation"),
+        ]
+        try:
+            await service.resume()
+            yield Core(
+                feed=functools.partial(self._feed, engine, writer),
+                tick=functools.partial(self._quiet_tick, engine, writer),
+                incidents=self._incidents_for(parts, writer),
+                silences=Silences(
+                    book=parts.silences, muter=parts.muter, writer=writer, clock=self.clock.now
+                ),
+                requests=RequestDeskImpl(service),
+                access=AccessDeskImpl(service),
+                problems=Problems(keeper=parts.keeper, writer=writer, clock=self.clock.now),
+            )
+        finally:
+            await remediator.stop()
+            for task in tasks:
+                task.cancel()
+            await asyncio.gather(*tasks, return_exceptions=True)
+
+    async def _feed(self, engine: Engine, writer: StoreWriter, events: list[Event]) -> None:
+        """Take one batch read now, as if a source had queued it."""
+        self._queued_events += len(events)
+        await self._step(engine, writer, EventBatch(events, None, self.clock.now()))
+
+    async def _quiet_tick(self, engine: Engine, writer: StoreWriter) -> None:
+        """Tick at the clock's time as if input had been quiet a while and a close sweep were
+        due: the core's time is the clock's alone (the live pacing reads the wall)."""
+        self._last_batch = -math.inf
+        self._next_close = 0.0
+        await self._tick(engine, writer)
+
+
+@dataclass(frozen=True, slots=True)
+class _Parts:
+    """The pipeline's core as `Daemon._assemble` builds it."""
+
+    book: IncidentBook
+    muter: Muter
+    silences: SilenceBook
+    keeper: ProblemKeeper
+    remediator: Remediator
+    service: ServiceDesk
+    engine: Engine
+
+
+@dataclass(frozen=True, slots=True)
+class Core:
+    """The daemon's pipeline without its I/O edge (Daemon.open_core), driven by hand."""
+
+    feed: Callable[[list[Event]], Awaitable[None]]  # one batch through engine and store
+    tick: Callable[[], Awaitable[None]]  # timers, escalation, SLA, desks: at the clock's time
+    incidents: Incidents  # the desks the API uses
+    silences: Silences
+    requests: RequestDeskImpl
+    access: AccessDeskImpl
+    problems: Problems
+
+
+async def _unsent(messages: Sequence[Outgoing]) -> int:
+    """The send of a channel the core holds: it never runs, so its rows stay in the outbox."""
+    raise RuntimeError(f"the daemon's core sends nothing ({len(messages)} messages)")
 
 
 def _succeeded(then: Callable[[], None]) -> Callable[[asyncio.Future[None]], None]:

@@ -1,5 +1,6 @@
-"""Command line: `tocsin run | check | replay | silence | maintenance | version`; the only
-place with argv and signals."""
+"""Command line: `tocsin run | check | test | replay | explain | silence | maintenance |
+version` and the commands for a running daemon (incidents, rules, runs, requests, ...); the
+only place with argv and signals."""
 
 from __future__ import annotations
 
@@ -25,6 +26,7 @@ from tocsin.parsers import PARSER_KINDS
 from tocsin.records.incidents import REOPEN_WINDOW
 from tocsin.records.priority import PriorityMatrix
 from tocsin.rules.loader import load_rules
+from tocsin.rules_cli import add_rule_commands
 from tocsin.service_cli import add_service_commands
 from tocsin.yamlsrc import SourceError
 
@@ -98,6 +100,18 @@ def _parser() -> argparse.ArgumentParser:
     add_commands(sub)  # incidents, oncall, token
     add_ops_commands(sub)  # runs, remediation, problems, known-errors
     add_service_commands(sub)  # requests, access
+    add_rule_commands(sub)  # explain, rules
+    test = sub.add_parser(
+        "test", help="run rule unit tests: events in on a virtual clock, expected outcomes out"
+    )
+    test.add_argument("paths", nargs="+", type=Path, help="test files (*.test.yaml) or folders")
+    test.add_argument("--case", help="only the cases whose name this regex finds")
+    test.add_argument(
+        "--log-level",
+        choices=("debug", "info", "warning", "error", "critical"),
+        default="critical",
+        help="show the daemon's own log lines from this level on, on stderr (default: critical)",
+    )
     sub.add_parser("version", help="print the version")
     return parser
 
@@ -156,9 +170,17 @@ async def _serve(config: Config) -> int:
             os._exit(EXIT_INVALID)
         stop.set()
 
+    reloads: set[asyncio.Task[object]] = set()
+
+    def on_hup() -> None:
+        task: asyncio.Task[object] = asyncio.ensure_future(daemon.reload("sighup"))
+        reloads.add(task)  # kept until done: the loop holds tasks only weakly
+        task.add_done_callback(reloads.discard)
+
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(sig, on_signal, sig.name)
+    loop.add_signal_handler(signal.SIGHUP, on_hup)
     try:
         clean = await daemon.run(stop)
     except (StartupError, StoreError) as exc:
@@ -189,7 +211,12 @@ def _check(config_path: Path | None, rule_paths: Sequence[Path]) -> int:
         brokers = list(config.mqtt_brokers)
         service = config.runbooks
     if not paths:
-        print("tocsin check: give --config or rule paths", file=sys.stderr)
+        print(
+            f"tocsin check: {config_path} names no rule paths (rules:)"
+            if config_path is not None
+            else "tocsin check: give --config or rule paths",
+            file=sys.stderr,
+        )
         return EXIT_USAGE
     ruleset = load_rules(
         paths,
@@ -281,14 +308,33 @@ def _replay(args: argparse.Namespace) -> int:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    """Entry point of the `tocsin` console script."""
+    """Entry point of the `tocsin` console script; output cut short by a closed pipe (`|
+    head`) ends it quietly."""
+    try:
+        return _main(argv)
+    except BrokenPipeError:
+        # Python flushes stdout again at exit; point it at /dev/null so that flush is quiet.
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, sys.stdout.fileno())
+        return EXIT_OK
+
+
+def _main(argv: Sequence[str] | None) -> int:
     args = _parser().parse_args(argv)
     if args.command == "run":
         return _run(args.config)
     if args.command == "check":
         return _check(args.config, args.rules)
+    if args.command == "test":
+        from tocsin.ruletest.runner import main as run_tests  # noqa: PLC0415 - only `test`
+
+        return run_tests(args.paths, case=args.case, log_level=args.log_level)
     if args.command == "replay":
         return _replay(args)
+    if args.command == "explain":
+        from tocsin.explain.command import run_explain  # noqa: PLC0415 - only `explain` needs it
+
+        return run_explain(args)
     if args.command in ("silence", "maintenance"):
         from tocsin import remote  # noqa: PLC0415 - only these commands need it
 

@@ -47,6 +47,7 @@ _TOP = (
     "mqtt",
     "incidents",
     "runbooks",
+    "reload",
 )
 _FILE_KEYS = (
     "path",
@@ -121,6 +122,8 @@ class Config:
     incidents: IncidentSettings = field(default_factory=IncidentSettings)
     runbooks_path: Path | None = None
     runbooks: RunbookSettings = field(default_factory=RunbookSettings)
+    watch: bool = False  # reload when a config or rule file changes
+    watch_debounce: float = 2.0  # ... once they have been quiet this long
 
 
 def _section(data: MarkedMap, key: str, allowed: tuple[str, ...]) -> MarkedMap:
@@ -318,6 +321,12 @@ def load_config(path: Path) -> Config:
         ),
         tick=_duration(corr, "tick", defaults.tick, at("correlation"), 0.01),
     )
+    reload_spec = _section(root, "reload", ("watch", "debounce"))
+    watch = expect_bool(
+        reload_spec.get("watch", False), value_mark(reload_spec, "watch", at("reload")),
+        "reload.watch",
+    )  # fmt: skip
+    watch_debounce = _duration(reload_spec, "debounce", 2.0, at("reload"), 0.1)
     muting_list = expect_items(root.get("muting"), at("muting"), "'muting'")
     muting_paths = tuple(parse_path(base, m, at("muting"), "a muting file") for m in muting_list)
     windows, inhibit = load_muting(muting_paths)
@@ -398,6 +407,8 @@ def load_config(path: Path) -> Config:
         incidents_path=incidents_path,
         incidents=incidents,
         runbooks_path=runbooks_path,
+        watch=watch,
+        watch_debounce=watch_debounce,
         runbooks=runbooks,
     )
 

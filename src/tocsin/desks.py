@@ -84,15 +84,23 @@ async def load_windows(writer: StoreWriter) -> list[OneOffWindow]:
 class Silences:
     """The daemon's SilenceDesk: a change is saved durably before the engine sees it."""
 
-    def __init__(self, *, book: SilenceBook, muter: Muter, writer: StoreWriter) -> None:
+    def __init__(
+        self,
+        *,
+        book: SilenceBook,
+        muter: Muter,
+        writer: StoreWriter,
+        clock: Callable[[], float] = time.time,
+    ) -> None:
         self.book = book
         self.muter = muter
         self.writer = writer
+        self.now = clock  # the daemon's clock: `tocsin test` and replays run on a virtual one
         self._lock = asyncio.Lock()  # one change at a time: validate, save, then apply
 
     def list(self, state: str | None) -> list[Silence]:
         """Return silences, oldest first."""
-        now = time.time()
+        now = self.now()
         if state is None:
             return self.book.list(now=now)
         return self.book.list(state=cast(SilenceState, state), now=now)
@@ -106,14 +114,14 @@ class Silences:
     ) -> Silence:
         """Validate, save (one fsync'd transaction), then let the engine use it."""
         async with self._lock:
-            scratch = SilenceBook(silences=self.book.list(now=time.time()))
+            scratch = SilenceBook(silences=self.book.list(now=self.now()))
             silence = scratch.add(
                 matchers=matchers,
                 starts_at=starts_at,
                 ends_at=ends_at,
                 created_by=created_by,
                 comment=comment,
-                now=time.time(),
+                now=self.now(),
             )
             await self._save(silence)
             self.book.restore(silence)
@@ -125,8 +133,8 @@ class Silences:
     async def expire(self, silence_id: str) -> Silence:
         """End a silence now, saved before it takes effect."""
         async with self._lock:
-            scratch = SilenceBook(silences=self.book.list(now=time.time()))
-            silence = scratch.expire(silence_id, now=time.time())
+            scratch = SilenceBook(silences=self.book.list(now=self.now()))
+            silence = scratch.expire(silence_id, now=self.now())
             await self._save(silence)
             self.book.restore(silence)
             self.muter.silences_changed()
@@ -149,7 +157,9 @@ class Maintenance:
         made: Sequence[OneOffWindow],
         muter: Muter,
         writer: StoreWriter,
+        clock: Callable[[], float] = time.time,
     ) -> None:
+        self.now = clock  # the daemon's clock, as for silences
         self.configured = tuple(configured)
         self.made = {w.name: w for w in made}
         self.muter = muter
@@ -161,6 +171,11 @@ class Maintenance:
     def _apply(self) -> None:
         made = [w.window for w in self.made.values()]
         self.muter.set_windows([*self.configured, *(w for w in made if w is not None)])
+
+    def configure(self, windows: Sequence[MaintenanceWindow]) -> None:
+        """Use these config windows from now on (a reload); API-made ones stay."""
+        self.configured = tuple(windows)
+        self._apply()
 
     def list(self) -> tuple[tuple[MaintenanceWindow, ...], list[OneOffWindow]]:
         """The configured windows and the API-made ones, oldest first."""
@@ -188,7 +203,7 @@ class Maintenance:
                 end=end,
                 created_by=created_by,
                 comment=comment,
-                now=time.time(),
+                now=self.now(),
                 remind_before=remind_before,
             )
             await self._save(window)
@@ -201,7 +216,7 @@ class Maintenance:
             window = self.made.get(name)
             if window is None:
                 raise WindowError(f"no API-made maintenance window named {name}")
-            ended = window.end_now(time.time())
+            ended = window.end_now(self.now())
             await self._save(ended)
         log.info("maintenance_window_ended", name=name)
         return ended
@@ -211,7 +226,7 @@ class Maintenance:
 
         A store that fails is not fatal here: the reminder is logged again at a later tick.
         """
-        now = time.time()
+        now = self.now()
         for name in [w.name for w in self.made.values() if w.reminder_due(now)]:
             async with self._lock:
                 window = self.made[name]
@@ -263,6 +278,16 @@ class Incidents:
         self._schedules = schedules
         self._users = users
         self._muter = muter
+
+    def configure(
+        self,
+        *,
+        schedules: Mapping[str, OnCallSchedule],
+        users: Mapping[str, Mapping[str, str]],
+    ) -> None:
+        """Use these on-call schedules and users from now on (a reload)."""
+        self._schedules = schedules
+        self._users = users
 
     async def transition(
         self, incident_id: int, to: str, *, actor: str, note: str = ""

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import functools
 import json
 from collections import deque
 from collections.abc import Awaitable, Callable, Mapping, Sequence
@@ -41,6 +42,8 @@ Learned = tuple[list[tuple[str, int, bytes]], list[tuple[str, str]]]
 DUPLICATE = "duplicate"
 NO_SUBSCRIPTION = "no subscription"
 INVALID_TOPIC = "invalid topic"
+QUEUE_FULL = "queue full"  # a QoS 0 message while tocsin was behind: no broker keeps it
+SHUTDOWN = "shutdown"  # a QoS 0 message received but not queued when the daemon stopped
 
 
 class AckQueue:
@@ -196,6 +199,7 @@ class MqttService:
                 [(s.filter, s.qos) for s in mine],
                 high_water=max(4 * batch_events, 1024),
                 on_state=self._state_reporter(name),
+                on_dropped=self._drop_reporter(name),
             )
             if mine:
                 self._intakes[name] = _BrokerIntake(broker, mine)
@@ -219,12 +223,14 @@ class MqttService:
         self._find_stale_filters()
         for name, link in self.links.items():
             obs.MQTT_CONNECTED.labels(name).set(0)
+            obs.MQTT_UNACKED.labels(name).set_function(functools.partial(_unacked, link))
             self._tasks.append(asyncio.create_task(link.run(), name=f"tocsin.mqtt.{name}"))
         return self
 
     async def __aexit__(self, *exc_info: object) -> None:
         """Disconnect cleanly: acknowledgements queued by the last commits go out first."""
         await asyncio.sleep(0)  # let commit callbacks that are due queue their acks
+        self._report_left()
         for task in self._tasks:
             task.cancel()
         # aiomqtt waits up to 10 s for a clean disconnect; a dead link must not hold the stop.
@@ -236,6 +242,23 @@ class MqttService:
             obs.MQTT_CONNECTED.labels(name).set(0)
         if self.keep_identities:
             self._save_identities()
+
+    def _report_left(self) -> None:
+        """Say what each broker is left with: unacknowledged QoS 1 messages (sent again at the
+        next connection) and QoS 0 messages received but never queued (lost, counted)."""
+        for name, link in self.links.items():
+            lost = link.discard()
+            if lost:
+                obs.MQTT_DROPPED.labels(name, SHUTDOWN).inc(lost)
+            if lost or link.unacked:
+                log.info(
+                    "source_stopped",
+                    source="mqtt",
+                    broker=name,
+                    unacked=link.unacked,
+                    qos0_dropped=lost,
+                    note="the broker sends the unacknowledged messages again",
+                )
 
     def _find_stale_filters(self) -> None:
         """Note the filters an earlier config subscribed to: a persistent session keeps them
@@ -325,7 +348,13 @@ class MqttService:
                     await put(events, received, "mqtt", done)
                 except BaseException:
                     intake.forget(learned)  # never queued: the broker's resends must count
+                    lost = sum(1 for event in events if not event.fields.get("qos"))
+                    if lost:
+                        obs.MQTT_DROPPED.labels(name, SHUTDOWN).inc(lost)
                     raise
+        except asyncio.CancelledError:
+            link.stop_reading()  # stopping: what is not read waits at the broker
+            raise
         except Exception:
             # Deliveries taken and never acknowledged are resent only on a new connection;
             # without one the broker stops at its in-flight limit. Start afresh.
@@ -354,6 +383,15 @@ class MqttService:
                 obs.MQTT_PAYLOAD_ERRORS.labels(name, reason).inc(count)
                 self._log_dropped(broker, reason, count, subscription=name)
             mapper.errors.clear()
+
+    def _drop_reporter(self, name: str) -> Callable[[int], None]:
+        """Count and log (once a minute) the QoS 0 messages a broker's link dropped."""
+
+        def report(count: int) -> None:
+            obs.MQTT_DROPPED.labels(name, QUEUE_FULL).inc(count)
+            self._log_dropped(name, QUEUE_FULL, count)
+
+        return report
 
     def _log_dropped(self, broker: str, reason: str, count: int, subscription: str = "") -> None:
         held = self._throttle.allow((broker, subscription, reason), count)
@@ -456,3 +494,8 @@ class MqttService:
                 log.debug("mqtt_" + what, broker=name, **about)
 
         return report
+
+
+def _unacked(link: BrokerLink) -> int:
+    """The gauge's reading: a link's QoS 1 messages not acknowledged yet."""
+    return link.unacked

@@ -10,19 +10,32 @@ import logging
 import math
 import sys
 import time
-from collections.abc import Callable, Hashable
+from collections.abc import Callable, Hashable, Iterable, Iterator
 from typing import Any
 
 import structlog
-from prometheus_client import Counter, Gauge, Histogram, Info
+from prometheus_client import REGISTRY, Counter, Gauge, Histogram, Info
+from prometheus_client.core import CounterMetricFamily, Metric
 
 __all__ = [
+    "ACCESS_AUDIT",
+    "ACCESS_GRANTS",
     "ACTIONS",
     "ACTIONS_FAILED",
     "BUILD",
+    "CONFIG_HASH",
+    "CONFIG_LAST_RELOAD_OK",
+    "CONFIG_LAST_RELOAD_TIME",
+    "CONFIG_RELOADS",
+    "CORRELATION_EVICTED",
+    "CORRELATION_EXPIRED",
+    "CORRELATION_KEYS",
     "ESCALATIONS",
+    "EVENTS_FUTURE",
+    "EVENTS_LATE",
     "EVENTS_RECEIVED",
     "EVENT_LATENCY",
+    "FILE_BACKLOG",
     "FILE_BYTES",
     "FILE_DATA_LOST",
     "FILE_ERRORS",
@@ -32,11 +45,34 @@ __all__ = [
     "FILE_ROTATIONS",
     "INCIDENTS_OPEN",
     "INCIDENT_CHANGES",
+    "KNOWN_ERROR_MATCHES",
+    "MAINTENANCE_REMINDERS",
+    "MQTT_CONNECTED",
+    "MQTT_CONNECTS",
+    "MQTT_CONNECT_FAILURES",
+    "MQTT_DISCONNECTS",
+    "MQTT_DROPPED",
+    "MQTT_MESSAGES",
+    "MQTT_PAYLOAD_ERRORS",
+    "MQTT_PUBLISHED",
+    "MQTT_PUBLISH_REFUSED",
+    "MQTT_REDELIVERED",
+    "MQTT_SESSIONS_LOST",
+    "MQTT_SUBSCRIBED",
+    "MQTT_UNACKED",
+    "MUTED",
     "NOTIFICATIONS",
     "NOTIFICATIONS_FAILED",
+    "OUTBOX_DROPPED",
+    "OUTBOX_FAILURES",
+    "OUTBOX_PENDING",
+    "OUTBOX_SENT",
     "PARSE_ERRORS",
+    "PROBLEM_CHANGES",
     "QUEUE_CAPACITY",
     "QUEUE_DEPTH",
+    "QUEUE_OLDEST_AGE",
+    "QUEUE_SOURCE_DEPTH",
     "REMEDIATION_BREAKERS_OPENED",
     "REMEDIATION_KILL_SWITCH",
     "REMEDIATION_RUNS",
@@ -44,16 +80,24 @@ __all__ = [
     "RULES_LOADED",
     "RULE_ERRORS",
     "RULE_FAILURES",
+    "RULE_FIGURES",
     "RULE_MATCHES",
+    "SERVICE_REQUEST_CHANGES",
+    "SILENCES",
     "SLA_BREACHES",
     "SLA_WARNINGS",
     "SNMP_DROPPED",
     "SNMP_INFORMS_ACKED",
     "SNMP_PACKETS",
+    "SNMP_PENDING",
     "SNMP_RECEIVE_BUFFER",
+    "SNMP_RECEIVE_QUEUE",
     "STORE_COMMITS",
     "STORE_COMMIT_SECONDS",
     "STORE_FAILURES",
+    "TIMERS_FIRED",
+    "WATERMARK",
+    "QueueLedger",
     "Throttle",
     "configure_logging",
 ]
@@ -89,12 +133,67 @@ FILE_ROTATIONS = Counter(
     "Rotations seen on a tailed file (rename = rename+create, truncate = copytruncate).",
     ["path", "kind"],
 )
+FILE_BACKLOG = Gauge(
+    "tocsin_file_backlog_bytes",
+    "Bytes of a tailed file not read yet: it grows while lines come faster than they are "
+    "processed (the tailer waits for room in the queue).",
+    ["path"],
+)
 PARSE_ERRORS = Counter(
     "tocsin_parse_errors_total",
     "Lines the configured parser could not parse; they went on as plain events.",
     ["parser"],
 )
 RULE_MATCHES = Counter("tocsin_rule_matches_total", "Events matched per rule.", ["rule"])
+
+
+class RuleFigures:
+    """tocsin_rule_actions_total and tocsin_rule_eval_seconds_total, read at scrape time.
+
+    The engine keeps each rule's figures in plain ints; they become metrics only when /metrics
+    is scraped, so no batch ever looks up a label for them.
+    """
+
+    def __init__(self) -> None:
+        self._source: Callable[[], Iterable[tuple[str, int, float]]] | None = None
+
+    def follow(self, source: Callable[[], Iterable[tuple[str, int, float]]] | None) -> None:
+        """Read (rule id, actions run, seconds spent) from `source` from now on."""
+        self._source = source
+
+    def describe(self) -> list[Metric]:
+        """Name the metrics without reading the engine (the registry asks once)."""
+        return list(self._families())
+
+    def collect(self) -> Iterator[Metric]:
+        """Each rule's actions and evaluation time, as the engine counted them so far."""
+        actions, seconds = self._families()
+        for rule, count, spent in self._source() if self._source is not None else ():
+            actions.add_metric([rule], count)
+            seconds.add_metric([rule], spent)
+        yield actions
+        yield seconds
+
+    @staticmethod
+    def _families() -> tuple[CounterMetricFamily, CounterMetricFamily]:
+        """Fresh, empty families: each scrape fills its own."""
+        return (
+            CounterMetricFamily(
+                "tocsin_rule_actions",
+                "Actions run per rule (held ones not counted).",
+                labels=["rule"],
+            ),
+            CounterMetricFamily(
+                "tocsin_rule_eval_seconds",
+                "Time spent on each rule's events, from its matcher to its last action; each "
+                "rule's evaluations are timed one in 8 and scaled.",
+                labels=["rule"],
+            ),
+        )
+
+
+RULE_FIGURES = RuleFigures()
+REGISTRY.register(RULE_FIGURES)
 RULE_FAILURES = Counter(
     "tocsin_rule_failures_total",
     "Events a rule could not evaluate (its match, when or key raised on their data); the "
@@ -109,6 +208,16 @@ INCIDENTS_OPEN = Gauge("tocsin_incidents_open", "Open incidents per priority.", 
 QUEUE_DEPTH = Gauge("tocsin_queue_depth", "Events waiting between the sources and the engine.")
 QUEUE_CAPACITY = Gauge(
     "tocsin_queue_capacity", "Events the engine queue holds before sources wait."
+)
+QUEUE_SOURCE_DEPTH = Gauge(
+    "tocsin_queue_source_depth",
+    "Events waiting between the sources and the engine, per source (log, snmp, mqtt).",
+    ["source"],
+)
+QUEUE_OLDEST_AGE = Gauge(
+    "tocsin_queue_oldest_event_age_seconds",
+    "How long the oldest event waiting for the engine has waited since it was read (0 when "
+    "none waits).",
 )
 EVENT_LATENCY = Histogram(
     "tocsin_event_processing_seconds",
@@ -177,6 +286,17 @@ SNMP_RECEIVE_BUFFER = Gauge(
     "Receive buffer the kernel granted each trap socket.",
     ["listen"],
 )
+SNMP_RECEIVE_QUEUE = Gauge(
+    "tocsin_snmp_receive_queue_bytes",
+    "Bytes waiting in a trap socket's kernel receive buffer (read each second from "
+    "/proc/net/udp); near the granted buffer, the kernel drops traps.",
+    ["listen"],
+)
+SNMP_PENDING = Gauge(
+    "tocsin_snmp_pending_traps",
+    "Traps read from the sockets and not yet in the engine queue; at 16384 tocsin stops "
+    "reading and the kernel's receive buffer takes over.",
+)
 MQTT_MESSAGES = Counter(
     "tocsin_mqtt_messages_total",
     "MQTT messages received, per subscription (broker resends not included; repeats that "
@@ -186,8 +306,15 @@ MQTT_MESSAGES = Counter(
 MQTT_DROPPED = Counter(
     "tocsin_mqtt_messages_dropped_total",
     "MQTT messages that made no event, per broker and reason (duplicate, no subscription, "
-    "invalid topic).",
+    "invalid topic, queue full: a QoS 0 message while tocsin was behind, shutdown: a QoS 0 "
+    "message taken but not queued at the stop).",
     ["broker", "reason"],
+)
+MQTT_UNACKED = Gauge(
+    "tocsin_mqtt_unacked_messages",
+    "QoS 1 messages received and not acknowledged yet (waiting, queued or being committed); "
+    "at receive_maximum the broker holds the rest.",
+    ["broker"],
 )
 MQTT_PAYLOAD_ERRORS = Counter(
     "tocsin_mqtt_payload_errors_total",
@@ -319,8 +446,67 @@ ACCESS_GRANTS = Gauge(
     "Grants not ended, per state (pending_approval, provisioning, active, revoking).",
     ["state"],
 )
+CONFIG_RELOADS = Counter(
+    "tocsin_config_reloads_total", "Config reloads, per result (ok, failed).", ["result"]
+)
+CONFIG_LAST_RELOAD_OK = Gauge(
+    "tocsin_config_last_reload_successful",
+    "1 if the last reload (or the start) applied the config, 0 if it was refused.",
+)
+CONFIG_LAST_RELOAD_TIME = Gauge(
+    "tocsin_config_last_reload_success_timestamp_seconds",
+    "When the config in use was applied (start or reload), in Unix time.",
+)
+CONFIG_HASH = Gauge(
+    "tocsin_config_hash",
+    "The first 48 bits of the SHA-256 over the config in use (its files' names and bytes).",
+)
 RULES_LOADED = Gauge("tocsin_rules_loaded", "Rules compiled and active.")
 RULE_ERRORS = Gauge("tocsin_rule_errors", "Rules rejected by validation at the last load.")
+
+
+class QueueLedger:
+    """What waits between the sources and the engine: events per source, and since when.
+
+    The daemon adds a batch when a source hands it over and settles it when the engine takes
+    it (or when it never got in). The gauges read the ledger when scraped, so the oldest
+    event's age grows while the engine is stuck, not only when a batch moves.
+    """
+
+    def __init__(self, *, clock: Callable[[], float]) -> None:
+        self._clock = clock
+        self._events: collections.Counter[str] = collections.Counter()
+        self._since: collections.Counter[float] = collections.Counter()  # read_at -> batches
+
+    def add(self, source: str, events: int, read_at: float) -> None:
+        """Count a batch of `events` read at `read_at` (wall clock) as waiting."""
+        if not events:
+            return
+        if source not in self._events:
+            QUEUE_SOURCE_DEPTH.labels(source).set_function(lambda: self._events[source])
+        self._events[source] += events
+        self._since[read_at] += 1
+
+    def settle(self, source: str, events: int, read_at: float) -> None:
+        """Stop counting a batch `add` counted: the engine took it, or it never got in."""
+        if not events:
+            return
+        self._events[source] -= events
+        self._since[read_at] -= 1
+        if not self._since[read_at]:
+            del self._since[read_at]
+
+    def by_source(self) -> dict[str, int]:
+        """Events waiting, per source that has any."""
+        return {source: count for source, count in self._events.items() if count}
+
+    def oldest_age(self) -> float:
+        """Seconds since the oldest waiting batch was read; 0 when nothing waits."""
+        return max(0.0, self._clock() - min(self._since)) if self._since else 0.0
+
+    def export(self) -> None:
+        """Point the queue age gauge at this ledger (a process runs one daemon)."""
+        QUEUE_OLDEST_AGE.set_function(self.oldest_age)
 
 
 class Throttle:

@@ -68,6 +68,11 @@ class OutboxSender:
         self.sent = 0  # messages delivered (and deleted) since start
         self.failures = 0  # failed attempts: send raised or took nothing, or the store failed
 
+    def use(self, send: Send) -> None:
+        """Send with `send` from the next message on (a reload changed the receiver)."""
+        self._send = send
+        self.wake()
+
     @property
     def pending(self) -> int:
         """Messages waiting: committed or submitted, not yet delivered."""

@@ -196,8 +196,13 @@ class Remediator:
                 self.gate.restore(saved)
             except (SafetyError, ValueError, TypeError, AttributeError) as exc:
                 log.error("remediation_state_unreadable", problem=str(exc))
-        runs = await self._writer.call(lambda s: s.load_runs(_ACTIVE))
         now = self._clock.now()
+        window = self.gate.rate_window()
+        if window > 0:
+            since = now - window
+            admitted = await self._writer.call(lambda s: s.recent_admissions(since))
+            self.gate.replay_starts(admitted)
+        runs = await self._writer.call(lambda s: s.load_runs(_ACTIVE))
         pending = {p.run_id for _, p in self.gate.pending()}
         for run in runs:
             if run.state == "running":
@@ -414,6 +419,26 @@ class Remediator:
             await self._save_document()
 
     # -- operators (the API's RunDesk) -------------------------------------------------------
+
+    async def reconfigure(self, settings: RunbookSettings) -> None:
+        """Use new runbooks (a reload): the safety kit keeps what it remembers; runs of
+        runbooks no longer configured, or no longer asking for approval, end refused."""
+        async with self._lock:
+            self.settings = settings
+            dropped = self.gate.reconfigure(
+                limits_of(settings.runbooks), dry_run=settings.remediation.dry_run
+            )
+            now = self._clock.now()
+            for run_id in dropped:
+                run = self._active.get(int(run_id))
+                if run is not None:
+                    reason = f"refused: a reload changed runbook {run.runbook}; ask again"
+                    await self._finish_state(run, "refused", reason, now)
+            for waiting, verdict in self.gate.start_waiting(now):
+                queued = self._active.get(int(waiting.id))
+                if queued is not None:
+                    await self._apply(queued, verdict, now)
+            await self._save_document()
 
     async def approve(self, run_id: int, *, actor: str, note: str = "") -> RemediationRun:
         """Approve a run awaiting approval; it is admitted again (the other checks still apply)."""

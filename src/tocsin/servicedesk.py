@@ -55,6 +55,10 @@ _ACCESS_DOCUMENT = "access"  # the access book (grants not ended, counters), as 
 _REQUESTS = "service_requests"
 _GRANTS = "access_grants"
 _KEPT = ("submitted", "approved", "fulfilling")  # requests a book keeps in memory
+# A dry run counts as done: a rehearsal walks requests and grants through their whole life,
+# saying at each step that nothing ran.
+_DONE = frozenset({"succeeded", "dry_run"})
+_DRY = "dry run: nothing ran"
 _CURRENT_GRANT_STATES = tuple(str(s) for s in GrantState if s not in FINAL_STATES)
 _STATE_OPS = frozenset({"submit", "approve", "reject", "start", "fulfil", "fail", "close"})
 
@@ -148,6 +152,13 @@ class ServiceDesk:
                 elif request.state == "approved":
                     await self._fulfil(request)
             self._count_grants()
+
+    async def reconfigure(self, settings: RunbookSettings) -> None:
+        """Use a new catalog and access policy (a reload): grants the policy no longer
+        allows are revoked, pending ones denied; open requests keep their item's old terms."""
+        async with self.lock:
+            self.settings = settings
+            await self._access_done(self.access.set_policy(settings.access, now=self.clock()))
 
     async def tick(self, now: float) -> None:
         """Request SLA breaches and grant expiries that came due."""
@@ -437,8 +448,14 @@ class ServiceDesk:
         request = self.requests.get(int(run.key))
         if request is None or request.state != "fulfilling" or request.run_id != run.id:
             return
-        ok = run.state == "succeeded"
-        reason = "" if ok else f"run {run.id} {run.state}: {run.reason}"
+        ok = run.state in _DONE
+        reason = (
+            _DRY
+            if run.state == "dry_run"
+            else ""
+            if ok
+            else f"run {run.id} {run.state}: {run.reason}"
+        )
         change = self.requests.finish(
             request, ok=ok, time=self.clock(), actor=f"runbook:{run.runbook}", reason=reason
         )
@@ -466,21 +483,21 @@ class ServiceDesk:
                 )
             return
         settle = self.access.provisioned if run.rule == "access:grant" else self.access.revoked
-        detail = f"run {run.id} {run.state}: {run.reason}"
+        detail = {"dry_run": _DRY, "succeeded": ""}.get(
+            run.state, f"run {run.id} {run.state}: {run.reason}"
+        )
         try:
             if run.state == "interrupted":  # a stop cut it off: run it again, do not judge it
                 log.warning("access_run_again", grant=grant.id, run=run.id, why=run.reason)
                 await self._access_done(self.access.rerun(grant.id))
                 return
-            outcome = settle(
-                int(run.key), run.state == "succeeded", now=self.clock(), detail=detail
-            )
+            outcome = settle(int(run.key), run.state in _DONE, now=self.clock(), detail=detail)
         except AccessError as exc:
             log.warning("access_run_for_unknown_grant", run=run.id, problem=str(exc))
             return
         await self._access_done(outcome)
         grant = next((g for g in outcome.grants if g.id == int(run.key)), None)
-        if run.rule == "access:revoke" and run.state != "succeeded" and grant is not None:
+        if run.rule == "access:revoke" and run.state not in _DONE and grant is not None:
             log.error(
                 "access_revoke_failed",
                 grant=grant.id,

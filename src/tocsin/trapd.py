@@ -99,6 +99,7 @@ class TrapReceiver:
                 send=lambda data, to: self._socket.send(self._intake.reply_socket, data, to),
             )
         self._throttle = obs.Throttle(every=_LOG_EVERY)
+        self._unqueued = 0  # accepted traps of the batch in hand that are not in the queue yet
         self._intake = TrapIntake(
             access=CommunityAccess(config.communities),
             mapper=TrapMapper(load_mibs(config, state_dir)),
@@ -123,11 +124,26 @@ class TrapReceiver:
                     granted=size,
                     fix="raise net.core.rmem_max (sysctl) to at least the asked size",
                 )
+            else:
+                log.info(
+                    "snmp_receive_buffer",
+                    listen=str(address),
+                    granted=size,
+                    note="traps wait here while the engine is behind; beyond, the kernel "
+                    "drops them and tocsin counts the drops",
+                )
         if not self._config.communities and not self._config.users:
             log.warning(
                 "snmp_nobody_allowed",
                 note="sources.snmp lists no communities and no users: every trap is refused",
             )
+        if not self._socket.kernel_counts:
+            log.warning(
+                "snmp_kernel_drops_unreadable",
+                note="/proc/net/udp does not show the trap sockets: when the engine falls "
+                "behind, tocsin reads on and drops (and counts) traps itself",
+            )
+        obs.SNMP_PENDING.set_function(self._waiting)
         return self
 
     async def __aexit__(self, *exc_info: object) -> None:
@@ -137,31 +153,42 @@ class TrapReceiver:
         """Receive until cancelled; `put` returns once the events are in the pipeline, and
         calls its last argument once they are committed: then informs are answered."""
         watcher = asyncio.create_task(self._watch_drops(), name="tocsin.source.snmp.drops")
-        unqueued = 0  # accepted traps of the batch in hand that are not in the queue yet
         try:
             async for datagrams in self._socket:
                 received = self._clock.now()
                 intake = self._intake.take(datagrams, received)
                 self._count(intake)
                 events = intake.events
-                unqueued = len(events)
+                self._unqueued = len(events)
                 answer = functools.partial(self._answer, intake)
                 for start in range(0, len(events), self._batch_events):  # the queue's unit
                     last = start + self._batch_events >= len(events)
                     chunk = events[start : start + self._batch_events]
                     await put(chunk, received, "snmp", answer if last else None)
-                    unqueued -= len(chunk)
+                    self._unqueued -= len(chunk)
                 if not events:
                     answer()  # resends of informs already answered, refusals to count
         except asyncio.CancelledError:
-            # Stopping: traps read but not queued are lost (informs among them unanswered,
-            # so their senders retry); they are counted, not silently dropped.
-            lost = self._socket.discard() + unqueued
+            # Stopping: traps read but not queued, and those waiting in the sockets, are lost
+            # (informs among them unanswered, so their senders retry); counted, not silent.
+            self._count_kernel_drops()  # before the close: the kernel's last drops
+            lost = self._socket.discard() + self._unqueued
+            self._unqueued = 0
             if lost:
                 obs.SNMP_DROPPED.labels(SHUTDOWN).inc(lost)
+                log.warning(
+                    "source_stopped",
+                    source="snmp",
+                    dropped=lost,
+                    note="traps received but not queued when tocsin stopped are lost",
+                )
             raise
         finally:
             watcher.cancel()
+
+    def _waiting(self) -> int:
+        """Traps read and not yet in the engine queue (the gauge's reading)."""
+        return self._socket.pending + self._unqueued
 
     def _answer(self, intake: Intake) -> None:
         """Answer a batch's informs, once its events are committed (commits keep order)."""
@@ -192,10 +219,14 @@ class TrapReceiver:
             self._intake.dropped.clear()
 
     def _count_kernel_drops(self) -> None:
-        if self._socket.read_errors:
-            obs.SNMP_DROPPED.labels(READ_ERROR).inc(self._socket.read_errors)
-            self._socket.read_errors = 0
-        drops = self._socket.kernel_drops()
+        traps = self._socket
+        if traps.read_errors:
+            obs.SNMP_DROPPED.labels(READ_ERROR).inc(traps.read_errors)
+            traps.read_errors = 0
+        drops = traps.kernel_drops() + traps.overflowed
+        traps.overflowed = 0
+        for address, queued in zip(traps.bound, traps.receive_queued, strict=False):
+            obs.SNMP_RECEIVE_QUEUE.labels(str(address)).set(queued)
         if not drops:
             return
         obs.SNMP_DROPPED.labels(BUFFER_FULL).inc(drops)

@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 
 from tocsin.actions.registry import ACTION_KINDS
-from tocsin.rules.loader import load_rules
+from tocsin.rules.loader import find_rule_files, load_rules
 
 FIXTURES = Path(__file__).parent / "fixtures"
 
@@ -172,4 +172,17 @@ def test_reference_to_a_disabled_rule_says_so(tmp_path: Path) -> None:
     )
     assert [e.message for e in load_rules([path], kinds=ACTION_KINDS).errors] == [
         "rule 'up': 'resolve' refers to rule 'down', which is disabled"
+    ]
+
+
+def test_a_rules_folder_leaves_out_rule_tests(tmp_path: Path) -> None:
+    """Test that *.test.yaml files beside the rules (for `tocsin test`) are not loaded as
+    rules, while other YAML files in the folder and below are, in name order."""
+    (tmp_path / "sub").mkdir()
+    for name in ("b.yaml", "a.yml", "ssh.test.yaml", "x.test.yml", "notes.txt", "sub/c.yaml"):
+        (tmp_path / name).write_text("rules: []\n")
+    assert [p.relative_to(tmp_path).as_posix() for p in find_rule_files([tmp_path])] == [
+        "a.yml",
+        "b.yaml",
+        "sub/c.yaml",
     ]

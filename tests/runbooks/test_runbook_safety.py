@@ -854,18 +854,25 @@ def test_gate_restore_is_all_or_nothing() -> None:
         checks.restore({**saved, "breakers": []})
 
 
-def test_rate_limit_windows_survive_a_restart() -> None:
-    """Test that dump/restore carries the windows, so a crash loop cannot reset a limit."""
-    limits = [Limits("r", rate_runs=1, rate_per=3600.0)]
+def test_rate_limit_windows_are_rebuilt_from_the_last_lifes_starts() -> None:
+    """Test replay_starts: the starts of the last life (from the runs table) fill the windows
+    again, so a crash loop cannot reset a limit; the saved record holds no windows at all
+    (it stays small), and an older record that held them still loads."""
+    limits = [Limits("r", rate_runs=1, rate_per=3600.0), Limits("free")]
     gate = Gate(limits)
+    assert gate.rate_window() == 3600.0
     assert gate.admit(Run("1", "r", "rule", "k", "t"), 0.0).kind == "run"
-    gate.finish("1", True, 1.0)
     saved = json.loads(json.dumps(gate.dump()))
+    assert "rates" not in saved
     again = Gate(limits)
     again.restore(saved)
+    again.replay_starts(
+        [("r", "rule", "k", 0.0), ("gone", "rule", "k", 0.0), ("free", "x", "y", 0.0)]
+    )
     verdict = again.admit(Run("2", "r", "rule", "k", "t"), 10.0)
     assert (verdict.kind, verdict.check) == ("refused", "rate_limit")
-    assert again.admit(Run("3", "r", "rule", "k", "t"), 3600.0).kind == "run"
-    old = dict(saved)
-    del old["rates"]  # a record from before the windows were saved
-    Gate(limits).restore(old)
+    assert again.admit(Run("3", "r", "rule", "other", "t"), 10.0).kind == "run"
+    again.finish("3", True, 11.0)
+    assert again.admit(Run("4", "r", "rule", "k", "t"), 3600.0).kind == "run"
+    Gate(limits).restore({**saved, "rates": {"r": [["rule", "k", [0.0]]]}})
+    assert Gate([Limits("free")]).rate_window() == 0.0

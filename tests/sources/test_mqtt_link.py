@@ -263,8 +263,9 @@ async def test_payloads_over_tls_arrive_intact(tmp_path: Path, pki: Pki) -> None
 
 
 async def test_a_full_buffer_pauses_reading_until_half_is_taken(broker: Broker) -> None:
-    """Test backpressure: reading stops at high_water, resumes below half, loses nothing."""
-    link, _ = new_link(link_config(broker.port, version="3.1.1"), [("a/#", 1)], high_water=64)
+    """Test the last resort (3.1.1 to a broker without an in-flight limit): reading stops at
+    twice high_water, resumes below half of that, loses nothing."""
+    link, _ = new_link(link_config(broker.port, version="3.1.1"), [("a/#", 1)], high_water=32)
     async with running_link(link):
         await send(broker.port, numbered(1000))
         await eventually(lambda: link.waiting == 64)

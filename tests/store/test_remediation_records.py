@@ -51,6 +51,37 @@ def test_runs_round_trip_and_the_last_snapshot_wins(tmp_path: Path) -> None:
     assert again.get_run(9) is None
 
 
+def test_recent_admissions_are_the_runs_the_rate_limit_counted(tmp_path: Path) -> None:
+    """Test the rebuild source: runs that started or queued at or after `since`, oldest
+    first, by start time (creation time for queued ones); not refused, dry or expired runs;
+    the read stops an hour before `since` (ids follow time)."""
+    store = _store(tmp_path / "s.db")
+    store.commit(
+        CommitBatch(
+            runs=[
+                _run(1, "succeeded", created_at=5000.0, started_at=5600.0),  # behind run 2: unread
+                _run(2, "succeeded", created_at=100.0, started_at=101.0),  # an hour earlier
+                _run(3, "failed", created_at=6000.0, started_at=6003.0, key="db1"),
+                _run(4, "refused", created_at=6100.0),
+                _run(5, "dry_run", created_at=6200.0),
+                _run(6, "queued", created_at=6300.0, rule="other"),
+                _run(7, "interrupted", created_at=6400.0, started_at=6401.0),
+                _run(8, "running", created_at=6500.0, started_at=6500.5),
+                _run(9, "expired", created_at=6600.0),
+                _run(10, "succeeded", created_at=5400.0, started_at=5500.0),
+            ]
+        )
+    )
+    assert store.recent_admissions(5500.0) == [
+        ("restart", "r", "web1", 5500.0),
+        ("restart", "r", "db1", 6003.0),
+        ("restart", "other", "web1", 6300.0),
+        ("restart", "r", "web1", 6401.0),
+        ("restart", "r", "web1", 6500.5),
+    ]
+    assert store.recent_admissions(7000.0) == []
+
+
 def test_problems_known_errors_and_documents(tmp_path: Path) -> None:
     """Test problems with their timeline, known error upsert and delete, documents."""
     store = _store(tmp_path / "s.db")

@@ -1,10 +1,10 @@
 """The HTTP API: incidents, on-call, silences, maintenance, remediation runs, problems, known
-errors, service requests, access grants, config, /metrics, /healthz (aiohttp)."""
+errors, service requests, access grants, rules, config, /metrics, /healthz (aiohttp)."""
 
 from __future__ import annotations
 
 import ipaddress
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Awaitable, Callable, Iterable, Mapping
 from pathlib import Path
 from typing import Any
 
@@ -12,6 +12,7 @@ import structlog
 from aiohttp import web
 from prometheus_client import CONTENT_TYPE_LATEST, REGISTRY, generate_latest
 
+from tocsin import obs
 from tocsin.api.access import AccessDesk, add_access_routes
 from tocsin.api.auth import Gate
 from tocsin.api.incidents import IncidentDesk, add_incident_routes
@@ -22,6 +23,7 @@ from tocsin.api.problems import ProblemDesk, add_problem_routes
 from tocsin.api.reader import StoreReader
 from tocsin.api.replies import MAX_BODY, json_errors
 from tocsin.api.requests import RequestDesk, add_request_routes
+from tocsin.api.rules import RuleBoard, add_rule_routes, rule_figures
 from tocsin.api.runs import RunDesk, add_run_routes
 from tocsin.api.silences import SilenceDesk, add_silence_routes
 from tocsin.tokens import ApiToken, Role
@@ -55,7 +57,9 @@ class ApiServer:
         problems: ProblemDesk | None = None,
         requests: RequestDesk | None = None,
         access: AccessDesk | None = None,
+        rules: RuleBoard | None = None,
         config: Callable[[], Mapping[str, Any]] | None = None,
+        reload: Callable[[str], Awaitable[Mapping[str, Any]]] | None = None,
         tokens: Iterable[ApiToken] = (),
         open_reads: bool = True,
     ) -> None:
@@ -92,6 +96,10 @@ class ApiServer:
             add_request_routes(app, gate, requests)
         if access is not None:
             add_access_routes(app, gate, access)
+        if rules is not None:
+            add_rule_routes(app, gate, rules)
+            board = rules
+            obs.RULE_FIGURES.follow(lambda: rule_figures(board))  # what /metrics shows per rule
         if config is not None:
             describe = config
 
@@ -99,8 +107,21 @@ class ApiServer:
                 return web.json_response(dict(describe()))
 
             gate.route(app, "GET", "/api/v1/config", described, Role.ADMIN)
+        if reload is not None:
+            reloader = reload
+
+            async def reloaded(_request: web.Request) -> web.Response:
+                outcome = dict(await reloader("api"))
+                return web.json_response(outcome, status=200 if outcome["status"] == "ok" else 422)
+
+            gate.route(app, "POST", "/api/v1/reload", reloaded, Role.ADMIN)
+        self._gate = gate
         self._document = openapi_document(gate.needs)
         self.app = app  # its router lists every route served (tests check them against OpenAPI)
+
+    def set_tokens(self, tokens: Iterable[ApiToken]) -> None:
+        """Let these tokens in from now on (a reload read the tokens file again)."""
+        self._gate.tokens = tuple(tokens)
 
     async def start(self) -> None:
         """Bind and start serving."""

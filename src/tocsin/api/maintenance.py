@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import time
 from typing import Any, Protocol
 
 from aiohttp import web
@@ -35,6 +34,9 @@ _FIELDS = (
 
 class MaintenanceDesk(Protocol):
     """What the daemon offers the API about maintenance windows."""
+
+    def now(self) -> float:
+        """The daemon's time (a virtual one under `tocsin test`)."""
 
     def list(self) -> tuple[tuple[MaintenanceWindow, ...], list[OneOffWindow]]:
         """The configured windows and the API-made ones."""
@@ -129,7 +131,7 @@ def add_maintenance_routes(app: web.Application, gate: Gate, desk: MaintenanceDe
     """Register the maintenance endpoints; POST and DELETE need the operator role."""
 
     async def listing(_request: web.Request) -> web.Response:
-        now = time.time()
+        now = desk.now()
         configured, made = desk.list()
         windows = [_configured_json(w, now) for w in configured] + [
             _made_json(w, now) for w in made
@@ -141,12 +143,12 @@ def add_maintenance_routes(app: web.Application, gate: Gate, desk: MaintenanceDe
         if problem is not None:
             return problem
         try:
-            window = await desk.add(**_parse(body, time.time(), caller(request).principal))
+            window = await desk.add(**_parse(body, desk.now(), caller(request).principal))
         except WindowError as exc:
             return error(400, str(exc))
         except StoreError as exc:
             return error(503, f"the window was not saved: {exc.reason}")
-        return web.json_response(_made_json(window, time.time()), status=201)
+        return web.json_response(_made_json(window, desk.now()), status=201)
 
     async def end(request: web.Request) -> web.StreamResponse:
         try:
@@ -155,7 +157,7 @@ def add_maintenance_routes(app: web.Application, gate: Gate, desk: MaintenanceDe
             return error(404 if "no API-made" in str(exc) else 409, str(exc))
         except StoreError as exc:
             return error(503, f"the window was not ended: {exc.reason}")
-        return web.json_response(_made_json(window, time.time()))
+        return web.json_response(_made_json(window, desk.now()))
 
     gate.route(app, "GET", "/api/v1/maintenance", listing, Role.VIEWER)
     gate.route(app, "POST", "/api/v1/maintenance", create, Role.OPERATOR)

@@ -22,6 +22,7 @@ from tocsin.api.problems import ACTIONS as PROBLEM_ACTIONS
 from tocsin.api.problems import KNOWN_ERROR_NAME, MAX_LINKS, MAX_TITLE, PROBLEM_STATES
 from tocsin.api.replies import MAX_BODY
 from tocsin.api.requests import ITEM_NAME, REQUEST_ACTIONS, REQUEST_STATES
+from tocsin.api.rules import CORRELATION_OPTIONS
 from tocsin.model import RUN_STATES, IncidentState
 from tocsin.records.catalog import FieldType
 from tocsin.records.priority import PRIORITIES, RATINGS
@@ -241,6 +242,57 @@ _SCHEMAS: dict[str, Schema] = {
         {**_INCIDENT, "timeline": {"type": "array", "items": _ref("TimelineEntry")}}
     ),
     "IncidentList": _object({"incidents": {"type": "array", "items": _ref("Incident")}}),
+    "Rule": _object(
+        {
+            "id": _TEXT,
+            "kind": {
+                "enum": ["rule", "group", "clear", "expect"],
+                "description": "group: fed by its member rules; clear/expect: a rule's hidden "
+                "follow-up matcher, tried on every event",
+            },
+            "follows": {"type": ["string", "null"], "description": "the rule a follow-up is of"},
+            "where": {"type": "string", "description": "file:line of its definition"},
+            "description": _TEXT,
+            "tags": {"type": "array", "items": _TEXT},
+            "correlation": {"type": "array", "items": {"enum": list(CORRELATION_OPTIONS)}},
+            "actions_declared": {"type": "array", "items": _TEXT},
+            "continue": {"type": "boolean"},
+            "evaluated": {
+                "type": "integer",
+                "minimum": 0,
+                "description": "events tried against it (the prefilter spares it most)",
+            },
+            "matches": {"type": "integer", "minimum": 0},
+            "actions": {"type": "integer", "minimum": 0, "description": "run; held ones not"},
+            "eval_seconds": {
+                "type": "number",
+                "minimum": 0,
+                "description": "time on its events, matcher to last action; one evaluation in "
+                "8 is timed and the sum scaled",
+            },
+            "eval_us_per_event": {"type": ["number", "null"], "minimum": 0},
+        }
+    ),
+    "RuleList": _object({"rules": {"type": "array", "items": _ref("Rule")}}),
+    "Reload": _object(
+        {
+            "status": {"enum": ["ok", "failed"]},
+            "trigger": {"type": "string", "description": "api, sighup or watch"},
+            "errors": {"type": "array", "items": {"type": "string"}, "description": "file:line"},
+            "restart_needed": {
+                "type": "array",
+                "items": {"type": "string"},
+                "description": "changed config keys that apply only after a restart",
+            },
+            "rules": {"type": "integer", "minimum": 0},
+            "rules_restarted": {
+                "type": "array",
+                "items": {"type": "string"},
+                "description": "changed rules: their correlation state starts over",
+            },
+            "config_hash": {"type": "string"},
+        }
+    ),
     "Note": _object({"note": {"type": "string", "maxLength": MAX_TEXT}}, required=()),
     "Reason": _object(
         {"note": {"type": "string", "maxLength": MAX_TEXT, "pattern": HAS_TEXT}},
@@ -669,6 +721,15 @@ OPERATIONS: dict[tuple[str, str], Schema] = {
         "tags": ["daemon"],
         "responses": {"200": _reply("what `tocsin_started` logs", {"type": "object"})},
     },
+    ("POST", "/api/v1/reload"): {
+        "summary": "Reload the config and rules: all of it is checked first, and a failed "
+        "reload changes nothing",
+        "tags": ["daemon"],
+        "responses": {
+            "200": _reply("the reload", _ref("Reload")),
+            "422": _reply("the reload failed; the running config stays", _ref("Reload")),
+        },
+    },
     ("GET", "/api/v1/incidents"): {
         "summary": "List incidents, newest first",
         "tags": ["incidents"],
@@ -730,6 +791,11 @@ OPERATIONS: dict[tuple[str, str], Schema] = {
         "parameters": [_ID],
         "requestBody": _body(_ref("Rating")),
         "responses": {"200": _reply("the incident", _ref("Incident")), **_errors(*_CHANGE_ERRORS)},
+    },
+    ("GET", "/api/v1/rules"): {
+        "summary": "The loaded rules in order, with what each did since the daemon started",
+        "tags": ["rules"],
+        "responses": {"200": _reply("the rules", _ref("RuleList")), **_errors(400)},
     },
     ("GET", "/api/v1/oncall"): {
         "summary": "Who is on call in every schedule",

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import datetime
-import time
 from typing import Any, Protocol
 
 from aiohttp import web
@@ -26,6 +25,9 @@ _FIELDS = ("matchers", "starts_at", "ends_at", "duration", "created_by", "commen
 
 class SilenceDesk(Protocol):
     """What the daemon offers the API: the silences, and durable changes to them."""
+
+    def now(self) -> float:
+        """The daemon's time (a virtual one under `tocsin test`)."""
 
     def list(self, state: str | None) -> list[Silence]:
         """Return silences, oldest first, only those in `state` when given."""
@@ -121,26 +123,26 @@ def add_silence_routes(app: web.Application, gate: Gate, desk: SilenceDesk) -> N
         state = request.query.get("state")
         if state is not None and state not in _STATES:
             return error(400, f"state must be one of {', '.join(_STATES)}")
-        now = time.time()
+        now = desk.now()
         return web.json_response({"silences": [silence_json(s, now) for s in desk.list(state)]})
 
     async def one(request: web.Request) -> web.Response:
         silence = desk.get(request.match_info["id"])
         if silence is None:
             return error(404, f"no silence {request.match_info['id']}")
-        return web.json_response(silence_json(silence, time.time()))
+        return web.json_response(silence_json(silence, desk.now()))
 
     async def create(request: web.Request) -> web.StreamResponse:
         body, problem = await read_json(request)
         if problem is not None:
             return problem
         try:
-            silence = await desk.add(**_parse(body, time.time(), caller(request).principal))
+            silence = await desk.add(**_parse(body, desk.now(), caller(request).principal))
         except SilenceError as exc:
             return error(400, str(exc))
         except StoreError as exc:
             return error(503, f"the silence was not saved: {exc.reason}")
-        return web.json_response(silence_json(silence, time.time()), status=201)
+        return web.json_response(silence_json(silence, desk.now()), status=201)
 
     async def expire(request: web.Request) -> web.StreamResponse:
         silence_id = request.match_info["id"]
@@ -152,7 +154,7 @@ def add_silence_routes(app: web.Application, gate: Gate, desk: SilenceDesk) -> N
             return error(409, str(exc))
         except StoreError as exc:
             return error(503, f"the silence was not expired: {exc.reason}")
-        return web.json_response(silence_json(silence, time.time()))
+        return web.json_response(silence_json(silence, desk.now()))
 
     gate.route(app, "GET", "/api/v1/silences", listing, Role.VIEWER)
     gate.route(app, "GET", "/api/v1/silences/{id}", one, Role.VIEWER)

@@ -89,6 +89,13 @@ class Muter:
         self.calendar = MaintenanceCalendar(windows=windows)
         self.silences_changed()
 
+    def set_inhibit(self, rules: Sequence[InhibitRule], open_incidents: Iterable[Incident]) -> None:
+        """Use these inhibit rules from now on (a reload), indexing the open incidents again."""
+        self.inhibitor = Inhibitor(
+            rules=rules, sources=((i.fingerprint, incident_labels(i)) for i in open_incidents)
+        )
+        self.silences_changed()
+
     def _active_at(self, now: float) -> tuple[list[Silence], list[MaintenanceWindow]]:
         if not self._from <= now < self._until:
             silences = [s for s in self.silences.list(now=now) if s.is_active(now)]

@@ -8,10 +8,12 @@ timers fire from one heap as event time passes them.
 
 from __future__ import annotations
 
+import dataclasses
 import heapq
 import itertools
 import json
 import math
+import time
 from collections import Counter
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
@@ -39,9 +41,13 @@ from tocsin.rules.correlation import ExpectSpec, Follower, GroupSpec
 from tocsin.rules.matchers import RE2_OPTIONS
 from tocsin.rules.types import ActionEnv, ActionOutput, CompiledAction, Hit, LogRequest, Rule
 
-__all__ = ["RULE_STAGES", "BatchResult", "Engine", "Failure"]
+__all__ = ["RULE_STAGES", "BatchResult", "Engine", "Failure", "RuleStats"]
 
 RULE_STAGES = ("match", "when", "key", "correlate", "timer", "state", "mute")
+
+# Each rule's evaluations are timed one in this many (a power of two): the 1st, 9th, ...
+_TIME_EVERY = 8
+_TIME_MASK = _TIME_EVERY - 1
 
 # A pending timer: (due, rule order, key, sequence, correlator). Timers due together fire in
 # rule order, then key order, never in the order they were set: so a restart or reload, which
@@ -64,6 +70,21 @@ class Failure:
 
 
 @dataclass(slots=True)
+class RuleStats:
+    """What one rule did since the engine started: `tocsin rules` and the per-rule metrics.
+
+    `eval_ns` is the time spent on the rule's events, from its matcher to its last action,
+    measured on one evaluation in _TIME_EVERY and scaled; the prefilter, parsing and timers
+    are shared and not counted to any rule.
+    """
+
+    evaluated: int = 0  # events tried against it (the prefilter lets most events skip it)
+    matches: int = 0
+    actions: int = 0  # actions run (held ones not counted)
+    eval_ns: int = 0
+
+
+@dataclass(slots=True)
 class BatchResult:
     """What one batch did; the I/O edge persists `changes` and `state`, and writes `logs`."""
 
@@ -76,6 +97,7 @@ class BatchResult:
     outputs: list[ActionOutput] | None = None
     matches: Counter[str] = field(default_factory=Counter)
     actions: Counter[str] = field(default_factory=Counter)
+    rule_actions: Counter[str] = field(default_factory=Counter)  # actions run, per rule
     failures: list[Failure] = field(default_factory=list)
     now: float = 0.0
     watermark: float = -math.inf
@@ -231,6 +253,8 @@ class _Env:
 
     def _run(self, rule: Rule, actions: Sequence[CompiledAction], hit: Hit, count: bool) -> None:
         ran = self.result.actions
+        if count and actions:
+            self.result.rule_actions[rule.id] += len(actions)
         for action in actions:
             if count:
                 ran[action.kind] += 1
@@ -363,6 +387,7 @@ class Engine:
         self._seq = itertools.count()
         self._row_seq = itertools.count(1)  # saved rows are numbered in recency order
         self.correlators: dict[str, Correlator] = {}
+        self.stats: dict[str, RuleStats] = {}  # by rule id; a reload keeps a rule's figures
         self._install(rules, lists)
 
     def _install(self, rules: Sequence[Rule], lists: Mapping[str, list[Any]]) -> None:
@@ -425,6 +450,11 @@ class Engine:
                 for member in mode.members:
                     self._groups_at.setdefault(index_of[member], []).append((member, group))
         self._by_id = {rule.id: rule for rule in self.rules}
+        self._followers = followers
+        kept = self.stats
+        self.stats = {
+            rule.id: kept.get(rule.id) or RuleStats() for rule in (*self.all_rules, *followers)
+        }
         self._always: list[int] = []
         self._rule_of_pattern: list[int] = []
         self._set_match: Callable[[bytes], list[int] | None] | None = None
@@ -482,6 +512,12 @@ class Engine:
         lateness = clock.lateness
         latest = wall + clock.skew  # stamps after this are a wrong clock
         start = watermark = clock.watermark
+        # Per rule and batch, in plain lists. A clock read costs as much as a cheap matcher,
+        # so each rule's evaluations are timed one in _TIME_EVERY, then scaled up.
+        clock_ns = time.perf_counter_ns
+        sample = _TIME_MASK
+        tried = [0] * len(rules)
+        spent = [0] * len(rules)
         for event in events:
             t = event.time
             # In-order stamps, the common case, stay here; EventTime.place does the rest.
@@ -502,70 +538,87 @@ class Engine:
                     else:
                         candidates = sorted([*(rule_of_pattern[h] for h in hits), *always])
             for index in candidates:
-                rule = rules[index]
-                captures: dict[str, Any] = {}
-                stage = "match"
+                n = tried[index]
+                tried[index] = n + 1
+                began = 0 if n & sample else clock_ns()
                 try:
-                    if not rule.matcher(event, captures):  # type: ignore[misc]
-                        continue
-                    fields = event.fields
-                    variables: dict[str, Any] | None = None
-                    if rule.when is not None:
-                        # Captures join the fields only if `when` agrees; until then, a view.
-                        stage = "when"
-                        variables = {
-                            **captures,
-                            "event": event,
-                            "fields": {**fields, **captures} if captures else fields,
-                            "lists": lists,
-                        }
-                        if not rule.when(variables):
-                            continue
-                        variables["fields"] = fields
-                    if captures:
-                        fields.update(captures)  # matched: the key and actions see them as fields
-                    hit = Hit(event, rule, captures, lists, variables, time=t)
-                    if rule.key is not None:
-                        stage = "key"
-                        hit.key = rule.key.render(hit.variables)
-                except Exception as exc:  # noqa: BLE001 - bad event data must not stop the engine
-                    # The rule counts as not matching: a key that cannot be rendered would
-                    # merge unrelated events into one incident.
-                    result.failures.append(Failure(rule.id, stage, repr(exc), event))
-                    continue
-                matches[rule.id] += 1
-                correlator = correlator_at[index]
-                if correlator is None and muting:
-                    env.act(rule, rule.actions, hit)  # counts what ran, not what was held
-                elif correlator is None:
-                    for action in rule.actions:
-                        try:
-                            action.run(hit, env)
-                        except Exception as exc:  # noqa: BLE001 - one bad action must not stop the batch
-                            result.failures.append(Failure(rule.id, action.kind, repr(exc), event))
-                else:
+                    rule = rules[index]
+                    captures: dict[str, Any] = {}
+                    stage = "match"
                     try:
-                        correlator.hit(hit, env)
-                    except Exception as exc:  # noqa: BLE001 - a bug for one key must not stop all
-                        result.failures.append(Failure(rule.id, "correlate", repr(exc), event))
-                groups = groups_at.get(index)
-                if groups is not None:
-                    for member, group in groups:
+                        if not rule.matcher(event, captures):  # type: ignore[misc]
+                            continue
+                        fields = event.fields
+                        variables: dict[str, Any] | None = None
+                        if rule.when is not None:
+                            # Captures join the fields only if `when` agrees; until then, a view.
+                            stage = "when"
+                            variables = {
+                                **captures,
+                                "event": event,
+                                "fields": {**fields, **captures} if captures else fields,
+                                "lists": lists,
+                            }
+                            if not rule.when(variables):
+                                continue
+                            variables["fields"] = fields
+                        if captures:  # matched: the key and actions see them as fields
+                            fields.update(captures)
+                        hit = Hit(event, rule, captures, lists, variables, time=t)
+                        if rule.key is not None:
+                            stage = "key"
+                            hit.key = rule.key.render(hit.variables)
+                    except Exception as exc:  # noqa: BLE001 - bad event data must not stop the engine
+                        # The rule counts as not matching: a key that cannot be rendered would
+                        # merge unrelated events into one incident.
+                        result.failures.append(Failure(rule.id, stage, repr(exc), event))
+                        continue
+                    matches[rule.id] += 1
+                    correlator = correlator_at[index]
+                    if correlator is None and muting:
+                        env.act(rule, rule.actions, hit)  # counts what ran, not what was held
+                    elif correlator is None:
+                        for action in rule.actions:
+                            try:
+                                action.run(hit, env)
+                            except Exception as exc:  # noqa: BLE001 - one bad action must not stop the batch
+                                result.failures.append(
+                                    Failure(rule.id, action.kind, repr(exc), event)
+                                )
+                    else:
                         try:
-                            group.member(member, hit, env)
-                        except Exception as exc:  # noqa: BLE001 - as above
-                            result.failures.append(
-                                Failure(group.rule.id, "correlate", repr(exc), event)
-                            )
-                if hit.dropped:
-                    result.dropped += 1
-                    break
-                if not rule.continue_:
-                    break
+                            correlator.hit(hit, env)
+                        except Exception as exc:  # noqa: BLE001 - a bug for one key must not stop all
+                            result.failures.append(Failure(rule.id, "correlate", repr(exc), event))
+                    groups = groups_at.get(index)
+                    if groups is not None:
+                        for member, group in groups:
+                            try:
+                                group.member(member, hit, env)
+                            except Exception as exc:  # noqa: BLE001 - as above
+                                result.failures.append(
+                                    Failure(group.rule.id, "correlate", repr(exc), event)
+                                )
+                    if hit.dropped:
+                        result.dropped += 1
+                        break
+                    if not rule.continue_:
+                        break
+                finally:
+                    if began:
+                        spent[index] += clock_ns() - began
         if watermark > start:
             clock.advanced(watermark, wall)
         result.late = clock.late - late
         result.future = clock.future - future
+        stats = self.stats
+        for index, count in enumerate(tried):
+            if count:
+                rule_id = rules[index].id
+                timed = (count + _TIME_MASK) // _TIME_EVERY
+                entry = stats[rule_id]
+                entry.evaluated += count
+                entry.eval_ns += spent[index] * count // timed
         return self._finish(result, env)
 
     def tick(self) -> BatchResult:
@@ -608,10 +661,17 @@ class Engine:
         muting = (
             env.muter is not None or bool(self._flapping) or bool(self._storms)
         )  # then act() counted them
+        stats = self.stats
         for rule_id, count in result.matches.items():
+            stats[rule_id].matches += count
             if rule_id not in correlated and not muting:
-                for action in by_id[rule_id].actions:
+                actions = by_id[rule_id].actions
+                for action in actions:
                     result.actions[action.kind] += count
+                if actions:
+                    result.rule_actions[rule_id] += count * len(actions)
+        for rule_id, count in result.rule_actions.items():
+            stats.setdefault(rule_id, RuleStats()).actions += count
         return result
 
     def _dump(self, correlator: Correlator, failures: list[Failure]) -> list[StateRow]:
@@ -715,6 +775,13 @@ class Engine:
             for rule_id, before in old.items()
             if (c := self.correlators.get(rule_id)) is None or c.rule.digest != before.rule.digest
         )
+
+    def rule_stats(self) -> list[tuple[Rule, RuleStats]]:
+        """Each loaded rule, then the hidden clear/expect followers, with their figures so far."""
+        return [
+            (rule, dataclasses.replace(self.stats[rule.id]))
+            for rule in (*self.all_rules, *self._followers)
+        ]
 
     def pending_timers(self) -> int:
         """Timers waiting for event time to pass them (some may be stale)."""

@@ -401,6 +401,15 @@ class Dispatcher:
         self._dirty_members.clear()
         return changes
 
+    def snapshot(self) -> dict[str, tuple[str, dict[int, str]]]:
+        """Every group as the rows `dirty()` saves: a reload restores them into a dispatcher
+        for the new route tree, without a trip to the store."""
+        views: dict[int, str] = {}
+        return {
+            key: (_head_row(group), {i: _member_row(m, views) for i, m in group.members.items()})
+            for key, group in self._groups.items()
+        }
+
     def restore(self, rows: Mapping[str, tuple[str, Mapping[int, str]]]) -> Restored:
         """Rebuild the groups saved by `dirty()` (into a fresh dispatcher), after a restart or
         a reload, from head rows and their member rows; groups of routes no longer configured

@@ -699,7 +699,8 @@ class AccessBook:
     def provisioned(
         self, grant_id: int, ok: bool, *, now: float, detail: str = ""
     ) -> AccessOutcome:
-        """Record how the grant runbook went; a failure runs the revoke runbook to undo it."""
+        """Record how the grant runbook went (`detail`: why, or a note on a success); a failure
+        runs the revoke runbook to undo it."""
         grant = self._running(grant_id, _PROVISIONING)
         changes = _Changes()
         runbook = grant.grant_runbook
@@ -724,7 +725,8 @@ class AccessBook:
             AuditAction.GRANTED,
             now,
             grant.granted_by,
-            f"{runbook} applied {', '.join(grant.rights)} until {_when(grant.expires_at)}",
+            f"{runbook} applied {', '.join(grant.rights)} until {_when(grant.expires_at)}"
+            + (f" ({detail})" if detail else ""),
         )
         if grant.ending:  # revoked while it was being applied
             final, by, why = GrantState(grant.ending), grant.ended_by, grant.why
@@ -760,7 +762,7 @@ class AccessBook:
                 AuditAction.REVOKED,
                 now,
                 grant.ended_by,
-                f"{grant.why}; {runbook} removed it",
+                f"{grant.why}; {runbook} removed it" + (f" ({detail})" if detail else ""),
             )
             return changes.outcome()
         # Access that should be gone must not linger: the policy's revoke_retry says how

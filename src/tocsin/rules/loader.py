@@ -76,12 +76,19 @@ def display_path(path: Path) -> str:
 
 
 def find_rule_files(paths: Iterable[Path]) -> list[Path]:
-    """Expand directories into their *.yaml / *.yml files, in path order."""
+    """Expand directories into their *.yaml / *.yml files, in path order; rule tests
+    (*.test.yaml, for `tocsin test`) may sit beside the rules and are left out."""
     found: list[Path] = []
     for path in paths:
         if path.is_dir():
             found.extend(
-                sorted(p for p in path.rglob("*") if p.suffix in (".yaml", ".yml") and p.is_file())
+                sorted(
+                    p
+                    for p in path.rglob("*")
+                    if p.suffix in (".yaml", ".yml")
+                    and not p.stem.endswith(".test")
+                    and p.is_file()
+                )
             )
         else:
             found.append(path)

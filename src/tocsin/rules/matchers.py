@@ -2,6 +2,9 @@
 
 Regexes run on RE2 (linear time, so a crafted line cannot stall the engine); a pattern
 RE2 rejects falls back to Python `re` with a load-time warning.
+
+A compiler made with `explain=True` also builds, from the same walk and the same predicates,
+a check that says which condition failed (`tocsin explain`); the engine never runs it.
 """
 
 from __future__ import annotations
@@ -23,8 +26,10 @@ __all__ = [
     "ATTRIBUTES",
     "OPERATORS",
     "RE2_OPTIONS",
+    "Check",
     "CompiledMatch",
     "MatchCompiler",
+    "Miss",
     "Regex",
 ]
 
@@ -101,11 +106,37 @@ class Regex:
 
 
 @dataclass(frozen=True, slots=True)
+class Miss:
+    """The first condition of a `match:` that an event failed, and what it had instead."""
+
+    field: str  # the attribute, like program or fields.user; "" for any and not
+    op: str  # equals, in, an OPERATORS name, any or not
+    expected: Any  # what the rule asks for: a value, a list, a pattern, or a not's mapping
+    got: Any = None  # the event's value (None when missing)
+    missing: bool = False  # the event has no such attribute or field
+    within: tuple[str, ...] = ()  # the macros and all/any items it sits in, outermost first
+    alternatives: tuple[Miss, ...] = ()  # for any: each alternative's own first miss
+
+
+# An explaining matcher: fills the captures like the Matcher, returns None when it holds.
+Check = Callable[[Event, dict[str, Any]], Miss | None]
+
+
+@dataclass(frozen=True, slots=True)
 class CompiledMatch:
     """A compiled matcher and the RE2 pattern (if any) a message must match for it to hold."""
 
     matcher: Matcher
     prefilter: str | None
+    explain: Check | None = None  # only from a compiler made with explain=True
+
+
+@dataclass(frozen=True, slots=True)
+class _Part:
+    """One compiled condition: the engine's matcher and, when explaining, its check."""
+
+    matcher: Matcher
+    check: Check | None
 
 
 def _getter(attr: str) -> Getter:
@@ -310,6 +341,20 @@ def _on_equals(getter: Getter, expected: Any) -> Matcher:
     return lambda e, _c: getter(e) == expected
 
 
+def _equals(expected: Any) -> Predicate:
+    """Equality as _on_equals tests it (a number also equals its text), for explaining."""
+    alt = (
+        str(expected)
+        if isinstance(expected, int | float) and not isinstance(expected, bool)
+        else _MISSING
+    )
+
+    def equals(value: Any, _caps: dict[str, Any]) -> bool:
+        return bool(value == expected) or (alt is not _MISSING and value == alt)
+
+    return equals
+
+
 def _on_one_of(getter: Getter, items: list[Any]) -> Matcher:
     """Fuse the getter into a set membership test."""
     pred = _one_of(items)
@@ -342,17 +387,19 @@ class MatchCompiler:
         macros: Mapping[str, tuple[Any, Mark]],
         errors: Errors,
         warn: Warn,
+        explain: bool = False,
     ) -> None:
         self._lists = lists
         self._macros = macros
         self._errors = errors
         self._warn = warn
+        self._explain = explain
 
     def compile(self, spec: Any, where: Mark) -> CompiledMatch:
         """Compile a rule's whole `match:` mapping."""
         prefilters: list[str] = []
-        matcher = self._mapping(spec, where, prefilters, expanding=())
-        return CompiledMatch(matcher, prefilters[0] if prefilters else None)
+        part = self._mapping(spec, where, prefilters, expanding=())
+        return CompiledMatch(part.matcher, prefilters[0] if prefilters else None, part.check)
 
     def _mapping(
         self,
@@ -361,11 +408,11 @@ class MatchCompiler:
         prefilters: list[str] | None,
         *,
         expanding: tuple[str, ...],
-    ) -> Matcher:
+    ) -> _Part:
         """Compile one mapping of attribute -> condition (all must hold)."""
         data = expect_map(spec, where, "a matcher", self._errors)
-        cheap: list[Matcher] = []
-        costly: list[Matcher] = []
+        cheap: list[_Part] = []
+        costly: list[_Part] = []
         for key, cond in data.items():
             kmark = key_mark(data, key, where)
             vmark = value_mark(data, key, where)
@@ -379,25 +426,51 @@ class MatchCompiler:
                     self._mapping(item, value_mark(items, i, vmark), None, expanding=expanding)
                     for i, item in enumerate(items)
                 ]
-                costly.append(_or(subs) if key == "any" else _and(subs))
+                costly.append(self._any(subs, items) if key == "any" else self._all(subs))
             elif key == "not":
-                costly.append(_not(self._mapping(cond, vmark, None, expanding=expanding)))
+                sub = self._mapping(cond, vmark, None, expanding=expanding)
+                check = _check_not(sub.check, _plain(cond)) if sub.check is not None else None
+                costly.append(_Part(_not(sub.matcher), check))
             else:
                 self._check_attribute(key, kmark)
-                matcher, is_costly = self._condition(key, cond, vmark, prefilters)
-                (costly if is_costly else cheap).append(matcher)
+                part, is_costly = self._condition(key, cond, vmark, prefilters)
+                (costly if is_costly else cheap).append(part)
         # Cheap equality checks first, regexes last: most events fail early.
-        return _and(cheap + costly)
+        return self._and(cheap + costly)
+
+    def _and(self, parts: list[_Part]) -> _Part:
+        """All of them, in the order given: the check stops at the first miss, as _and does."""
+        checks = [p.check for p in parts if p.check is not None]
+        return _Part(
+            _and([p.matcher for p in parts]), _check_all(checks) if self._explain else None
+        )
+
+    def _all(self, parts: list[_Part]) -> _Part:
+        """An `all:` list: each item's miss says which item it is."""
+        checks = [
+            _check_within(f"all: item {i}", p.check)
+            for i, p in enumerate(parts, 1)
+            if p.check is not None
+        ]
+        return _Part(
+            _and([p.matcher for p in parts]), _check_all(checks) if self._explain else None
+        )
+
+    def _any(self, parts: list[_Part], items: Any) -> _Part:
+        """An `any:` list: a miss only when every alternative misses, each one's reason kept."""
+        checks = [p.check for p in parts if p.check is not None]
+        check = _check_any(checks, _plain(items)) if self._explain else None
+        return _Part(_or([p.matcher for p in parts]), check)
 
     def _macro(
         self, cond: Any, where: Mark, prefilters: list[str] | None, expanding: tuple[str, ...]
-    ) -> Matcher:
+    ) -> _Part:
         if isinstance(cond, str):
             named: list[tuple[Any, Mark]] = [(cond, where)]
         else:
             items = expect_list(cond, where, "'macro'", self._errors)
             named = [(item, value_mark(items, i, where)) for i, item in enumerate(items)]
-        parts: list[Matcher] = []
+        parts: list[_Part] = []
         for item, at in named:
             name = expect_str(item, at, "a macro name", self._errors)
             if name not in self._macros:
@@ -406,8 +479,10 @@ class MatchCompiler:
                 chain = " -> ".join((*expanding, name))
                 raise self._errors(at, f"macro '{name}' refers to itself ({chain})")
             spec, mark = self._macros[name]
-            parts.append(self._mapping(spec, mark, prefilters, expanding=(*expanding, name)))
-        return _and(parts)
+            part = self._mapping(spec, mark, prefilters, expanding=(*expanding, name))
+            check = None if part.check is None else _check_within(f"macro {name}", part.check)
+            parts.append(_Part(part.matcher, check))
+        return self._and(parts)
 
     def _check_attribute(self, key: str, where: Mark) -> None:
         if key in ATTRIBUTES:
@@ -421,20 +496,29 @@ class MatchCompiler:
             "fields.NAME, any, all, not or macro",
         )
 
+    def _part(
+        self, matcher: Matcher, attr: str, getter: Getter, tests: list[tuple[str, Any, Predicate]]
+    ) -> _Part:
+        """The engine's matcher for a condition, and its check built from the same tests."""
+        return _Part(matcher, _check_field(attr, getter, tests) if self._explain else None)
+
     def _condition(
         self, attr: str, cond: Any, where: Mark, prefilters: list[str] | None
-    ) -> tuple[Matcher, bool]:
-        """Compile one attribute's condition; returns the matcher and whether it is costly."""
+    ) -> tuple[_Part, bool]:
+        """Compile one attribute's condition; returns it and whether it is costly."""
         getter = _getter(attr)
         if isinstance(cond, MarkedList):
-            return _on_one_of(getter, self._scalars(cond, where)), False
+            items = self._scalars(cond, where)
+            tests = [("in", items, _one_of(items))]
+            return self._part(_on_one_of(getter, items), attr, getter, tests), False
         if not isinstance(cond, MarkedMap):
             if cond is None:
                 raise self._errors(where, f"condition for '{attr}' is empty")
-            return _on_equals(getter, cond), False
+            tests = [("equals", cond, _equals(cond))]
+            return self._part(_on_equals(getter, cond), attr, getter, tests), False
         if not cond:
             raise self._errors(where, f"condition for '{attr}' is an empty mapping")
-        preds: list[Predicate] = []
+        tests = []
         costly = False
         fused_rx: Regex | None = None
         for op, arg in cond.items():
@@ -445,6 +529,7 @@ class MatchCompiler:
                     omark, f"unknown matcher operator '{op}'{did_you_mean(str(op), OPERATORS)}"
                 )
             rx: Regex | None = None
+            shown = arg
             if op == "regex":
                 rx = Regex(
                     expect_str(arg, amark, "'regex'", self._errors),
@@ -452,28 +537,34 @@ class MatchCompiler:
                     errors=self._errors,
                     warn=self._warn,
                 )
-                preds.append(_regex(rx))
+                pred = _regex(rx)
                 costly = True
                 fused_rx = rx
             elif op in ("contains", "startswith", "endswith"):
-                preds.append(_string_op(op, self._text_args(op, arg, amark)))
+                text = self._text_args(op, arg, amark)
+                pred = _string_op(op, text)
+                shown = text if isinstance(text, str) else list(text)
             elif op in ("in", "not_in"):
-                preds.append(_one_of(self._list_arg(op, arg, amark), negate=op == "not_in"))
+                shown = self._list_arg(op, arg, amark)
+                pred = _one_of(shown, negate=op == "not_in")
             elif op in ("gt", "ge", "lt", "le"):
                 if isinstance(arg, dict | list) or arg is None:
                     raise self._errors(amark, f"'{op}' needs a number or text to compare with")
-                preds.append(_compare(op, arg))
+                pred = _compare(op, arg)
             else:  # exists
                 if not isinstance(arg, bool):
                     raise self._errors(amark, "'exists' must be true or false")
-                preds.append(_exists(want=arg))
+                pred = _exists(want=arg)
+            tests.append((op, shown, pred))
             if attr == "message" and prefilters is not None:
                 pattern = _prefilter_of(op, arg, rx)
                 if pattern is not None:
                     prefilters.append(pattern)
-        if len(preds) == 1 and fused_rx is not None and fused_rx.spans is not None:
-            return _re2_capturing(fused_rx.spans, fused_rx.group_slots, getter), costly
-        return _on(getter, _all(preds)), costly
+        if len(tests) == 1 and fused_rx is not None and fused_rx.spans is not None:
+            fused = _re2_capturing(fused_rx.spans, fused_rx.group_slots, getter)
+            return self._part(fused, attr, getter, tests), costly
+        preds = [pred for _, _, pred in tests]
+        return self._part(_on(getter, _all(preds)), attr, getter, tests), costly
 
     def _text_args(self, op: str, arg: Any, where: Mark) -> str | tuple[str, ...]:
         if isinstance(arg, str):
@@ -504,3 +595,84 @@ def _exists(*, want: bool) -> Predicate:
         return (value is not _MISSING and value is not None) == want
 
     return exists
+
+
+# ---------------------------------------------------------------------------------------------
+# Explaining checks: the same predicates as above, reporting the first one that fails.
+
+
+def _check_field(attr: str, getter: Getter, tests: list[tuple[str, Any, Predicate]]) -> Check:
+    """Test an attribute's conditions in the engine's order; the first that fails is the miss."""
+
+    def check(event: Event, caps: dict[str, Any]) -> Miss | None:
+        value = getter(event)
+        for op, expected, pred in tests:
+            if not pred(value, caps):
+                missing = value is _MISSING
+                return Miss(attr, op, expected, None if missing else value, missing)
+        return None
+
+    return check
+
+
+def _check_all(checks: list[Check]) -> Check:
+    """The first miss of several checks that must all hold."""
+
+    def all_of(event: Event, caps: dict[str, Any]) -> Miss | None:
+        for check in checks:
+            miss = check(event, caps)
+            if miss is not None:
+                return miss
+        return None
+
+    return all_of
+
+
+def _check_within(label: str, check: Check) -> Check:
+    """Say which macro or list item a miss sits in."""
+
+    def within(event: Event, caps: dict[str, Any]) -> Miss | None:
+        miss = check(event, caps)
+        if miss is None:
+            return None
+        return Miss(
+            miss.field, miss.op, miss.expected, miss.got, miss.missing,
+            (label, *miss.within), miss.alternatives,
+        )  # fmt: skip
+
+    return within
+
+
+def _check_any(checks: list[Check], shown: Any) -> Check:
+    """Like _or: the first alternative that holds gives its captures; else every miss."""
+
+    def any_of(event: Event, caps: dict[str, Any]) -> Miss | None:
+        misses: list[Miss] = []
+        for check in checks:
+            trial: dict[str, Any] = {}
+            miss = check(event, trial)
+            if miss is None:
+                caps.update(trial)
+                return None
+            misses.append(miss)
+        return Miss("", "any", shown, alternatives=tuple(misses))
+
+    return any_of
+
+
+def _check_not(check: Check, shown: Any) -> Check:
+    """A miss when the negated check holds; its captures are thrown away, as in _not."""
+
+    def negated(event: Event, _caps: dict[str, Any]) -> Miss | None:
+        return Miss("", "not", shown) if check(event, {}) is None else None
+
+    return negated
+
+
+def _plain(value: Any) -> Any:
+    """A YAML value without its marks, to show what a rule asks for."""
+    if isinstance(value, dict):
+        return {str(k): _plain(v) for k, v in value.items()}
+    if isinstance(value, list):
+        return [_plain(v) for v in value]
+    return value

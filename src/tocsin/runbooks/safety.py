@@ -129,25 +129,6 @@ class RateLimiter:
             return 0.0
         return max(0.0, starts[-self.runs] + self.per - now)
 
-    def dump(self) -> list[list[Any]]:
-        """Return the windows as JSON-able [rule, key, [start, ...]] rows (keys are pairs)."""
-        return [
-            [key[0], key[1], list(starts)]
-            for key, starts in self._keys.items()
-            if isinstance(key, tuple) and len(key) == 2
-        ]
-
-    def restore(self, rows: Any) -> None:
-        """Load what dump() gave, least recently started first; SafetyError when damaged."""
-        keys: OrderedDict[Hashable, list[float]] = OrderedDict()
-        for row in _items(rows, "rate-limit windows"):
-            if not (isinstance(row, list) and len(row) == 3 and isinstance(row[2], list)):
-                raise SafetyError("a rate-limit window must be [rule, key, [starts]]")
-            starts = sorted(float(t) for t in row[2] if isinstance(t, int | float))
-            if starts:
-                keys[(str(row[0]), str(row[1]))] = starts[-self.runs :]
-        self._keys = keys
-
     def _window(self, key: Hashable, now: float) -> list[float]:
         starts = [t for t in self._keys.get(key, ()) if now - t < self.per]
         if not starts:
@@ -866,8 +847,9 @@ class Gate:
         return list(self._waiting)
 
     def dump(self) -> dict[str, Any]:
-        """Return what must survive a restart: kill switch, breakers, pending approvals and
-        the rate-limit windows (a crash loop must not reset "1 run an hour")."""
+        """Return what must survive a restart: kill switch, breakers and pending approvals.
+        Rate-limit windows are not in it: `replay_starts` rebuilds them from the stored runs,
+        so saving this stays small however many keys the windows hold."""
         return {
             "kill_switch": self.kill_switch.to_dict(),
             "breakers": {
@@ -876,22 +858,26 @@ class Gate:
             "approvals": {
                 n: g.approvals.to_dict() for n, g in self._guards.items() if g.approvals is not None
             },
-            "rates": {n: g.rate.dump() for n, g in self._guards.items() if g.rate is not None},
         }
+
+    def rate_window(self) -> float:
+        """The longest rate-limit window of any runbook (0: none has a limit)."""
+        return max((g.rate.per for g in self._guards.values() if g.rate is not None), default=0.0)
+
+    def replay_starts(self, starts: Iterable[tuple[str, str, str, float]]) -> None:
+        """Count admissions of the last life into the rate limits: (runbook, rule, key, time),
+        oldest first; a crash loop must not reset "1 run an hour"."""
+        for runbook, rule, key, at in starts:
+            guard = self._guards.get(runbook)
+            if guard is not None and guard.rate is not None:
+                guard.rate.allow((rule, key), at)
 
     def restore(self, data: Mapping[str, Any]) -> None:
         """Load what dump() saved (all or nothing); runbooks no longer configured are skipped."""
         data = dict(data) if isinstance(data, Mapping) else data
-        rates = data.pop("rates", {}) if isinstance(data, dict) else {}  # older records: none
+        if isinstance(data, dict):
+            data.pop("rates", None)  # older records saved the windows; the runs rebuild them
         record = _record(data, ("kill_switch", "breakers", "approvals"), "safety record")
-        if not isinstance(rates, Mapping):
-            raise SafetyError("safety record field 'rates' must be a mapping")
-        windows: dict[str, RateLimiter] = {}
-        for name, saved in rates.items():
-            guard = self._guards.get(name)
-            if guard is not None and guard.rate is not None:
-                windows[name] = RateLimiter(guard.rate.runs, guard.rate.per)
-                windows[name].restore(saved)
         kill_switch = KillSwitch.from_dict(record["kill_switch"])
         for section in ("breakers", "approvals"):
             if not isinstance(record[section], Mapping):
@@ -911,8 +897,6 @@ class Gate:
             self._guards[name].breaker = breaker
         for name, pending in approvals.items():
             self._guards[name].approvals = pending
-        for name, window in windows.items():
-            self._guards[name].rate = window
         self.kill_switch = kill_switch
 
     def _guard(self, limits: Limits) -> _Guard:

@@ -3,11 +3,15 @@
 Only complete lines are handed over: a trailing partial line waits in a buffer until its
 newline arrives, and is dropped if its file is rotated away before that happens. Each batch
 carries the offset right after its last line, so committing it never loses or repeats a line.
+
+A full queue is the overload policy: the consumer stops asking, so the tailer stops reading
+and the lines wait in the file. `tocsin_file_backlog_bytes` shows how far behind each path is.
 """
 
 from __future__ import annotations
 
 import asyncio
+import functools
 import glob
 import math
 import os
@@ -21,6 +25,7 @@ import structlog
 
 from tocsin.model import FileIdentity, FileOffset
 from tocsin.obs import (
+    FILE_BACKLOG,
     FILE_BYTES,
     FILE_DATA_LOST,
     FILE_ERRORS,
@@ -156,11 +161,37 @@ class LogFileSource:
         return self
 
     async def __aexit__(self, *exc_info: object) -> None:
-        """Close every file descriptor; the iterator ends at its next step."""
+        """Say what is left unread, close every file descriptor; the iterator ends at its
+        next step."""
         self._closed = True
+        left = {path: count for path, tail in self._tails.items() if (count := self._left(tail))}
+        if left:
+            log.info(
+                "source_stopped",
+                source="files",
+                unread_bytes=left,
+                note="not handed to the engine; read at the next start",
+            )
         for tail in self._tails.values():
+            FILE_BACKLOG.remove(tail.path)
             self._close(tail)
         self._tails.clear()
+
+    def _left(self, tail: _Tail) -> int:
+        """Bytes of a path after the last line the daemon queued (the saved position)."""
+        reader = tail.reader
+        if reader is None:
+            return 0
+        handed = reader.offset
+        saved = self._saved.get(tail.path)
+        if (
+            saved is not None
+            and (saved.identity.dev, saved.identity.ino)
+            == (reader.identity.dev, reader.identity.ino)
+            and saved.offset <= handed
+        ):
+            handed = saved.offset  # the batch in hand when the daemon stopped never got in
+        return _unread(tail) + reader.pos - handed
 
     def __aiter__(self) -> AsyncIterator[LineBatch]:
         """Return the one batch iterator, so a second `async for` continues where one stopped."""
@@ -200,10 +231,13 @@ class LogFileSource:
         for path, literal in found.items():
             if path not in self._tails:
                 resume = self._saved.get(path)
-                self._tails[path] = _Tail(path, literal, resume, use_start_at=initial)
+                tail = _Tail(path, literal, resume, use_start_at=initial)
+                self._tails[path] = tail
+                FILE_BACKLOG.labels(path=path).set_function(functools.partial(_unread, tail))
         for path, tail in list(self._tails.items()):
             if tail.reader is None and not tail.literal and path not in found:
                 del self._tails[path]  # a glob-matched file that went away and was reported
+                FILE_BACKLOG.remove(path)
                 continue
             try:
                 self._check(tail)
@@ -455,6 +489,18 @@ class LogFileSource:
 def _matches(pattern: str) -> list[str]:
     """Return the paths a pattern names now: itself when literal, else what its glob finds."""
     return [pattern] if _GLOB_CHARS.isdisjoint(pattern) else glob.glob(pattern)
+
+
+def _unread(tail: _Tail) -> int:
+    """Bytes of a path not read yet: the rest of the open file and all of the one after it."""
+    total = 0
+    for reader in (tail.reader, tail.pending):
+        if reader is not None:
+            try:
+                total += max(0, os.fstat(reader.fd).st_size - reader.pos)
+            except OSError:  # unreadable now: the tailer reports that itself
+                continue
+    return total
 
 
 def _recovered(tail: _Tail) -> None:

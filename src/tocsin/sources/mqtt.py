@@ -7,7 +7,11 @@ at start, not under load):
 - Deliveries skip aiomqtt's per-message queue and future: paho's callback appends to a list
   and the consumer takes them in batches.
 - QoS 1 messages are acknowledged only when the consumer says so (paho's manual acks),
-  after their events are committed; acks of one batch leave in one write.
+  after their events are committed; acks of one batch leave in one write. That is the
+  overload policy too: unacknowledged, they count against the broker's flow control
+  (`receive_maximum` in MQTT 5, the broker's in-flight limit in 3.1.1), so a consumer that
+  falls behind makes the broker hold the rest. QoS 0 messages have no flow control: while
+  tocsin is behind they are dropped and counted (aiomqtt 2's own queue drops them silently).
 - paho reads every packet with two or three recv() calls; a read-ahead wrapper serves them
   from one large read, and the reader callback hands the loop back every few thousand
   packets instead of draining a fast broker forever.
@@ -191,10 +195,18 @@ class BrokerLink:
         *,
         high_water: int = 16384,
         on_state: Callable[[str, dict[str, Any]], None] | None = None,
+        on_dropped: Callable[[int], None] | None = None,
     ) -> None:
         self.broker = broker
         self.filters = list(filters)
-        self._high_water = high_water
+        self._high_water = high_water  # waiting deliveries from which QoS 0 ones are dropped
+        # ... and from which reading stops: never with a broker that keeps receive_maximum
+        # (QoS 1 waiting stays below it); with 3.1.1 the broker's in-flight limit is not known.
+        v5 = broker.version == "5"
+        self._pause_at = high_water + (broker.receive_maximum if v5 else high_water)
+        self._on_dropped = on_dropped or (lambda _count: None)
+        self._dropped = 0  # QoS 0 messages dropped since the last report
+        self.unacked = 0  # QoS 1 messages of this connection delivered and not acknowledged
         self._on_state = on_state or (lambda _what, _about: None)
         self._deliveries: list[Delivery] = []
         self._ready = asyncio.Event()
@@ -233,9 +245,21 @@ class BrokerLink:
             taken, self._deliveries = deliveries, []
         else:
             taken, self._deliveries = deliveries[:limit], deliveries[limit:]
-        if self._paused and len(self._deliveries) < self._high_water // 2:
+        if self._paused and len(self._deliveries) < self._pause_at // 2:
             self._resume()
         return taken
+
+    def stop_reading(self) -> None:
+        """Take no more messages (the daemon is stopping): the broker keeps what is not read."""
+        if not self._paused:
+            self._pause()
+
+    def discard(self) -> int:
+        """Drop the deliveries not taken; return how many were QoS 0, lost for good (the
+        broker sends the QoS 1 ones again, as they were never acknowledged)."""
+        lost = sum(1 for delivery in self._deliveries if not delivery[2])
+        self._deliveries = []
+        return lost
 
     def ack(self, mids: Sequence[tuple[int, int]]) -> int:
         """Acknowledge (generation, mid) pairs of QoS 1 messages, in one write; returns how many.
@@ -252,7 +276,9 @@ class BrokerLink:
         )
         if data:
             client._packet_queue(_PUBACK, data, 0, 0)
-        return len(data) // 4
+        acked = len(data) // 4
+        self.unacked = max(0, self.unacked - acked)
+        return acked
 
     def _on_message(self, _client: Any, _userdata: Any, message: paho.MQTTMessage) -> None:
         """Take a message paho decoded (a packet the fast path left to it)."""
@@ -268,14 +294,21 @@ class BrokerLink:
         except UnicodeDecodeError:
             text = None
         deliveries = self._deliveries
+        if qos:
+            self.unacked += 1
+        elif len(deliveries) >= self._high_water:
+            self._dropped += 1  # counted once this wake is over
+            return
         deliveries.append((self.generation, mid, qos, dup, retain, text, bytes(payload)))
         if len(deliveries) == 1:
             self._ready.set()
-        if len(deliveries) >= self._high_water and not self._paused:
+        if len(deliveries) >= self._pause_at and not self._paused:
             self._pause()
 
     def _pause(self) -> None:
-        """Stop reading: the consumer is behind. QoS 1 waits in the broker; TCP holds QoS 0."""
+        """Stop reading, the last resort: the broker sends QoS 1 messages beyond any limit
+        (3.1.1 without an in-flight limit, or one overshooting receive_maximum as mosquitto
+        2.0 does). TCP then holds everything, pings included."""
         self._paused = True
         if self._sock is not None:
             with contextlib.suppress(ValueError, OSError):
@@ -322,6 +355,9 @@ class BrokerLink:
         finally:
             if taken:
                 client._last_bytes_received = time.monotonic()  # paho's keepalive clock
+            if self._dropped:
+                dropped, self._dropped = self._dropped, 0
+                self._on_dropped(dropped)
 
     def reconnect(self, why: str) -> None:
         """End the connection (the run loop makes a new one): the broker resends what is
@@ -471,6 +507,7 @@ class BrokerLink:
             self._client = client
             self._paho = client._client
             self.generation += 1
+            self.unacked = 0  # the broker sends those again on this connection
             started = time.monotonic()
             try:
                 async with client:

@@ -3,9 +3,11 @@
 Two halves. `TrapSocket` is the I/O: non-blocking UDP sockets read with `recvfrom` in a loop
 on each readiness callback, so a storm costs one loop wakeup per burst, not per packet. When
 the consumer falls behind it stops reading, the kernel's receive buffer fills, and what the
-kernel then drops is read back from /proc/net/udp and counted. `TrapIntake` is synchronous:
-v1/v2c through the fast BER decoder and the community check, v3 through pysnmp's USM, then
-the MIB mapper. Every packet it refuses is counted by reason; none raises.
+kernel then drops is read back from /proc/net/udp and counted. Where that table cannot be
+read (not Linux), it reads on and drops what does not fit itself, so every loss is counted.
+`TrapIntake` is synchronous: v1/v2c through the fast BER decoder and the community check,
+v3 through pysnmp's USM, then the MIB mapper. Every packet it refuses is counted by reason;
+none raises.
 """
 
 from __future__ import annotations
@@ -59,6 +61,8 @@ _MAX_DATAGRAM = 65535
 _REMEMBERED_INFORMS = 4096
 _INFORM_SECONDS = 60.0  # how long an inform's (sender, request-id) is remembered: senders retry
 _REPORT_EVERY = 60.0
+_DRAIN_SECONDS = 0.25  # at the stop, how long to count what waits in the sockets
+_PROC_TABLES = ("/proc/net/udp", "/proc/net/udp6")
 
 Datagram = tuple[bytes, tuple[str, int], int]  # payload, sender, index of the receiving socket
 
@@ -84,23 +88,35 @@ class TrapSocket:
         receive_buffer: int,
         max_pending: int = 16384,
         linger: float = 0.005,
+        proc_tables: Sequence[str] = _PROC_TABLES,
     ) -> None:
         self._addresses = list(addresses)
         self._linger = linger
         self._receive_buffer = receive_buffer
         self._max_pending = max_pending
+        self._proc_tables = proc_tables
         self._sockets: list[socket.socket] = []
         self._pending: list[Datagram] = []
         self._ready = asyncio.Event()
         self._paused = False
         self._loop: asyncio.AbstractEventLoop | None = None
         self._inodes: dict[int, int] = {}  # socket inode -> kernel drops already counted
+        self._index: dict[int, int] = {}  # socket inode -> its index in _sockets
         self.read_errors = 0
+        self.kernel_counts = True  # the kernel's drops are readable: pause instead of dropping
+        self._found = 0  # sockets the last read of the drop tables found
+        self.overflowed = 0  # datagrams this receiver dropped itself (when they are not)
+        self.receive_queued: list[int] = []  # bytes in each socket's kernel buffer, last read
 
     @property
     def bound(self) -> list[ListenAddress]:
         """The addresses actually bound (a port 0 in the config becomes the kernel's choice)."""
         return [ListenAddress(*s.getsockname()[:2]) for s in self._sockets]
+
+    @property
+    def pending(self) -> int:
+        """Datagrams read and not taken yet."""
+        return len(self._pending)
 
     @property
     def receive_buffers(self) -> list[int]:
@@ -116,9 +132,14 @@ class TrapSocket:
         except BaseException:
             self._close()
             raise
-        for sock in self._sockets:
-            self._inodes[os.fstat(sock.fileno()).st_ino] = 0
+        for index, sock in enumerate(self._sockets):
+            inode = os.fstat(sock.fileno()).st_ino
+            self._inodes[inode] = 0
+            self._index[inode] = index
+        self.receive_queued = [0] * len(self._sockets)
         self.kernel_drops()  # a reused socket's old drops are not ours
+        # Unreadable, pausing would hand the overflow to drops nobody can count.
+        self.kernel_counts = self._found == len(self._inodes)
         self._watch()
         return self
 
@@ -144,9 +165,24 @@ class TrapSocket:
         return batch
 
     def discard(self) -> int:
-        """Stop reading and drop what was read but not taken; return how many (for counting)."""
+        """Stop reading; drop what was read but not taken and what waits in the sockets'
+        buffers; return how many (for counting: closing the sockets would hide the latter)."""
+        count = len(self._pending) + self._drain()
         self._close()
-        count, self._pending = len(self._pending), []
+        self._pending = []
+        return count
+
+    def _drain(self) -> int:
+        """Read and count the datagrams the kernel holds for us, for at most _DRAIN_SECONDS."""
+        count = 0
+        deadline = time.monotonic() + _DRAIN_SECONDS
+        for sock in self._sockets:
+            while time.monotonic() < deadline:
+                try:
+                    sock.recv(1)  # the rest of the datagram is discarded by the kernel
+                except OSError:  # BlockingIOError: empty
+                    break
+                count += 1
         return count
 
     def send(self, index: int, data: bytes, address: tuple[str, int]) -> None:
@@ -157,9 +193,11 @@ class TrapSocket:
             log.warning("snmp_send_failed", to=address[0], error=str(error))
 
     def kernel_drops(self) -> int:
-        """Return the packets the kernel dropped on these sockets since the last call."""
+        """Return the packets the kernel dropped on these sockets since the last call; note
+        the bytes waiting in each socket's buffer on the way (`receive_queued`)."""
         new = 0
-        for table in ("/proc/net/udp", "/proc/net/udp6"):
+        seen: set[int] = set()
+        for table in self._proc_tables:
             try:
                 with open(table, encoding="ascii") as rows:
                     next(rows, None)
@@ -167,11 +205,16 @@ class TrapSocket:
                         parts = row.split()
                         inode = int(parts[9])
                         if inode in self._inodes:
+                            seen.add(inode)
                             drops = int(parts[12])
                             new += max(0, drops - self._inodes[inode])
                             self._inodes[inode] = drops
+                            self.receive_queued[self._index[inode]] = int(
+                                parts[4].partition(":")[2], 16
+                            )
             except (OSError, ValueError, IndexError):
-                continue  # no /proc (not Linux): drops are not measured
+                continue  # no /proc (not Linux): the receiver counts its own drops
+        self._found = len(seen)
         return new
 
     def _bind(self, address: ListenAddress) -> socket.socket:
@@ -198,6 +241,7 @@ class TrapSocket:
     def _readable(self, sock: socket.socket, index: int) -> None:
         pending = self._pending
         receive = sock.recvfrom
+        room = _BURST if self.kernel_counts else self._max_pending - len(pending)
         for _ in range(_BURST):
             try:
                 data, sender = receive(_MAX_DATAGRAM)
@@ -206,10 +250,14 @@ class TrapSocket:
             except OSError:
                 self.read_errors += 1
                 break
-            pending.append((data, sender, index))
+            if room > 0:
+                pending.append((data, sender, index))
+                room -= 1
+            else:
+                self.overflowed += 1  # the kernel's drops cannot be read: count our own
         if pending:
             self._ready.set()
-        if len(pending) >= self._max_pending and not self._paused:
+        if len(pending) >= self._max_pending and self.kernel_counts and not self._paused:
             self._paused = True  # the kernel buffer takes over; its drops are counted
             assert self._loop is not None
             for each in self._sockets:

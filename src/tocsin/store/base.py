@@ -257,6 +257,10 @@ class Store(Protocol):
     def load_runs(self, states: Sequence[str]) -> list[RemediationRun]:
         """Return the runs in any of `states`, oldest first (to resume after a restart)."""
 
+    def recent_admissions(self, since: float) -> list[tuple[str, str, str, float]]:
+        """Return (runbook, rule, key, time) of the runs the rate limit counted at or after
+        `since`, oldest first (to rebuild its windows after a restart)."""
+
     def last_run(self, rule: str, key: str) -> RemediationRun | None:
         """Return the newest run a rule asked for with this key (the service desk's), or None."""
 

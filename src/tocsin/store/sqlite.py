@@ -106,6 +106,9 @@ _RECORD_TABLES = {
 _SELECT_DATA = "SELECT data FROM {} "
 _MAX_ID = "SELECT COALESCE(MAX(id), 0) FROM {}"
 _SELECT_AUDIT = "SELECT data FROM access_audit "
+# Run states that passed the rate limit (it counts a run when it starts or queues).
+_ADMITTED = frozenset({"queued", "running", "succeeded", "failed", "interrupted"})
+_CLOCK_SLACK = 3600.0
 _SELECT_RUNS = """
 SELECT id, runbook, rule, key, target, incident_id, state, reason, created_at, started_at,
        finished_at, data
@@ -694,6 +697,23 @@ class SqliteStore:
         marks = ", ".join("?" * len(states))
         rows = self._query(_SELECT_RUNS + f"WHERE state IN ({marks}) ORDER BY id", tuple(states))
         return [_run(row) for row in rows]
+
+    def recent_admissions(self, since: float) -> list[tuple[str, str, str, float]]:
+        """Return (runbook, rule, key, time) of the runs admitted past the rate limit at or
+        after `since`, oldest first. Read newest first, stopping an hour before `since` (ids
+        follow time, give or take a clock step), so a long history is not scanned."""
+        sql = "SELECT runbook, rule, key, state, created_at, started_at FROM runs ORDER BY id DESC"
+        found = []
+        try:
+            for row in self._db.execute(sql):
+                if row["created_at"] < since - _CLOCK_SLACK:
+                    break
+                at = row["started_at"] if row["started_at"] is not None else row["created_at"]
+                if row["state"] in _ADMITTED and at >= since:
+                    found.append((row["runbook"], row["rule"], row["key"], float(at)))
+        except sqlite3.Error as exc:
+            raise StoreError(f"could not read from the database {self._path}: {exc}") from exc
+        return sorted(found, key=lambda admitted: admitted[3])
 
     def last_run(self, rule: str, key: str) -> RemediationRun | None:
         """Return the newest run a rule asked for with this key, or None."""
