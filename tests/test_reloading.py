@@ -7,7 +7,14 @@ import asyncio
 from pathlib import Path
 
 from tocsin.config import load_config
-from tocsin.reloading import ConfigFiles, ConfigWatcher, config_hash, raw_config, restart_needed
+from tocsin.reloading import (
+    ConfigFiles,
+    ConfigWatcher,
+    config_hash,
+    kept_raw,
+    raw_config,
+    restart_needed,
+)
 
 CONFIG = """\
 state_dir: state
@@ -85,7 +92,7 @@ async def test_the_watch_reloads_once_per_quiet_spell_and_only_for_config_files(
     async def reload() -> None:
         reloads.append(asyncio.get_running_loop().time())
 
-    watcher = ConfigWatcher(files.folders(), files.__contains__, reload, debounce=0.3)
+    watcher = ConfigWatcher(files.folders, files.__contains__, reload, debounce=0.3)
     task = asyncio.create_task(watcher.run())
     try:
         await asyncio.sleep(0.3)  # the observer thread has started watching
@@ -104,6 +111,67 @@ async def test_the_watch_reloads_once_per_quiet_spell_and_only_for_config_files(
         await asyncio.sleep(0.8)
         assert len(reloads) == 1
         (tmp_path / "tokens").write_text("# rotated\n")
+        for _ in range(100):
+            if len(reloads) == 2:
+                break
+            await asyncio.sleep(0.05)
+        assert len(reloads) == 2
+    finally:
+        task.cancel()
+        await asyncio.gather(task, return_exceptions=True)
+
+
+def test_what_needs_a_restart_is_reported_until_the_restart(tmp_path: Path) -> None:
+    """Test kept_raw: after a reload that could not apply `correlation` and `http.port`, the
+    next reload still reports them; keys that did apply move on."""
+    path = setup(tmp_path)
+    running = raw_config(path)
+    path.write_text(CONFIG.replace("8465", "9000") + "correlation: {max_keys: 10}\n")
+    first = raw_config(path)
+    assert restart_needed(running, first) == ["correlation", "http.port"]
+    running = kept_raw(running, first)
+    path.write_text(path.read_text() + "shutdown_timeout: 30\n")
+    assert restart_needed(running, raw_config(path)) == ["correlation", "http.port"]
+    assert kept_raw(running, raw_config(path))["shutdown_timeout"] == 30
+
+
+def test_the_hash_is_the_same_for_the_same_config_in_another_folder(tmp_path: Path) -> None:
+    """Test that the hash names files relative to the config's folder: two hosts with the
+    same files, installed in different places, export the same hash."""
+    one, two = tmp_path / "one", tmp_path / "two"
+    one.mkdir()
+    two.mkdir()
+    assert config_hash(load_config(setup(one))) == config_hash(load_config(setup(two)))
+
+
+async def test_the_watch_takes_folders_a_reload_adds(tmp_path: Path) -> None:
+    """Test that after a reload the watch asks again which folders hold the config, so a
+    rules folder added by that reload is watched from then on."""
+    (tmp_path / "etc").mkdir()
+    path = setup(tmp_path / "etc")
+    extra = tmp_path / "more-rules"
+    extra.mkdir()
+    folders = [path.parent]
+    reloads: list[float] = []
+
+    async def reload() -> None:
+        reloads.append(asyncio.get_running_loop().time())
+        folders.append(extra)  # this reload's config names another rules folder
+
+    def relevant(changed: Path) -> bool:
+        return changed.suffix == ".yaml"
+
+    watcher = ConfigWatcher(lambda: folders, relevant, reload, debounce=0.2)
+    task = asyncio.create_task(watcher.run())
+    try:
+        await asyncio.sleep(0.3)
+        (tmp_path / "etc" / "rules" / "a.yaml").write_text("rules: []  # edited\n")
+        for _ in range(100):
+            if reloads:
+                break
+            await asyncio.sleep(0.05)
+        assert len(reloads) == 1
+        (extra / "b.yaml").write_text("rules: []\n")
         for _ in range(100):
             if len(reloads) == 2:
                 break

@@ -71,12 +71,13 @@ from tocsin.reloading import (
     ConfigWatcher,
     ReloadOutcome,
     config_hash,
+    kept_raw,
     raw_config,
     restart_needed,
 )
 from tocsin.remediator import Remediator
 from tocsin.rules.loader import RuleSet, load_rules
-from tocsin.runbooks.settings import RunbookSettings
+from tocsin.runbooks.settings import PublishStep, RunbookSettings
 from tocsin.sdnotify import SystemdNotifier
 from tocsin.servicedesk import AccessDeskImpl, RequestDeskImpl, ServiceDesk
 from tocsin.sources.logfile import LogFileSource
@@ -111,6 +112,7 @@ _NOTHING = EventBatch([], None, 0.0)  # no batch arrived before the tick was due
 _REQUEST_SLA = "request-sla"  # the rule id of the incidents overdue requests raise
 _ACCESS_REVOKE = "access-revoke"  # ... and of those revokes that failed for good raise
 _NOTIFY_OUTBOX_LIMIT = 100_000  # notifications kept per receiver while it cannot be reached
+_RETIRE_AFTER = 60.0  # seconds a reload's old receiver connections stay for sends in flight
 _SYSTEMD_STATUS_EVERY = 2.0  # seconds between refreshes of the status line systemd shows
 _ENGINE_TURN = 0.05  # seconds the engine may run queued batches before others get the loop
 
@@ -243,6 +245,7 @@ class Daemon:
         self._raw_config = raw_config(config.path)
         self._config_files = ConfigFiles.of(config)
         self._reload_lock = asyncio.Lock()
+        self._stopping = False  # set at shutdown (under the reload lock): no reload after
 
     async def run(self, stop: asyncio.Event) -> bool:
         """Run until `stop` is set, then shut down within the deadline; False if that failed."""
@@ -395,8 +398,8 @@ class Daemon:
                 self._applied(config)
                 if config.watch:
                     watcher = ConfigWatcher(
-                        self._config_files.folders(),
-                        lambda path: path in self._config_files,
+                        self._config_folders,
+                        self._is_config_file,
                         functools.partial(self.reload, "watch"),
                         debounce=config.watch_debounce,
                     )
@@ -406,6 +409,8 @@ class Daemon:
                 waiter = asyncio.create_task(stop.wait())
                 await asyncio.wait({waiter, processor}, return_when=asyncio.FIRST_COMPLETED)
                 waiter.cancel()
+                async with self._reload_lock:  # a reload under way finishes first
+                    self._stopping = True
                 self.systemd.stopping(f"stopping: finishing {self._queued_events} queued events")
                 clean = await self._shutdown(sources, processor, writer)
                 if mqtt is not None:
@@ -535,6 +540,8 @@ class Daemon:
         """Read the config and rules again and swap them in, only if every part is valid: a
         failed reload changes nothing and says why (file:line). One reload at a time."""
         async with self._reload_lock:
+            if self._stopping:
+                return ReloadOutcome(False, trigger, ["tocsin is shutting down"])
             with self.reloading():
                 try:
                     outcome = await self._reload(trigger)
@@ -564,6 +571,14 @@ class Daemon:
             log.error("config_reload_refused", trigger=trigger, errors=len(outcome.errors),
                       note="the running config and rules stay as they were")  # fmt: skip
         return outcome
+
+    def _config_folders(self) -> list[Path]:
+        """The folders to watch for the config in use now (a reload may name new ones)."""
+        return self._config_files.folders()
+
+    def _is_config_file(self, path: Path) -> bool:
+        """Whether `path` is part of the config in use now (asked from the watch's thread)."""
+        return path in self._config_files
 
     async def _reload_view(self, trigger: str) -> dict[str, Any]:
         return (await self.reload(trigger)).to_dict()
@@ -625,6 +640,16 @@ class Daemon:
             tokens = read_tokens(new.http.tokens_file) if new.http.tokens_file else []
         except TokenError as exc:
             return ReloadOutcome(False, trigger, [str(exc)])
+        missing = _new_brokers(new)
+        if missing:
+            return ReloadOutcome(False, trigger, missing)
+        if self._keeper is not None:  # what the swap could still refuse, refused here
+            clash = self._keeper.known.clash(new.incidents.known_errors)
+            signatures = [r.signature for r in new.incidents.recurrence]
+            if len(set(signatures)) != len(signatures):
+                clash = clash or "two problems.recurrence rules count by the same fields"
+            if clash:
+                return ReloadOutcome(False, trigger, [clash])
         for warning in ruleset.warnings:
             log.warning("rule_warning", problem=str(warning))
         notifying = make_senders(new.incidents.receivers, report=self._send_failed)
@@ -650,20 +675,29 @@ class Daemon:
         if self._api is not None:
             self._api.set_tokens(tokens)
         self._swap_senders(notifying)
+        dropped = self._remediator.apply(new.runbooks) if self._remediator is not None else []
+        if self._service is not None:
+            self._service.settings = new.runbooks
         self.config = new
-        self._raw_config = raw
+        self._raw_config = kept_raw(self._raw_config, raw)  # what still needs a restart stays
         self._config_files = ConfigFiles.of(new)
         self._rules_loaded = len(ruleset.rules)
         obs.RULES_LOADED.set(len(ruleset.rules))
         obs.RULE_ERRORS.set(0)
         digest = self._applied(new)
         # -- then what may wait: saving the rules' state bookkeeping, runbooks and access ----
-        await writer.submit(CommitBatch(digests=engine.digests(), forget=changed))
+        for rule_id in changed:  # gone, or starting over: no stale series
+            with contextlib.suppress(KeyError):
+                obs.CORRELATION_KEYS.remove(rule_id)
         self._set_key_gauges(engine)
-        if self._remediator is not None:
-            await self._remediator.reconfigure(new.runbooks)
-        if self._service is not None:
-            await self._service.reconfigure(new.runbooks)
+        try:
+            await writer.submit(CommitBatch(digests=engine.digests(), forget=changed))
+            if self._remediator is not None:
+                await self._remediator.settle(dropped)
+            if self._service is not None:
+                await self._service.reconfigure(new.runbooks)
+        except (StoreError, RuntimeError) as exc:  # applied, but a follow-up was not saved
+            log.error("config_reload_followup_failed", problem=str(exc))
         return ReloadOutcome(
             True,
             trigger,
@@ -711,8 +745,18 @@ class Daemon:
             )
             self._late_senders.append(task)
         if self._notifying is not None:
-            self._retired.append(self._notifying)
+            retired = self._notifying
+            self._retired.append(retired)
+            task = asyncio.get_running_loop().create_task(self._retire(retired))
+            self._late_senders.append(task)
         self._notifying = notifying
+
+    async def _retire(self, senders: Senders) -> None:
+        """Close a reload's old connections once a send in flight on them has had its time."""
+        await asyncio.sleep(_RETIRE_AFTER)
+        if senders in self._retired:
+            self._retired.remove(senders)
+            await senders.close()
 
     async def _close_senders(self) -> None:
         for senders in (*self._retired, *([self._notifying] if self._notifying else [])):
@@ -1483,6 +1527,27 @@ class Core:
     requests: RequestDeskImpl
     access: AccessDeskImpl
     problems: Problems
+
+
+def _new_brokers(config: Config) -> list[str]:
+    """What in the new incidents or runbooks file would publish to an MQTT broker that is not
+    running (brokers are added with a restart); its messages would have no sender."""
+    running = set(config.mqtt_brokers)
+    problems = [
+        f"receiver {name} publishes to MQTT broker {channel.removeprefix(MQTT_CHANNEL)!r}, "
+        "which is not running; brokers are added with a restart"
+        for name, receiver in config.incidents.receivers.items()
+        if (channel := receiver.channel).startswith(MQTT_CHANNEL)
+        and channel.removeprefix(MQTT_CHANNEL) not in running
+    ]
+    for runbook in config.runbooks.runbooks.values():
+        for step in runbook.steps:
+            if isinstance(step, PublishStep) and step.broker not in running:
+                problems.append(
+                    f"runbook {runbook.name} publishes to MQTT broker {step.broker!r}, which is "
+                    "not running; brokers are added with a restart"
+                )
+    return problems
 
 
 async def _unsent(messages: Sequence[Outgoing]) -> int:

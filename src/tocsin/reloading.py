@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import hashlib
+import os
 from collections.abc import Awaitable, Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -29,6 +30,7 @@ __all__ = [
     "ReloadOutcome",
     "config_files",
     "config_hash",
+    "kept_raw",
     "raw_config",
     "restart_needed",
 ]
@@ -88,6 +90,21 @@ def restart_needed(old: Mapping[str, Any], new: Mapping[str, Any]) -> list[str]:
     return changed
 
 
+def kept_raw(running: Mapping[str, Any], read: Mapping[str, Any]) -> dict[str, Any]:
+    """The file's data as the daemon now runs it: what needs a restart keeps the running
+    value, so the next reload still says a restart is due."""
+    kept = {**read, **{k: running[k] for k in RESTART_KEYS if k in running}}
+    for key in RESTART_KEYS:
+        if key not in running:
+            kept.pop(key, None)
+    old_http, new_http = running.get("http") or {}, read.get("http") or {}
+    if isinstance(old_http, dict) and isinstance(new_http, dict):
+        http = {k: v for k, v in new_http.items() if k not in _HTTP_RESTART}
+        http.update({k: old_http[k] for k in _HTTP_RESTART if k in old_http})
+        kept["http"] = http
+    return kept
+
+
 def config_files(config: Config) -> list[Path]:
     """Every file a reload reads: the config, its rule files, the incidents, runbooks, muting
     and tokens files."""
@@ -119,8 +136,10 @@ class ConfigFiles:
         path = path.resolve()
         if path in self.files:
             return True
-        return path.suffix in (".yaml", ".yml") and any(
-            path.is_relative_to(folder) for folder in self.rule_folders
+        return (
+            path.suffix in (".yaml", ".yml")
+            and not path.stem.endswith(".test")  # rule tests: the loader skips them too
+            and any(path.is_relative_to(folder) for folder in self.rule_folders)
         )
 
     def folders(self) -> list[Path]:
@@ -129,10 +148,12 @@ class ConfigFiles:
 
 
 def config_hash(config: Config) -> str:
-    """A SHA-256 over the names and bytes of every file the config is made of."""
+    """A SHA-256 over the names (relative to the config's folder) and bytes of every file the
+    config is made of: equal on two hosts with the same config, wherever it is installed."""
     digest = hashlib.sha256()
+    base = config.path.resolve().parent
     for path in sorted({p.resolve() for p in config_files(config)}):
-        digest.update(str(path).encode() + b"\0")
+        digest.update(os.path.relpath(path, base).encode() + b"\0")
         try:
             digest.update(path.read_bytes())
         except OSError:
@@ -142,55 +163,69 @@ def config_hash(config: Config) -> str:
 
 
 class _Poke(FileSystemEventHandler):
-    """Tells the loop (thread-safely) that a file under a watched folder changed."""
+    """Tells the loop (thread-safely) that a config file changed; judged in the observer's
+    thread, so a busy database next to the config does not wake the loop at all."""
 
-    def __init__(self, loop: asyncio.AbstractEventLoop, poke: Callable[[Path], None]) -> None:
+    def __init__(
+        self,
+        loop: asyncio.AbstractEventLoop,
+        relevant: Callable[[Path], bool],
+        poke: Callable[[Path], None],
+    ) -> None:
         self._loop = loop
+        self._relevant = relevant
         self._poke = poke
 
     def on_any_event(self, event: FileSystemEvent) -> None:
-        """Forward changes (not opens and reads) to the loop."""
+        """Forward changes (not opens and reads) of config files to the loop."""
         if event.event_type not in _CHANGES or event.is_directory:
             return
         for raw in (event.src_path, event.dest_path):
             if raw:
                 path = Path(raw.decode() if isinstance(raw, bytes) else raw)
-                self._loop.call_soon_threadsafe(self._poke, path)
+                if self._relevant(path):
+                    self._loop.call_soon_threadsafe(self._poke, path)
 
 
 class ConfigWatcher:
     """Watches the folders of the config files and calls `reload` once they have been quiet
     for `debounce` seconds: an editor's save, or a deploy writing many files, is one reload.
-    Only files `relevant` says are part of the config count (the state folder may be near)."""
+    Only files `relevant` says are part of the config count (the state folder may be near);
+    after each reload, folders the config names now are watched too."""
 
     def __init__(
         self,
-        folders: Iterable[Path],
+        folders: Callable[[], Iterable[Path]],
         relevant: Callable[[Path], bool],
         reload: Callable[[], Awaitable[object]],
         *,
         debounce: float,
     ) -> None:
-        self._folders = [f for f in folders if f.is_dir()]
+        self._folders = folders
         self._relevant = relevant
         self._reload = reload
         self._debounce = debounce
         self._changed = asyncio.Event()
+        self._watched: set[Path] = set()
 
     def _poked(self, path: Path) -> None:
-        if self._relevant(path):
-            log.debug("config_file_changed", path=str(path))
-            self._changed.set()
+        log.debug("config_file_changed", path=str(path))
+        self._changed.set()
+
+    def _watch(self, observer: Any, handler: _Poke) -> None:
+        for folder in self._folders():
+            if folder.is_dir() and not any(folder.is_relative_to(w) for w in self._watched):
+                observer.schedule(handler, str(folder), recursive=True)
+                self._watched.add(folder)
+                log.info("config_watch_started", folder=str(folder))
 
     async def run(self) -> None:
         """Watch until cancelled."""
         observer = Observer()
-        handler = _Poke(asyncio.get_running_loop(), self._poked)
-        for folder in self._folders:
-            observer.schedule(handler, str(folder), recursive=True)
+        handler = _Poke(asyncio.get_running_loop(), self._relevant, self._poked)
+        self._watch(observer, handler)
         observer.daemon = True
         observer.start()
-        log.info("config_watch_started", folders=[str(f) for f in self._folders])
         try:
             while True:
                 await self._changed.wait()
@@ -201,6 +236,7 @@ class ConfigWatcher:
                     except TimeoutError:
                         break
                 await self._reload()
+                self._watch(observer, handler)
         finally:
             observer.stop()
             await asyncio.to_thread(observer.join, 5.0)

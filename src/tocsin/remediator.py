@@ -420,14 +420,18 @@ class Remediator:
 
     # -- operators (the API's RunDesk) -------------------------------------------------------
 
-    async def reconfigure(self, settings: RunbookSettings) -> None:
-        """Use new runbooks (a reload): the safety kit keeps what it remembers; runs of
-        runbooks no longer configured, or no longer asking for approval, end refused."""
+    def apply(self, settings: RunbookSettings) -> list[str]:
+        """Use new runbooks from now on (a reload's swap; no await): the safety kit keeps
+        what it remembers. Return the runs that can no longer start, for `settle`."""
+        self.settings = settings
+        return self.gate.reconfigure(
+            limits_of(settings.runbooks), dry_run=settings.remediation.dry_run
+        )
+
+    async def settle(self, dropped: Iterable[str]) -> None:
+        """After `apply`: end refused the runs of runbooks no longer configured (or no longer
+        asking for approval), and start the waiting runs a raised limit lets go."""
         async with self._lock:
-            self.settings = settings
-            dropped = self.gate.reconfigure(
-                limits_of(settings.runbooks), dry_run=settings.remediation.dry_run
-            )
             now = self._clock.now()
             for run_id in dropped:
                 run = self._active.get(int(run_id))

@@ -240,3 +240,38 @@ def test_a_reload_moves_notices_to_the_new_receiver_and_adds_runbooks(tmp_path: 
         runs = wait_until(lambda: daemon.get("/api/v1/runs")["runs"], what="the dry run")
         assert [(r["runbook"], r["state"]) for r in runs] == [("block", "dry_run")]
         assert daemon.stop() == 0
+
+
+def test_a_reload_the_swap_would_refuse_changes_nothing(tmp_path: Path) -> None:
+    """Test a config known error named like one made through the API: the reload is refused
+    before anything is swapped (a new rule in the same edit does not start matching), and
+    the answer says which name clashes."""
+    root = tmp_path / "d"
+    root.mkdir(parents=True)
+    (root / "incidents.yaml").write_text("users: []\n")
+    daemon = _daemon(root, extra="incidents: incidents.yaml\n")
+    daemon.start()
+    made = {"name": "disk", "matchers": ["rule=ssh-failed"], "workaround": "wait"}
+    req = urllib.request.Request(
+        f"http://127.0.0.1:{daemon.port}/api/v1/known-errors",
+        data=json.dumps(made).encode(),
+        method="POST",
+    )
+    req.add_header("Content-Type", "application/json")
+    req.add_header("Authorization", f"Bearer {OPERATOR}")
+    with urllib.request.urlopen(req, timeout=10) as resp:
+        assert resp.status in (200, 201)
+    (root / "incidents.yaml").write_text(
+        "known_errors:\n  - {name: disk, matchers: [rule=sudo], workaround: reboot}\n"
+    )
+    rules = daemon.root / "rules" / "test.yaml"
+    rules.write_text(rules.read_text() + NEW_RULE)
+    status, body = _post(daemon, "/api/v1/reload", ADMIN)
+    assert status == 422, body
+    assert "known error 'disk' was already made through the API" in body["errors"][0]
+    _write(daemon, "Nov 25 10:00:09 web1 sudo: alice : 3 incorrect password attempts\n")
+    _write(daemon, ssh_line(1, "10.7.0.1"))
+    wait_until(lambda: daemon.total_count() == 1, what="the line after the sudo one")
+    assert [i["rule"] for i in daemon.incidents()] == ["ssh-failed"]
+    assert _metric(daemon, "tocsin_rules_loaded") == 4
+    assert daemon.stop() == 0

@@ -137,18 +137,26 @@ class KnownErrorBook:
         self._cache: dict[tuple[str, tuple[tuple[str, str], ...]], KnownError] = {}
         self.set_config(config)
 
-    def set_config(self, config: Sequence[KnownError]) -> None:
-        """Use these config entries from now on (a reload); nothing changes if one of them
-        takes the name of an API-made entry.
-        """
+    def clash(self, config: Sequence[KnownError]) -> str:
+        """Say why these config entries cannot be used ("" if they can): one of them takes
+        the name of an API-made entry. A reload asks before it changes anything."""
         for entry in config:
             made = self._api.get(entry.name)
             if made is not None:
                 place = f"{entry.where}: " if entry.where is not None else ""
-                raise KnownErrorError(
+                return (
                     f"{place}known error '{entry.name}' was already made through the API by "
                     f"{made.created_by}; rename one, or remove the API one"
                 )
+        return ""
+
+    def set_config(self, config: Sequence[KnownError]) -> None:
+        """Use these config entries from now on (a reload); nothing changes if one of them
+        takes the name of an API-made entry.
+        """
+        problem = self.clash(config)
+        if problem:
+            raise KnownErrorError(problem)
         self._config = {e.name: e for e in config}
         self._cache.clear()
 
