@@ -4,6 +4,7 @@ debounced watch on real files (inotify through watchdog)."""
 from __future__ import annotations
 
 import asyncio
+from collections.abc import Callable
 from pathlib import Path
 
 from tocsin.config import load_config
@@ -25,6 +26,15 @@ sources:
     - path: logs/*.log
 incidents: incidents.yaml
 """
+
+
+async def until(check: Callable[[], bool]) -> None:
+    """Wait up to 5 s for `check` (the watch runs in a thread of its own); the asserts after
+    it say what did not happen."""
+    for _ in range(100):
+        if check():
+            return
+        await asyncio.sleep(0.05)
 
 
 def setup(root: Path) -> Path:
@@ -99,10 +109,7 @@ async def test_the_watch_reloads_once_per_quiet_spell_and_only_for_config_files(
         for n in range(5):
             (tmp_path / "rules" / "a.yaml").write_text(f"rules: []  # {n}\n")
             await asyncio.sleep(0.05)
-        for _ in range(100):
-            if reloads:
-                break
-            await asyncio.sleep(0.05)
+        await until(lambda: bool(reloads))
         await asyncio.sleep(0.6)
         assert len(reloads) == 1
         (tmp_path / "state").mkdir()
@@ -111,10 +118,7 @@ async def test_the_watch_reloads_once_per_quiet_spell_and_only_for_config_files(
         await asyncio.sleep(0.8)
         assert len(reloads) == 1
         (tmp_path / "tokens").write_text("# rotated\n")
-        for _ in range(100):
-            if len(reloads) == 2:
-                break
-            await asyncio.sleep(0.05)
+        await until(lambda: len(reloads) == 2)
         assert len(reloads) == 2
     finally:
         task.cancel()
@@ -166,16 +170,10 @@ async def test_the_watch_takes_folders_a_reload_adds(tmp_path: Path) -> None:
     try:
         await asyncio.sleep(0.3)
         (tmp_path / "etc" / "rules" / "a.yaml").write_text("rules: []  # edited\n")
-        for _ in range(100):
-            if reloads:
-                break
-            await asyncio.sleep(0.05)
+        await until(lambda: bool(reloads))
         assert len(reloads) == 1
         (extra / "b.yaml").write_text("rules: []\n")
-        for _ in range(100):
-            if len(reloads) == 2:
-                break
-            await asyncio.sleep(0.05)
+        await until(lambda: len(reloads) == 2)
         assert len(reloads) == 2
     finally:
         task.cancel()
