@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import dataclasses
 import functools
 import json
 import math
@@ -71,6 +70,7 @@ from tocsin.reloading import (
     ConfigWatcher,
     ReloadOutcome,
     config_hash,
+    keep_running,
     kept_raw,
     raw_config,
     restart_needed,
@@ -604,29 +604,7 @@ class Daemon:
             return ReloadOutcome(False, trigger, [str(exc)])
         raw = await asyncio.to_thread(raw_config, old.path)
         later = restart_needed(self._raw_config, raw)
-        # What needs a restart keeps its running value; the rest is the new config.
-        new = dataclasses.replace(
-            loaded,
-            state_dir=old.state_dir,
-            store_path=old.store_path,
-            files=old.files,
-            queue_events=old.queue_events,
-            batch_lines=old.batch_lines,
-            log_level=old.log_level,
-            log_format=old.log_format,
-            correlation=old.correlation,
-            snmp=old.snmp,
-            mqtt_brokers=old.mqtt_brokers,
-            mqtt_subscriptions=old.mqtt_subscriptions,
-            http=dataclasses.replace(
-                loaded.http,
-                host=old.http.host,
-                port=old.http.port,
-                open_reads=old.http.open_reads,
-            ),
-            watch=old.watch,
-            watch_debounce=old.watch_debounce,
-        )
+        new = keep_running(loaded, old)  # what needs a restart keeps its running value
         kinds = action_kinds(
             brokers=list(new.mqtt_brokers),
             runbooks=new.runbooks.runbooks,

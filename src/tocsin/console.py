@@ -28,10 +28,12 @@ __all__ = [
     "block",
     "change",
     "emit",
+    "list_and_show",
     "printable",
     "run",
     "table",
     "target_options",
+    "timeline",
     "when",
 ]
 
@@ -60,6 +62,25 @@ def target_options() -> argparse.ArgumentParser:
     )
     target.add_argument("--json", action="store_true", help="print JSON even on a terminal")
     return target
+
+
+def list_and_show(
+    command: Sub,
+    target: argparse.ArgumentParser,
+    *,
+    noun: str,
+    states: Sequence[str],
+    show_help: str,
+    listing: str = "list",
+) -> argparse.ArgumentParser:
+    """Add the `list` (--state, --limit) and `show ID` commands of a kind of record; return
+    the list parser for the kind's own filters."""
+    found = command.add_parser(listing, parents=[target], help=f"list {noun}, newest first")
+    found.add_argument("--state", choices=states)
+    found.add_argument("--limit", type=int, default=100)
+    show = command.add_parser("show", parents=[target], help=show_help)
+    show.add_argument("id", type=int)
+    return found
 
 
 def _client(args: argparse.Namespace) -> ApiClient:
@@ -104,6 +125,12 @@ def table(header: Sequence[str], rows: Sequence[Sequence[str]]) -> str:
         "  ".join(cell.ljust(width) for cell, width in zip(row, widths, strict=True)).rstrip()
         for row in cells
     )
+
+
+def timeline(entries: Sequence[dict[str, Any]]) -> str:
+    """A record's timeline (incident, problem, request) as a table, oldest first."""
+    rows = [[when(e["time"]), e["kind"], e["actor"], change(e), e["note"]] for e in entries]
+    return table(["TIME", "KIND", "ACTOR", "CHANGE", "NOTE"], rows)
 
 
 def change(entry: dict[str, Any]) -> str:

@@ -179,10 +179,4 @@ def _incident_card(incident: dict[str, Any]) -> str:
         ("muted", incident["muted"] or "-"),
     ]  # fmt: skip
     card = [f"incident {incident['id']}"] + [f"  {k:<9} {v}" for k, v in fields]
-    timeline = [
-        [console.when(e["time"]), e["kind"], e["actor"], console.change(e), e["note"]]
-        for e in incident["timeline"]
-    ]
-    return "\n".join(
-        [*card, "", console.table(["TIME", "KIND", "ACTOR", "CHANGE", "NOTE"], timeline)]
-    )
+    return "\n".join([*card, "", console.timeline(incident["timeline"])])

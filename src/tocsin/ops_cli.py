@@ -55,11 +55,9 @@ def add_ops_commands(sub: console.Sub) -> None:
 def _add_runs(sub: console.Sub, target: argparse.ArgumentParser) -> None:
     runs = sub.add_parser("runs", help="remediation runs: list, show, approve or reject")
     command = runs.add_subparsers(dest="runs_command", required=True)
-    listing = command.add_parser("list", parents=[target], help="list runs, newest first")
-    listing.add_argument("--state", choices=RUN_STATES)
-    listing.add_argument("--limit", type=int, default=100)
-    show = command.add_parser("show", parents=[target], help="one run: its steps and result")
-    show.add_argument("id", type=int)
+    console.list_and_show(
+        command, target, noun="runs", states=RUN_STATES, show_help="one run: its steps and result"
+    )
     for verb in ("approve", "reject"):
         decide = command.add_parser(verb, parents=[target], help=f"{verb} a waiting run")
         decide.add_argument("id", type=int)
@@ -70,11 +68,10 @@ def _add_runs(sub: console.Sub, target: argparse.ArgumentParser) -> None:
 def _add_problems(sub: console.Sub, target: argparse.ArgumentParser) -> None:
     problems = sub.add_parser("problems", help="list, show and work problems on a daemon")
     command = problems.add_subparsers(dest="problems_command", required=True)
-    listing = command.add_parser("list", parents=[target], help="list problems, newest first")
-    listing.add_argument("--state", choices=PROBLEM_STATES)
-    listing.add_argument("--limit", type=int, default=100)
-    show = command.add_parser("show", parents=[target], help="one problem and its timeline")
-    show.add_argument("id", type=int)
+    console.list_and_show(
+        command, target, noun="problems", states=PROBLEM_STATES,
+        show_help="one problem and its timeline",
+    )  # fmt: skip
     create = command.add_parser("create", parents=[target], help="open a problem")
     create.add_argument("--title", required=True)
     create.add_argument("--service", default="")
@@ -314,19 +311,7 @@ def _problem_card(problem: dict[str, Any]) -> str:
     for heading, key in (("root cause", "root_cause"), ("workaround", "workaround")):
         text = console.block(problem[key]).strip("\n") or "-"
         card += ["", f"{heading}:", *(f"  {line}" for line in text.splitlines())]
-    timeline = [
-        [
-            console.when(e["time"]),
-            e["kind"],
-            e["actor"],
-            console.change(e),
-            console.printable(e["note"]),
-        ]
-        for e in problem["timeline"]
-    ]
-    return "\n".join(
-        [*card, "", console.table(["TIME", "KIND", "ACTOR", "CHANGE", "NOTE"], timeline)]
-    )
+    return "\n".join([*card, "", console.timeline(problem["timeline"])])
 
 
 def _known_table(known: list[dict[str, Any]]) -> str:

@@ -8,6 +8,7 @@ decide and to notice, so that it stays testable without a daemon.
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import hashlib
 import os
 from collections.abc import Awaitable, Callable, Iterable, Mapping
@@ -30,6 +31,7 @@ __all__ = [
     "ReloadOutcome",
     "config_files",
     "config_hash",
+    "keep_running",
     "kept_raw",
     "raw_config",
     "restart_needed",
@@ -88,6 +90,33 @@ def restart_needed(old: Mapping[str, Any], new: Mapping[str, Any]) -> list[str]:
     if isinstance(old_http, dict) and isinstance(new_http, dict):
         changed += [f"http.{k}" for k in _HTTP_RESTART if old_http.get(k) != new_http.get(k)]
     return changed
+
+
+def keep_running(loaded: Config, running: Config) -> Config:
+    """The new config with the running values of what needs a restart (RESTART_KEYS and
+    http's host, port and open_reads, as Config fields)."""
+    return dataclasses.replace(
+        loaded,
+        state_dir=running.state_dir,
+        store_path=running.store_path,
+        files=running.files,
+        queue_events=running.queue_events,
+        batch_lines=running.batch_lines,
+        log_level=running.log_level,
+        log_format=running.log_format,
+        correlation=running.correlation,
+        snmp=running.snmp,
+        mqtt_brokers=running.mqtt_brokers,
+        mqtt_subscriptions=running.mqtt_subscriptions,
+        http=dataclasses.replace(
+            loaded.http,
+            host=running.http.host,
+            port=running.http.port,
+            open_reads=running.http.open_reads,
+        ),
+        watch=running.watch,
+        watch_debounce=running.watch_debounce,
+    )
 
 
 def kept_raw(running: Mapping[str, Any], read: Mapping[str, Any]) -> dict[str, Any]:

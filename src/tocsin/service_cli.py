@@ -32,11 +32,10 @@ def _add_requests(sub: console.Sub, target: argparse.ArgumentParser) -> None:
     requests = sub.add_parser("requests", help="the service catalog and service requests")
     command = requests.add_subparsers(dest="requests_command", required=True)
     command.add_parser("catalog", parents=[target], help="what may be requested")
-    listing = command.add_parser("list", parents=[target], help="list requests, newest first")
-    listing.add_argument("--state", choices=REQUEST_STATES)
-    listing.add_argument("--limit", type=int, default=100)
-    show = command.add_parser("show", parents=[target], help="one request and its timeline")
-    show.add_argument("id", type=int)
+    console.list_and_show(
+        command, target, noun="requests", states=REQUEST_STATES,
+        show_help="one request and its timeline",
+    )  # fmt: skip
     submit = command.add_parser("submit", parents=[target], help="request a catalog item")
     submit.add_argument("item")
     submit.add_argument("input", nargs="*", metavar="FIELD=VALUE", help="the item's input")
@@ -50,13 +49,12 @@ def _add_requests(sub: console.Sub, target: argparse.ArgumentParser) -> None:
 def _add_access(sub: console.Sub, target: argparse.ArgumentParser) -> None:
     access = sub.add_parser("access", help="temporary access grants and their audit log")
     command = access.add_subparsers(dest="access_command", required=True)
-    grants = command.add_parser("grants", parents=[target], help="list grants, newest first")
-    grants.add_argument("--state", choices=GRANT_STATES)
+    grants = console.list_and_show(
+        command, target, noun="grants", states=GRANT_STATES, show_help="one grant",
+        listing="grants",
+    )  # fmt: skip
     grants.add_argument("--subject")
     grants.add_argument("--role")
-    grants.add_argument("--limit", type=int, default=100)
-    show = command.add_parser("show", parents=[target], help="one grant")
-    show.add_argument("id", type=int)
     ask = command.add_parser("request", parents=[target], help="ask for a role for a subject")
     ask.add_argument("role")
     ask.add_argument("subject")
@@ -241,19 +239,7 @@ def _request_card(request: dict[str, Any]) -> str:
         [console.printable(str(k)), console.printable(str(v))] for k, v in request["input"].items()
     ]
     card += ["", console.table(["FIELD", "VALUE"], data) if data else "no input"]
-    timeline = [
-        [
-            console.when(e["time"]),
-            e["kind"],
-            console.printable(e["actor"]),
-            console.change(e),
-            console.printable(e["note"]),
-        ]
-        for e in request["timeline"]
-    ]
-    return "\n".join(
-        [*card, "", console.table(["TIME", "KIND", "ACTOR", "CHANGE", "NOTE"], timeline)]
-    )
+    return "\n".join([*card, "", console.timeline(request["timeline"])])
 
 
 def _grant_table(grants: list[dict[str, Any]]) -> str:

@@ -6,13 +6,13 @@ from __future__ import annotations
 import copy
 import datetime
 import json
-import math
 import re
 import shlex
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
+from tocsin.api.silences import parse_time
 from tocsin.model import Event
 from tocsin.parsers import make_parser
 from tocsin.parsers.jsonl import level_of
@@ -102,18 +102,11 @@ def from_json(text: str, *, received: float) -> Event:
 
 
 def _moment(value: Any, what: str) -> float:
-    """Read a JSON event's time: epoch seconds, or ISO 8601 with an offset."""
-    if isinstance(value, int | float) and not isinstance(value, bool) and math.isfinite(value):
-        return float(value)
-    if isinstance(value, str):
-        try:
-            moment = datetime.datetime.fromisoformat(value)
-        except ValueError:
-            pass
-        else:
-            if moment.tzinfo is not None:
-                return moment.timestamp()
-    raise InputError(f"event key '{what}' must be epoch seconds or ISO 8601 with an offset")
+    """Read a JSON event's time as the API reads times."""
+    try:
+        return parse_time(value, f"event key '{what}'")
+    except ValueError as exc:
+        raise InputError(str(exc)) from None
 
 
 class Mibs:
